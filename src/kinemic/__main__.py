@@ -1,0 +1,5 @@
+import sys
+
+from kinemic.cli import main
+
+sys.exit(main())
