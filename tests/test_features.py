@@ -10,6 +10,7 @@ import torch
 from kinemic import features as F
 from kinemic.errors import DataError
 from kinemic.skeleton import HUMANML3D_BONE_LENGTHS, SMPL22
+from tests.synthetic import walking_clip
 
 #: scipy's gaussian_filter1d truncates at 4σ: σ = 20 frames reach 80 rows.
 SMOOTHING_REACH = int(4.0 * F.FACING_SIGMA + 0.5)
@@ -141,32 +142,13 @@ def test_round_trip_on_real_joints(humanml3d_fixture, ntu_vibe_fixture, conventi
 
 
 def test_round_trip_on_a_moving_turning_synthetic_clip():
-    joints = _walking_clip(T=120, seed=3)
+    joints = walking_clip(T=120, seed=3)
     back = F.features_to_joints(F.joints_to_features(joints))
     np.testing.assert_allclose(back, F.process_joints(joints)[:-1], atol=1e-4)
 
 
-def _walking_clip(T: int, seed: int) -> np.ndarray:
-    """A rest-pose body that walks along a curve, turns and bobs (joints (T, 22, 3))."""
-    rng = np.random.default_rng(seed)
-    offsets = F.humanml3d_offsets() * rng.uniform(0.9, 1.1)
-    rest = np.zeros((22, 3))
-    for j in range(1, 22):
-        rest[j] = rest[SMPL22.parents[j]] + offsets[j]
-    rest[:, 1] += 1.0
-    t = np.arange(T) / 20.0
-    yaw = 0.8 * np.sin(0.5 * t)
-    c, s = np.cos(yaw), np.sin(yaw)
-    rot = np.stack([np.stack([c, 0 * c, s], -1), [[0, 1, 0]] * T, np.stack([-s, 0 * c, c], -1)], 1)
-    body = np.einsum("tij,kj->tki", rot, rest)
-    body[..., 1] += 0.03 * np.sin(2 * np.pi * 2 * t)[:, None]
-    body[..., 0] += np.cumsum(np.sin(yaw) * 0.06)[:, None]
-    body[..., 2] += np.cumsum(np.cos(yaw) * 0.06)[:, None]
-    return body + rng.normal(scale=0.005, size=body.shape)
-
-
 def test_batched_forward_equals_per_clip():
-    clips = np.stack([_walking_clip(60, s) for s in range(3)])
+    clips = np.stack([walking_clip(60, s) for s in range(3)])
     batched = F.joints_to_features(clips)
     assert batched.shape == (3, 59, 263)
     for i in range(3):
@@ -174,7 +156,7 @@ def test_batched_forward_equals_per_clip():
 
 
 def test_humanml3d_convention_retargets_to_the_uniform_skeleton():
-    processed = F.process_joints(_walking_clip(40, 0))
+    processed = F.process_joints(walking_clip(40, 0))
     lengths = np.linalg.norm(processed[:, 1:] - processed[:, list(SMPL22.parents[1:])], axis=-1)
     np.testing.assert_allclose(
         lengths, np.broadcast_to(HUMANML3D_BONE_LENGTHS[1:], lengths.shape), atol=1e-9
@@ -187,7 +169,7 @@ def test_humanml3d_convention_retargets_to_the_uniform_skeleton():
 
 
 def test_joints_as_t66_are_accepted():
-    joints = _walking_clip(30, 1)
+    joints = walking_clip(30, 1)
     np.testing.assert_array_equal(
         F.joints_to_features(joints.reshape(30, 66)), F.joints_to_features(joints)
     )
@@ -221,7 +203,7 @@ def test_torch_recovery_batched_masked_and_differentiable(ntu_vibe_fixture):
 
 
 def test_mirror_features_equals_features_of_mirrored_joints():
-    joints = _walking_clip(80, 4)
+    joints = walking_clip(80, 4)
     direct = F.mirror_features(F.joints_to_features(joints, convention="ntu-vibe"))
     via_joints = F.joints_to_features(F.mirror_joints(joints), convention="ntu-vibe")
     np.testing.assert_allclose(direct, via_joints, atol=1e-5)
@@ -232,7 +214,7 @@ def test_mirror_features_equals_features_of_mirrored_joints():
 
 
 def test_mirror_joints_swaps_sides():
-    joints = _walking_clip(10, 5)
+    joints = walking_clip(10, 5)
     m = F.mirror_joints(joints)
     np.testing.assert_array_equal(m[:, 1, 0], -joints[:, 2, 0])  # l_hip ← mirrored r_hip
     np.testing.assert_array_equal(F.mirror_joints(m), joints)

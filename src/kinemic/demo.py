@@ -8,6 +8,7 @@ report) replaces it as those parts land; the stages here stay its first steps.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -15,8 +16,10 @@ import numpy as np
 
 from kinemic.errors import KinemicError
 
-#: Where the CMU trials live when the project is checked out beside ``shared/``.
-DEFAULT_BVH = Path(__file__).resolve().parents[3] / "shared" / "data" / "cmu-bvh"
+#: Where the CMU trials live: ``$KINEMIC_SHARED/data/cmu-bvh``, by default the ``shared/``
+#: folder beside the checkout.
+SHARED = Path(os.environ.get("KINEMIC_SHARED", Path(__file__).resolve().parents[3] / "shared"))
+DEFAULT_BVH = SHARED / "data" / "cmu-bvh"
 
 
 def _stage(title: str) -> float:
