@@ -30,6 +30,10 @@ EXAMPLES = {
   kinemic render out/cmu/new_joints/02_01_000.npy --out walk.gif
   kinemic render a.npy b.npy --titles real synthetic --out side_by_side.mp4
   kinemic render clip_features.npy --out sheet.png      # a contact sheet of frames""",
+    "world": """examples:
+  kinemic world out/world                     # default scale: 5,000 sequences, 12 classes
+  kinemic world out/tiny --scale tiny --seed 3
+  kinemic world out/gallery --gallery         # one GIF per primitive, to look at""",
     "info": """examples:
   kinemic info out/cmu
   kinemic info ../shared/fixtures/ntu-vibe""",
@@ -229,6 +233,51 @@ def _run_render(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------- world
+
+
+def _add_world(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "world",
+        help="generate the procedural motion world: a source corpus and a few-shot HAR target",
+        description=(
+            "Write OUT/source (HumanML3D layout: long sequences of 1-4 primitive actions with "
+            "captions, ground-truth segments in segments/<id>.json and 2-D keypoints in "
+            "visual/) and OUT/target (NTU-VIBE layout: short clips of 12 NTU RGB+D classes "
+            "under a simulated capture-system shift, default xsub split and few-shot splits "
+            "S0000 and S0001), deterministically from --seed. With --gallery, render one GIF "
+            "per primitive into OUT instead."
+        ),
+        epilog=EXAMPLES["world"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("out", type=Path, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="world seed (0)")
+    p.add_argument(
+        "--scale",
+        choices=["tiny", "small", "default"],
+        default="default",
+        help="tiny: seconds, for tests; small: ~500 sequences; default: 5,000 sequences",
+    )
+    p.add_argument("--gallery", action="store_true", help="render every primitive to OUT/*.gif")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing world in OUT")
+    p.add_argument("--workers", type=int, help="processes (default: up to 2; same output)")
+
+
+def _run_world(args: argparse.Namespace) -> int:
+    from kinemic.world.generate import generate_world, render_gallery
+
+    if args.gallery:
+        paths = render_gallery(args.out, seed=args.seed)
+        print(f"wrote {len(paths)} GIFs to {args.out}")
+        return 0
+    summary = generate_world(
+        args.out, seed=args.seed, scale=args.scale, overwrite=args.overwrite, workers=args.workers
+    )
+    print(summary.table())
+    return 0
+
+
 # --------------------------------------------------------------------------------------- demo
 
 
@@ -263,6 +312,7 @@ VERBS: dict[str, tuple[Callable, Callable]] = {
     "validate": (_add_validate, _run_validate),
     "info": (_add_info, _run_info),
     "split": (_add_split, _run_split),
+    "world": (_add_world, _run_world),
     "render": (_add_render, _run_render),
 }
 
@@ -292,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"kinemic {args.verb}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

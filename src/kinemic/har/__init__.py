@@ -1,0 +1,1 @@
+"""Skeleton action classifiers and the HAR evaluation protocol."""

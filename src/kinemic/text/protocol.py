@@ -1,0 +1,57 @@
+"""What every text encoder is: ``encode(texts) -> (N, dim)`` float32 CPU tensor, ``dim``, ``name``.
+
+``name`` is a stable id ("minilm-l6-v2", "clip-vit-b32", "hash-64"): checkpoints store it and the
+disk cache keys embeddings by it, so two encoders share a name only when they give the same
+embeddings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """A frozen sentence encoder. ``encode`` returns (N, dim) float32 on the CPU, row i for
+    ``texts[i]``; an empty list gives (0, dim)."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: list[str]) -> torch.Tensor: ...
+
+
+def check_texts(texts: Sequence[str]) -> list[str]:
+    """``texts`` as a list, or a ``TypeError`` that says which item is not a string."""
+    if isinstance(texts, str | bytes):
+        raise TypeError(
+            f"encode takes a list of strings, not a single {type(texts).__name__}: "
+            f"write encode([text]) for one text ({texts[:40]!r})"
+        )
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise TypeError(f"encode takes a list of strings, got {type(texts).__name__}") from None
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(
+                f"encode takes a list of strings, but item {i} is a {type(text).__name__} "
+                f"({text!r:.60}); convert captions to str first"
+            )
+    return texts
+
+
+def default_cache_dir() -> Path:
+    """Where embeddings are cached when no folder is given: ``$KINEMIC_CACHE/text`` when
+    ``KINEMIC_CACHE`` is set, else ``$XDG_CACHE_HOME/kinemic/text`` (``~/.cache/kinemic/text``)."""
+    root = os.environ.get("KINEMIC_CACHE")
+    if root:
+        return Path(root).expanduser() / "text"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "kinemic" / "text"
