@@ -1,0 +1,19 @@
+"""The motion diffusion prior: denoiser (nn.Module), noise schedule (math) and samplers
+(pure functions) are three separate things; ``mdm_import`` reads official MDM checkpoints."""
+
+from kinemic.diffusion.denoiser import LORA_TARGET_MODULES, Denoiser, DenoiserConfig
+from kinemic.diffusion.mdm_import import from_mdm_checkpoint, to_mdm_state_dict
+from kinemic.diffusion.sampling import guided_x0, lengths_to_mask, sample
+from kinemic.diffusion.schedule import NoiseSchedule
+
+__all__ = [
+    "LORA_TARGET_MODULES",
+    "Denoiser",
+    "DenoiserConfig",
+    "NoiseSchedule",
+    "from_mdm_checkpoint",
+    "guided_x0",
+    "lengths_to_mask",
+    "sample",
+    "to_mdm_state_dict",
+]
