@@ -1,0 +1,248 @@
+"""Motion corpora for training: HumanML3D-layout sources held in memory, and seeded batches.
+
+A :class:`MotionCorpus` reads one or more HumanML3D-layout folders (each folder's ``train``
+split when it has one, else every clip) into one float32 array, with each clip's captions. Clip
+lengths follow HumanML3D's loader (``../shared/SPEC.md`` §2): clips with fewer than
+``min_frames`` feature rows are skipped (and counted); longer clips are kept whole and cropped
+when drawn, so a long mocap trial contributes a different window each time.
+
+A caption with a span (``caption#tokens#start#end``) describes only rows
+``[int(start * 20), int(end * 20))`` of its clip, as in HumanML3D's loaders; drawing that caption
+crops to the span. Spans shorter than ``min_frames`` rows are dropped (and counted).
+
+Batches are a pure function of a :class:`numpy.random.Generator` (:func:`draw_batch`): a
+training loop seeds one per step from ``(seed, step)``, so resuming never replays a loader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from kinemic.errors import DataError, KinemicError
+from kinemic.io.humanml3d import FEATURE_DIM, HumanML3DDataset
+
+FPS = 20.0
+#: Cropped lengths are a multiple of this (HumanML3D's ``unit_length``).
+UNIT_LENGTH = 4
+#: Caption index of a clip drawn without a caption (trained unconditionally).
+NO_CAPTION = -1
+
+
+@dataclass
+class MotionCorpus:
+    """Clips of one or more HumanML3D-layout sources, concatenated in memory.
+
+    ``features`` (N, 263) float32 holds every clip's raw (not normalised) feature rows; clip
+    ``i`` is ``features[offsets[i]:offsets[i + 1]]``. ``captions`` are the distinct caption texts;
+    ``clip_captions[i]`` is a (K, 3) int64 array of (caption index, first row, end row) per
+    caption of clip ``i`` (K = 0 for an uncaptioned clip).
+    """
+
+    features: np.ndarray
+    offsets: np.ndarray
+    clip_ids: list[str]
+    sources: list[Path]
+    captions: list[str]
+    clip_captions: list[np.ndarray]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls,
+        sources: Sequence[str | Path],
+        *,
+        split: str | None = "train",
+        min_frames: int = 40,
+        allow_uncaptioned: bool = False,
+        progress: bool = True,
+    ) -> MotionCorpus:
+        """Read every source's ``split`` (all clips where the source has no ``<split>.txt``,
+        or when ``split`` is None).
+
+        Raises ``DataError`` for a folder that is not a HumanML3D layout, unreadable or
+        non-finite features, malformed caption files, a source without usable clips, and clips
+        without captions unless ``allow_uncaptioned`` (those are then trained unconditionally).
+        """
+        if not sources:
+            raise KinemicError("no training sources given: pass at least one HumanML3D folder")
+        if min_frames < UNIT_LENGTH:
+            raise KinemicError(f"min_frames must be at least {UNIT_LENGTH}, got {min_frames}")
+        chunks: list[np.ndarray] = []
+        clip_ids: list[str] = []
+        clip_caps: list[np.ndarray] = []
+        caption_index: dict[str, int] = {}
+        skipped: dict[str, int] = {}
+        uncaptioned: list[Path] = []
+        roots = [Path(s) for s in sources]
+        for n, root in enumerate(roots):
+            ds = HumanML3DDataset(root)
+            ids = ds.split(split) if split and (root / f"{split}.txt").is_file() else ds.ids()
+            if not ids:
+                raise DataError(root / "new_joint_vecs", "no clips: expected <id>.npy features")
+            kept = 0
+            for clip_id in tqdm(ids, desc=f"reading {root.name}", disable=not progress or None):
+                feats = ds.features(clip_id)
+                if not np.isfinite(feats).all():
+                    raise DataError(
+                        root / "new_joint_vecs" / f"{clip_id}.npy",
+                        "features hold NaN or inf; fix or remove the clip",
+                    )
+                if len(feats) < min_frames:
+                    skipped["shorter than min_frames"] = (
+                        skipped.get("shorter than min_frames", 0) + 1
+                    )
+                    continue
+                rows = []
+                if (root / "texts" / f"{clip_id}.txt").is_file():
+                    for cap in ds.captions(clip_id):
+                        start, end = 0, len(feats)
+                        if not cap.whole_clip:
+                            start, end = int(cap.start * FPS), min(int(cap.end * FPS), len(feats))
+                            if end - start < min_frames:
+                                skipped["caption span shorter than min_frames"] = (
+                                    skipped.get("caption span shorter than min_frames", 0) + 1
+                                )
+                                continue
+                        idx = caption_index.setdefault(cap.text, len(caption_index))
+                        rows.append((idx, start, end))
+                if not rows:
+                    uncaptioned.append(root / "texts" / f"{clip_id}.txt")
+                chunks.append(feats)
+                clip_ids.append(f"{n}:{clip_id}")
+                clip_caps.append(np.asarray(rows, dtype=np.int64).reshape(-1, 3))
+                kept += 1
+            if kept == 0:
+                raise DataError(
+                    root,
+                    f"no usable clips: all {len(ids)} clips have fewer than {min_frames} feature "
+                    "rows (lower min_frames or check the source)",
+                )
+        if uncaptioned and not allow_uncaptioned:
+            shown = "\n  ".join(str(p) for p in uncaptioned[:5])
+            raise DataError(
+                uncaptioned[0].parent,
+                f"{len(uncaptioned)} clips have no usable caption (missing texts/<id>.txt, or "
+                f"only caption spans shorter than {min_frames} rows), e.g.\n  {shown}\n"
+                "add captions, or pass allow_uncaptioned=True (--allow-uncaptioned) to train "
+                "those clips without text (as the classifier-free, unconditional branch)",
+            )
+        if uncaptioned:
+            skipped["uncaptioned (trained without text)"] = len(uncaptioned)
+        lengths = np.array([len(c) for c in chunks], dtype=np.int64)
+        return cls(
+            features=np.concatenate(chunks).astype(np.float32, copy=False),
+            offsets=np.concatenate([[0], np.cumsum(lengths)]),
+            clip_ids=clip_ids,
+            sources=roots,
+            captions=list(caption_index),
+            clip_captions=clip_caps,
+            skipped=skipped,
+        )
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(C,) feature rows per clip."""
+        return np.diff(self.offsets)
+
+    def clip(self, i: int) -> np.ndarray:
+        """Raw features (T, 263) of clip ``i`` (a view)."""
+        return self.features[self.offsets[i] : self.offsets[i + 1]]
+
+    def fit_normalizer(self, *, eps: float = 1e-8):
+        """A :class:`kinemic.features.Normalizer` over every frame of every clip (so clips weigh
+        by their length), computed in two float64 passes over chunks (no full float64 copy)."""
+        from kinemic.features import Normalizer
+
+        n, chunk = len(self.features), 1 << 18
+        total = np.zeros(FEATURE_DIM)
+        for a in range(0, n, chunk):
+            total += self.features[a : a + chunk].sum(0, dtype=np.float64)
+        mean = total / n
+        sq = np.zeros(FEATURE_DIM)
+        for a in range(0, n, chunk):
+            sq += ((self.features[a : a + chunk].astype(np.float64) - mean) ** 2).sum(0)
+        std = Normalizer.group_std(np.sqrt(sq / n))
+        return Normalizer(mean, np.maximum(std, eps))
+
+    def summary(self) -> str:
+        """One line: clips, frames, minutes, captions and what was skipped."""
+        minutes = len(self.features) / FPS / 60
+        text = (
+            f"{len(self)} clips ({len(self.features)} frames, {minutes:.1f} min at 20 fps) from "
+            f"{len(self.sources)} source(s), {len(self.captions)} distinct captions"
+        )
+        if self.skipped:
+            text += "; skipped: " + ", ".join(f"{v} {k}" for k, v in self.skipped.items())
+        return text
+
+
+@dataclass
+class MotionBatch:
+    """A padded batch. Padding follows the valid frames of each row.
+
+    features (B, T, 263) float32, normalised when a normaliser was given, zeros where padded;
+    mask (B, T) bool, True = valid frame; lengths (B,) int64; caption (B,) int64 index into
+    ``MotionCorpus.captions`` or ``NO_CAPTION``; clip (B,) int64 clip indices.
+    """
+
+    features: torch.Tensor
+    mask: torch.Tensor
+    lengths: torch.Tensor
+    caption: torch.Tensor
+    clip: torch.Tensor
+
+
+def draw_batch(
+    corpus: MotionCorpus,
+    rng: np.random.Generator,
+    batch_size: int,
+    *,
+    max_frames: int = 196,
+    normalizer=None,
+) -> MotionBatch:
+    """Draw ``batch_size`` clips uniformly (with replacement), one random caption each, and a
+    random crop: the caption's span (the whole clip for whole-clip captions), shortened to at
+    most ``max_frames`` rows and to a multiple of 4, at a random offset. Padded to the longest
+    crop of the batch. Everything random comes from ``rng``."""
+    if max_frames < UNIT_LENGTH:
+        raise KinemicError(f"max_frames must be at least {UNIT_LENGTH}, got {max_frames}")
+    clips = rng.integers(0, len(corpus), size=batch_size)
+    spans, caps = [], []
+    for c in clips:
+        table = corpus.clip_captions[c]
+        if len(table):
+            idx, start, end = table[rng.integers(0, len(table))]
+        else:
+            idx, start, end = NO_CAPTION, 0, corpus.offsets[c + 1] - corpus.offsets[c]
+        length = min(end - start, max_frames) // UNIT_LENGTH * UNIT_LENGTH
+        first = corpus.offsets[c] + start + rng.integers(0, end - start - length + 1)
+        spans.append((first, length))
+        caps.append(idx)
+    longest = max(length for _, length in spans)
+    out = np.zeros((batch_size, longest, FEATURE_DIM), dtype=np.float32)
+    mask = np.zeros((batch_size, longest), dtype=bool)
+    for b, (first, length) in enumerate(spans):
+        rows = corpus.features[first : first + length]
+        out[b, :length] = rows if normalizer is None else normalizer.normalize(rows)
+        mask[b, :length] = True
+    return MotionBatch(
+        features=torch.from_numpy(out),
+        mask=torch.from_numpy(mask),
+        lengths=torch.tensor([length for _, length in spans], dtype=torch.int64),
+        caption=torch.tensor(caps, dtype=torch.int64),
+        clip=torch.from_numpy(clips.astype(np.int64)),
+    )
+
+
+def step_rng(seed: int, step: int, *stream: int) -> np.random.Generator:
+    """The generator of training step ``step``: a pure function of ``(seed, step, *stream)``."""
+    return np.random.default_rng([seed, step, *stream])

@@ -1,0 +1,246 @@
+"""Pretraining the text-to-motion prior on HumanML3D-layout corpora (``kinemic pretrain``).
+
+The objective (``../shared/SPEC.md`` §4): draw a clip and one of its captions, crop, normalise
+with the corpus statistics, diffuse to a uniform random timestep t with the cosine schedule,
+and regress the clean sample x0 with a masked MSE (MDM's ``masked_l2``: mean over each clip's
+valid frames and features, then over the batch). The caption's embedding conditions the
+denoiser, which drops it with ``cond_drop_prob`` for classifier-free guidance.
+
+Every random draw of a step (clips, captions, crops, t, noise) comes from ``(seed, step)``; the
+global batch is drawn once and each process takes its slice, so the data a step sees does not
+depend on the number of processes, and a resumed run sees what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from kinemic.data import MotionCorpus, draw_batch, step_rng
+from kinemic.errors import KinemicError
+
+ENCODE_CHUNK = 512
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MDM's masked L2: pred, target (B, T, F), mask (B, T) bool -> scalar. Each clip's mean
+    over its valid entries, averaged over the batch (so clips weigh equally whatever their
+    length)."""
+    m = mask[..., None].to(pred.dtype)  # (B, T, 1)
+    per_clip = ((pred.float() - target.float()) ** 2 * m).sum((1, 2))  # (B,)
+    return (per_clip / (m.sum((1, 2)) * pred.shape[-1]).clamp(min=1)).mean()
+
+
+def encode_captions(encoder, captions: Sequence[str], *, progress: bool = True) -> torch.Tensor:
+    """Embeddings (N, dim) float32 on the CPU of every caption, in chunks with a progress bar."""
+    out = [torch.zeros(0, encoder.dim)]
+    chunks = range(0, len(captions), ENCODE_CHUNK)
+    for a in tqdm(chunks, desc="encoding captions", disable=not progress or None):
+        out.append(encoder.encode(list(captions[a : a + ENCODE_CHUNK])).detach().float().cpu())
+    return torch.cat(out)
+
+
+@dataclass
+class PretrainTask:
+    """The pretraining objective as a ``kinemic.training.TrainTask``."""
+
+    corpus: MotionCorpus
+    normalizer: Any  # kinemic.features.Normalizer
+    text_embeddings: torch.Tensor  # (num captions, E) CPU float32
+    schedule: Any  # kinemic.diffusion.NoiseSchedule
+    batch_size: int  # global, over all processes
+    seed: int = 0
+    max_frames: int = 196
+    prior_info: dict[str, Any] | None = None  # save_prior arguments besides the weights
+
+    def batch(self, step: int, *, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
+        if self.batch_size % world_size:
+            raise KinemicError(
+                f"batch size {self.batch_size} is not divisible by the {world_size} processes"
+            )
+        rng = step_rng(self.seed, step)
+        b = draw_batch(
+            self.corpus,
+            rng,
+            self.batch_size,
+            max_frames=self.max_frames,
+            normalizer=self.normalizer,
+        )
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        t = torch.randint(0, self.schedule.num_steps, (self.batch_size,), generator=gen)
+        noise = torch.randn(b.features.shape, generator=gen)
+        per = self.batch_size // world_size
+        rows = slice(rank * per, (rank + 1) * per)
+        longest = int(b.lengths[rows].max())  # pad only to this process's longest clip
+        caption = b.caption[rows]
+        return {
+            "x0": b.features[rows, :longest],
+            "mask": b.mask[rows, :longest],
+            "noise": noise[rows, :longest],
+            "t": t[rows],
+            "text": self.text_embeddings[caption.clamp(min=0)],
+            "uncond": caption < 0,
+        }
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        xt = self.schedule.q_sample(batch["x0"], batch["t"], batch["noise"])
+        x0 = model(xt, batch["t"], text=batch["text"], mask=batch["mask"], uncond=batch["uncond"])
+        return masked_mse(x0, batch["x0"], batch["mask"])
+
+    def export(self, folder: Path, model: nn.Module, ema: nn.Module | None, *, step: int) -> None:
+        from kinemic.prior import save_prior
+
+        info = dict(self.prior_info or {})
+        extra = {**info.pop("extra", {}), "step": step}
+        save_prior(folder, denoiser=model, ema=ema, normalizer=self.normalizer, extra=extra, **info)
+
+
+def pretrain(
+    sources: Sequence[str | Path],
+    out: str | Path,
+    *,
+    preset: Literal["tiny", "mdm"] = "tiny",
+    model_overrides: dict[str, Any] | None = None,
+    steps: int = 100_000,
+    batch_size: int = 64,
+    lr: float = 1e-4,
+    weight_decay: float = 0.0,
+    warmup_steps: int = 0,
+    grad_clip: float | None = 1.0,
+    ema: float | None = 0.999,
+    text_encoder: str = "minilm",
+    text_cache: str | Path | None = None,
+    num_diffusion_steps: int = 50,
+    seed: int = 0,
+    mixed_precision: Literal["no", "bf16"] = "no",
+    cpu: bool = False,
+    checkpoint_every: int = 1000,
+    keep_checkpoints: int = 3,
+    log_every: int = 50,
+    resume: str | Path | None = None,
+    max_frames: int = 196,
+    min_frames: int = 40,
+    split: str | None = "train",
+    allow_uncaptioned: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Pretrain a text-to-motion diffusion prior on HumanML3D-layout corpora.
+
+    Reads every SOURCE folder (its ``train`` split when it has ``train.txt``, else all clips;
+    clips shorter than ``min_frames`` feature rows are skipped and counted), embeds each distinct
+    caption once with ``text_encoder``, fits the feature mean/std over all frames, and trains
+    the ``preset`` denoiser (``tiny``: 0.7 M parameters, for CPUs; ``mdm``: the official 17.9 M
+    MDM size) to predict x0 with a masked MSE at uniform random timesteps of a cosine schedule
+    of ``num_diffusion_steps``. Each step draws ``batch_size`` clips (global over processes),
+    a random caption of each (a caption with a #start#end span crops to its span) and a random
+    crop of at most ``max_frames`` rows, a multiple of 4.
+
+    Writes the run folder OUT: ``checkpoints/step-N/`` every ``checkpoint_every`` steps (each a
+    prior folder usable by ``kinemic sample``, plus the state to resume), ``latest``, and
+    TensorBoard logs in ``logs/``. ``resume`` continues a run (the same folder as OUT, or a
+    checkpoint in it) exactly where it stopped: same weights, optimiser, EMA and random state;
+    its settings must match. Clips without captions are an error unless
+    ``allow_uncaptioned``, which trains them without text (the unconditional branch).
+
+    Runs on one CPU or GPU as a plain command, or on several processes or GPUs under
+    ``accelerate launch`` (bf16 with ``mixed_precision="bf16"``; ``cpu`` forces the CPU).
+    Returns OUT.
+    """
+    from accelerate import PartialState
+
+    from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule
+    from kinemic.text import encoder_spec, get_text_encoder
+    from kinemic.training import TrainConfig, train
+
+    out = Path(out)
+    config = TrainConfig(
+        steps=steps, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
+        grad_clip=grad_clip, ema=ema, seed=seed, mixed_precision=mixed_precision, cpu=cpu,
+        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
+        log_every=log_every, progress=progress,
+    )  # fmt: skip
+    if batch_size < 1 or num_diffusion_steps < 1:
+        raise KinemicError(
+            f"batch_size and num_diffusion_steps must be >= 1 ({batch_size}, {num_diffusion_steps})"
+        )
+    if max_frames < min_frames:
+        raise KinemicError(f"max_frames ({max_frames}) must be at least min_frames ({min_frames})")
+    if resume is None and (out / "latest").exists():  # fail before reading the data
+        raise KinemicError(
+            f"{out} already holds a training run; pass --resume {out} to continue it, or "
+            "choose another output folder"
+        )
+    corpus = MotionCorpus.load(
+        sources, split=split, min_frames=min_frames, allow_uncaptioned=allow_uncaptioned,
+        progress=progress,
+    )  # fmt: skip
+    # Processes share the accelerate state; the main one encodes first so a disk cache is
+    # filled once and read by the others.
+    state = PartialState(cpu=cpu)
+    with state.main_process_first():
+        encoder = get_text_encoder(
+            text_encoder, cache_dir=None if text_cache is None else Path(text_cache)
+        )
+        embeddings = encode_captions(
+            encoder, corpus.captions, progress=progress and state.is_main_process
+        )
+    overrides = dict(model_overrides or {})
+    if overrides.get("text_dim", encoder.dim) != encoder.dim:
+        raise KinemicError(
+            f"model override text_dim={overrides['text_dim']} does not match the text encoder "
+            f"{text_encoder!r}, whose embeddings have {encoder.dim} dims"
+        )
+    overrides["text_dim"] = encoder.dim
+    try:
+        dcfg = DenoiserConfig.preset(preset, **overrides)
+    except (TypeError, ValueError) as e:
+        raise KinemicError(f"model settings: {e}") from None
+    if max_frames + 1 > dcfg.max_len:
+        raise KinemicError(
+            f"max_frames {max_frames} exceeds the denoiser's max_len {dcfg.max_len} - 1"
+        )
+    torch.manual_seed(seed)  # the initial weights, then dropout (saved and restored on resume)
+    model = Denoiser(dcfg)
+    normalizer = corpus.fit_normalizer()
+    data = {
+        "sources": [str(Path(s).resolve()) for s in sources],
+        "split": split, "min_frames": min_frames, "max_frames": max_frames,
+        "allow_uncaptioned": allow_uncaptioned,
+    }  # fmt: skip
+    hyper = {
+        "preset": preset, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+        "warmup_steps": warmup_steps, "grad_clip": grad_clip, "ema": ema, "seed": seed,
+        "mixed_precision": mixed_precision, "num_diffusion_steps": num_diffusion_steps,
+        "text_encoder": text_encoder,
+    }  # fmt: skip
+    fingerprint = {**data, **hyper, "denoiser": dcfg.to_dict()}
+    extra = {
+        **data, **hyper, "steps": steps, "corpus": corpus.summary(), "clips": len(corpus),
+        "frames": len(corpus.features), "captions": len(corpus.captions),
+    }  # fmt: skip
+    task = PretrainTask(
+        corpus=corpus,
+        normalizer=normalizer,
+        text_embeddings=embeddings,
+        schedule=NoiseSchedule(num_diffusion_steps),
+        batch_size=batch_size,
+        seed=seed,
+        max_frames=max_frames,
+        prior_info=dict(
+            num_steps=num_diffusion_steps, text_encoder=encoder_spec(encoder),
+            max_frames=max_frames, extra=extra,
+        ),
+    )  # fmt: skip
+    if progress and state.is_main_process:
+        tqdm.write(f"pretraining on {corpus.summary()}; {model.num_parameters():,} parameters")
+    train(
+        model, task, out, config, fingerprint=fingerprint, resume=resume,
+        hparams={**hyper, "clips": len(corpus)},
+    )  # fmt: skip
+    return out

@@ -1,0 +1,255 @@
+"""Prior folders: a text-to-motion denoiser with everything needed to use it, and nothing else.
+
+A prior folder (written by :func:`save_prior`; every training checkpoint is one)::
+
+    config.json             format, denoiser config, schedule steps, text encoder (name, id, dim),
+                            max frames, which weights each file holds, training settings
+    model.safetensors       the weights to sample with (the EMA weights when training kept one)
+    model_raw.safetensors   the raw training weights (only when model.safetensors holds an EMA)
+    normalizer.npz          the feature mean/std the model was trained with
+
+:func:`load_prior` needs that folder alone (or a training run folder, whose ``latest``
+checkpoint it loads) — never the training data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule, from_mdm_checkpoint
+from kinemic.errors import KinemicError
+from kinemic.features import Normalizer
+from kinemic.io.atomic import write_bytes, write_text
+
+__all__ = [
+    "Prior",
+    "from_mdm_checkpoint",
+    "import_mdm",
+    "load_prior",
+    "resolve_prior_folder",
+    "save_prior",
+]
+
+FORMAT = "kinemic-prior"
+VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+RAW_WEIGHTS_FILE = "model_raw.safetensors"
+NORMALIZER_FILE = "normalizer.npz"
+DEFAULT_MAX_FRAMES = 196
+
+
+@dataclass
+class Prior:
+    """A loaded prior: denoiser (in eval mode), schedule, normaliser and its text encoder.
+
+    ``text_encoder`` is the encoder's name for ``kinemic.text.get_text_encoder`` (None: no
+    text); ``text_spec`` its full description for ``kinemic.text.encoder_from_spec``;
+    ``config`` is the whole ``config.json``.
+    """
+
+    denoiser: Denoiser
+    schedule: NoiseSchedule
+    normalizer: Normalizer
+    text_encoder: str | None
+    config: dict[str, Any]
+    path: Path
+    weights: Literal["ema", "raw"] = "ema"
+    action_names: list[str] = field(default_factory=list)
+    text_spec: dict[str, Any] | None = None
+
+    @property
+    def max_frames(self) -> int:
+        """The longest clip (feature rows) the model was trained on."""
+        return int(self.config.get("max_frames", DEFAULT_MAX_FRAMES))
+
+    @property
+    def text_dim(self) -> int | None:
+        return self.denoiser.config.text_dim
+
+
+def _state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in module.state_dict().items()
+    }
+
+
+def save_prior(
+    folder: str | Path,
+    *,
+    denoiser: Denoiser,
+    normalizer: Normalizer,
+    num_steps: int,
+    text_encoder: str | dict[str, Any] | None,
+    ema: Denoiser | None = None,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+    action_names: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a prior folder (see the module docstring); each file is written atomically and
+    ``config.json`` last. With ``ema`` given, ``model.safetensors`` holds the EMA weights and
+    ``model_raw.safetensors`` the raw ``denoiser``'s. ``extra`` (JSON-able) is stored under
+    ``"training"`` (data sources, hyper-parameters, step). ``text_encoder`` is a name for
+    ``kinemic.text.get_text_encoder`` or a spec from ``kinemic.text.encoder_spec`` (None for a
+    denoiser without text). Returns ``folder``."""
+    from safetensors.torch import save as st_save
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = denoiser.config
+    if (text_encoder is None) != (cfg.text_dim is None):
+        raise KinemicError(
+            f"save_prior: text encoder {text_encoder!r} for a denoiser with text_dim={cfg.text_dim}"
+        )
+    text_spec = None
+    if text_encoder is not None:
+        text_spec = {"name": text_encoder} if isinstance(text_encoder, str) else dict(text_encoder)
+        text_spec.setdefault("dim", cfg.text_dim)
+        if text_spec["dim"] != cfg.text_dim:
+            raise KinemicError(
+                f"save_prior: text encoder {text_spec['name']!r} gives {text_spec['dim']}-d "
+                f"embeddings, the denoiser takes {cfg.text_dim}-d"
+            )
+    meta = {"format": FORMAT, "version": str(VERSION)}
+    files = {WEIGHTS_FILE: "ema" if ema is not None else "raw"}
+    write_bytes(
+        folder / WEIGHTS_FILE, st_save(_state_dict(ema if ema is not None else denoiser), meta)
+    )
+    if ema is not None:
+        write_bytes(folder / RAW_WEIGHTS_FILE, st_save(_state_dict(denoiser), meta))
+        files[RAW_WEIGHTS_FILE] = "raw"
+    normalizer.save(folder / NORMALIZER_FILE)
+    config = {
+        "format": FORMAT,
+        "version": VERSION,
+        "denoiser": cfg.to_dict(),
+        "schedule": {"kind": "cosine", "num_steps": int(num_steps)},
+        "text_encoder": text_spec,
+        "max_frames": int(max_frames),
+        "fps": 20,
+        "actions": list(action_names or []),
+        "weights": files,
+        "normalizer": NORMALIZER_FILE,
+        "training": extra or {},
+    }
+    write_text(folder / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+    return folder
+
+
+def resolve_prior_folder(path: str | Path) -> Path:
+    """The prior folder of ``path``: itself, or a training run's ``latest`` checkpoint."""
+    path = Path(path)
+    if not path.exists():
+        raise KinemicError(f"{path}: no such folder; expected a prior or training run folder")
+    if not (path / CONFIG_FILE).is_file() and (path / "latest").is_file():
+        from kinemic.training import resolve_checkpoint
+
+        return resolve_checkpoint(path)
+    return path
+
+
+def load_prior(
+    run: str | Path,
+    *,
+    weights: Literal["ema", "raw"] = "ema",
+    device: str | torch.device = "cpu",
+) -> Prior:
+    """Load a prior folder, or a training run folder (its ``latest`` checkpoint).
+
+    ``weights="ema"`` takes ``model.safetensors`` (the EMA weights when training kept one);
+    ``"raw"`` the raw training weights. The denoiser comes back in eval mode on ``device``.
+    Raises ``KinemicError`` naming every missing file of an incomplete folder.
+    """
+    from safetensors.torch import load_file
+
+    folder = resolve_prior_folder(run)
+    missing = [
+        n for n in (CONFIG_FILE, WEIGHTS_FILE, NORMALIZER_FILE) if not (folder / n).is_file()
+    ]
+    if missing:
+        raise KinemicError(
+            f"{folder}: incomplete prior folder, missing {', '.join(missing)}; a prior folder "
+            f"holds {CONFIG_FILE}, {WEIGHTS_FILE} and {NORMALIZER_FILE} (written by kinemic "
+            "pretrain or kinemic import-mdm)"
+        )
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise KinemicError(f"{folder / CONFIG_FILE}: not valid JSON ({e})") from None
+    if config.get("format") != FORMAT:
+        raise KinemicError(
+            f"{folder / CONFIG_FILE}: not a kinemic prior config (format {config.get('format')!r}, "
+            f"expected {FORMAT!r})"
+        )
+    if weights not in ("ema", "raw"):
+        raise KinemicError(f"weights must be 'ema' or 'raw', found {weights!r}")
+    file = WEIGHTS_FILE
+    if weights == "raw" and config["weights"].get(WEIGHTS_FILE) == "ema":
+        file = RAW_WEIGHTS_FILE
+        if not (folder / file).is_file():
+            raise KinemicError(f"{folder}: incomplete prior folder, missing {file} (raw weights)")
+    try:
+        dcfg = DenoiserConfig.from_dict(config["denoiser"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise KinemicError(f"{folder / CONFIG_FILE}: bad denoiser config ({e})") from None
+    denoiser = Denoiser(dcfg)
+    state = load_file(folder / file)
+    result = denoiser.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise KinemicError(
+            f"{folder / file}: weights do not fit the config: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}"
+        )
+    denoiser.to(device).eval()
+    text = config.get("text_encoder")
+    return Prior(
+        denoiser=denoiser,
+        schedule=NoiseSchedule(int(config["schedule"]["num_steps"])),
+        normalizer=Normalizer.load(folder / NORMALIZER_FILE),
+        text_encoder=None if text is None else text["name"],
+        config=config,
+        path=folder,
+        weights="ema" if config["weights"].get(file) == "ema" else "raw",
+        action_names=list(config.get("actions", [])),
+        text_spec=text,
+    )
+
+
+def import_mdm(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    mean_std: str | Path,
+    num_heads: int = 4,
+    num_steps: int = 50,
+    text_encoder: str | dict[str, Any] | None = "clip",
+    trust_pickle: bool = False,
+) -> Path:
+    """Turn an official MDM checkpoint (``model*.pt``) into a prior folder OUT.
+
+    ``mean_std`` is the HumanML3D folder holding the ``Mean.npy``/``Std.npy`` the model was
+    trained with (or a ``normalizer.npz``); MDM's text tower is CLIP ViT-B/32 (``"clip"``).
+    ``num_steps`` is the diffusion steps it was trained with (50 for the official fast prior).
+    ``trust_pickle`` allows full unpickling of a checkpoint that plain tensor loading refuses.
+    Returns OUT.
+    """
+    try:
+        denoiser = from_mdm_checkpoint(checkpoint, num_heads, trust_pickle=trust_pickle)
+    except (ValueError, FileNotFoundError) as e:
+        raise KinemicError(f"cannot import {checkpoint}: {e}") from None
+    if denoiser.config.text_dim is None:
+        text_encoder = None
+    return save_prior(
+        out,
+        denoiser=denoiser,
+        normalizer=Normalizer.load(mean_std),
+        num_steps=num_steps,
+        text_encoder=text_encoder,
+        extra={"imported_from": str(Path(checkpoint).resolve()), "format": "mdm"},
+    )

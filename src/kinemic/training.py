@@ -1,0 +1,354 @@
+"""The training loop: one loop for pretraining, fine-tuning and classifier training.
+
+What varies lives in a :class:`TrainTask` (draw a batch, compute a loss, export a model
+folder); what does not lives here: HF accelerate process setup (one CPU, several CPU processes
+with gloo via ``accelerate launch``, one or many GPUs, bf16 autocast), AdamW with a linear
+warm-up, gradient clipping, an optional EMA of the weights, TensorBoard logging, a progress
+bar, periodic checkpoints and exact resume.
+
+A run folder::
+
+    RUN/latest                          the newest checkpoint: "checkpoints/step-00001000"
+    RUN/checkpoints/step-00001000/      what TrainTask.export writes (a usable model folder) plus
+        trainer.json                    step, settings, fingerprint, logged losses, measured steps/s
+        state/                          accelerator.save_state: raw weights, optimiser, RNG states
+                                        of python/numpy/torch per process, the EMA
+    RUN/logs/                           TensorBoard events
+
+Every checkpoint is written into a temp folder and renamed into place, then ``latest`` is
+replaced atomically; the newest ``keep_checkpoints`` are kept.
+
+Exact resume: batches must be a pure function of ``(seed, step, rank)`` (the task draws them
+from ``step``), the learning rate is a pure function of the step, and ``state/`` restores
+the weights, optimiser, EMA and the torch RNG (dropout). On one CPU process, training N steps
+and training N/2, stopping, and resuming for N/2 more give identical weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from kinemic.errors import KinemicError
+from kinemic.io.atomic import write_text
+
+LATEST = "latest"
+TRAINER_FILE = "trainer.json"
+STATE_DIR = "state"
+#: Files a checkpoint needs to resume from (the EMA file only when EMA is on).
+STATE_FILES = ("model.safetensors", "optimizer.bin")
+EMA_FILE = "custom_checkpoint_0.pkl"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by every training task."""
+
+    steps: int
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0  # None: no clipping (the norm is still logged)
+    ema: float | None = 0.999  # EMA decay of the weights; None: no EMA
+    seed: int = 0
+    mixed_precision: Literal["no", "bf16"] = "no"
+    cpu: bool = False  # force the CPU even where a GPU is visible
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    log_every: int = 50
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+        problems = []
+        if self.steps < 1:
+            problems.append(f"steps must be >= 1, found {self.steps}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            problems.append(
+                f"lr must be > 0 and weight_decay >= 0, found {self.lr}, {self.weight_decay}"
+            )
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            problems.append(f"ema must be in (0, 1) or None, found {self.ema}")
+        if self.mixed_precision not in ("no", "bf16"):
+            problems.append(
+                f"mixed_precision must be 'no' or 'bf16', found {self.mixed_precision!r}"
+            )
+        for name in ("checkpoint_every", "keep_checkpoints", "log_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, found {getattr(self, name)}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            problems.append(f"grad_clip must be > 0 or None, found {self.grad_clip}")
+        if problems:
+            raise KinemicError("training settings: " + "; ".join(problems))
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of 0-based step ``step``: linear warm-up, then constant."""
+        if self.warmup_steps <= 0:
+            return self.lr
+        return self.lr * min(1.0, (step + 1) / self.warmup_steps)
+
+
+class TrainTask(Protocol):
+    """What one kind of training supplies to :func:`train`."""
+
+    def batch(self, step: int, *, rank: int, world_size: int) -> dict[str, torch.Tensor]:
+        """This process's share of step ``step``'s batch (CPU tensors). Must be a pure function
+        of (the task's seed, step, rank, world_size) for exact resume."""
+        ...
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scalar loss of ``model`` (prepared by accelerate) on a batch already on its device."""
+        ...
+
+    def export(self, folder: Path, model: nn.Module, ema: nn.Module | None, *, step: int) -> None:
+        """Write a usable model folder (config, weights, statistics) into ``folder``."""
+        ...
+
+
+@dataclass
+class TrainResult:
+    run: Path
+    checkpoint: Path  # the last checkpoint folder
+    step: int
+    losses: list[tuple[int, float]] = field(
+        default_factory=list
+    )  # (step, mean loss since last log)
+    steps_per_second: float = float("nan")  # this call's steps but the first; saving excluded
+
+
+def make_accelerator(*, cpu: bool, mixed_precision: str, project_dir: Path | None = None):
+    """An ``accelerate.Accelerator``. Works in a plain process (single CPU or GPU) and under
+    ``accelerate launch``. In a single process, accelerate's process-wide state is reset when
+    an earlier call used other settings (accelerate otherwise refuses to switch precision)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    if AcceleratorState._shared_state and PartialState().num_processes == 1:
+        # accelerate keeps one process-wide state; its own tests reset it the same way.
+        AcceleratorState._reset_state()
+        GradientState._reset_state()
+    kwargs: dict[str, Any] = {}
+    if project_dir is not None:
+        kwargs = dict(log_with="tensorboard", project_dir=str(project_dir))
+    return Accelerator(cpu=cpu, mixed_precision=mixed_precision, **kwargs)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder from itself or from a run folder (through its ``latest`` file)."""
+    path = Path(path)
+    if (path / TRAINER_FILE).is_file():
+        return path
+    if (path / LATEST).is_file():
+        target = path / (path / LATEST).read_text(encoding="utf-8").strip()
+        if not (target / TRAINER_FILE).is_file():
+            raise KinemicError(
+                f"{path / LATEST} points to {target}, which is not a complete checkpoint "
+                f"(no {TRAINER_FILE}); pass one of the folders in {path / 'checkpoints'} instead"
+            )
+        return target
+    raise KinemicError(
+        f"{path}: not a training run or checkpoint (expected a '{LATEST}' file or "
+        f"'{TRAINER_FILE}'); --resume takes the folder that --out wrote"
+    )
+
+
+def _check_resumable(ckpt: Path, fingerprint: dict, *, ema: bool) -> dict:
+    need = [STATE_FILES[0], STATE_FILES[1], *([EMA_FILE] if ema else [])]
+    missing = [f"{STATE_DIR}/{n}" for n in need if not (ckpt / STATE_DIR / n).is_file()]
+    if missing:
+        raise KinemicError(
+            f"{ckpt}: incomplete checkpoint, cannot resume: missing {', '.join(missing)}; "
+            "resume from an earlier checkpoint folder"
+        )
+    info = json.loads((ckpt / TRAINER_FILE).read_text(encoding="utf-8"))
+    saved = info.get("fingerprint", {})
+    now = json.loads(json.dumps(fingerprint))  # tuples -> lists, as stored
+    diff = {k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k)}
+    if diff:
+        lines = "\n".join(
+            f"  {k}: checkpoint {saved.get(k)!r}, now {now.get(k)!r}" for k in sorted(diff)
+        )
+        raise KinemicError(
+            f"{ckpt}: was trained with different settings, cannot resume exactly:\n{lines}\n"
+            "use the same settings (only steps, checkpoint/log intervals and progress may change)"
+        )
+    return info
+
+
+def _write_checkpoint(
+    acc, out: Path, task: TrainTask, model, ema, step: int, meta: dict, keep: int
+) -> Path:
+    """Save a checkpoint of ``step`` atomically (all processes call this)."""
+    ckpts = out / "checkpoints"
+    name = f"step-{step:08d}"
+    tmp, final = ckpts / f".tmp-{name}", ckpts / name
+    if acc.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    acc.wait_for_everyone()
+    acc.save_state(str(tmp / STATE_DIR))  # every process writes its RNG state
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        task.export(tmp, acc.unwrap_model(model), None if ema is None else ema.module, step=step)
+        write_text(tmp / TRAINER_FILE, json.dumps({**meta, "step": step}, indent=2) + "\n")
+        old = ckpts / f".old-{name}"
+        if final.exists():  # re-training over a step (resumed from an earlier checkpoint)
+            os.replace(final, old)
+        os.replace(tmp, final)
+        write_text(out / LATEST, f"checkpoints/{name}\n")
+        shutil.rmtree(old, ignore_errors=True)
+        done = sorted(p for p in ckpts.glob("step-*") if p.is_dir())
+        for p in done[:-keep]:
+            shutil.rmtree(p, ignore_errors=True)
+    acc.wait_for_everyone()
+    return final
+
+
+def _speed(steps: int, seconds: float, seconds_after_first: float) -> float:
+    """Steps per second, leaving out the first step when there are others."""
+    if steps > 1:
+        return (steps - 1) / max(seconds_after_first, 1e-9)
+    return steps / max(seconds, 1e-9)
+
+
+def train(
+    model: nn.Module,
+    task: TrainTask,
+    out: str | Path,
+    config: TrainConfig,
+    *,
+    fingerprint: dict[str, Any],
+    resume: str | Path | None = None,
+    parameters: list[nn.Parameter] | None = None,
+    hparams: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``task`` for ``config.steps`` steps, writing the run folder ``out``.
+
+    ``fingerprint`` holds every setting that must be equal to resume exactly (data, model,
+    optimiser, seed); it is stored in each checkpoint and compared on ``resume`` (a run or
+    checkpoint folder). ``parameters`` are the trainable tensors (default: all parameters
+    that require grad). ``hparams`` (scalars) go to TensorBoard. Returns where the last
+    checkpoint is, the logged losses and the measured speed.
+    """
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    out = Path(out)
+    if resume is None and (out / LATEST).exists():
+        raise KinemicError(
+            f"{out} already holds a training run; pass resume={str(out)!r} (--resume) to continue "
+            "it, or choose another output folder"
+        )
+    ckpt = None
+    if resume is not None:
+        ckpt = resolve_checkpoint(resume)
+        _check_resumable(ckpt, fingerprint, ema=config.ema is not None)
+    acc = make_accelerator(cpu=config.cpu, mixed_precision=config.mixed_precision, project_dir=out)
+    params = (
+        [p for p in model.parameters() if p.requires_grad] if parameters is None else parameters
+    )
+    optimizer = torch.optim.AdamW(
+        params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+    )
+    ema = None
+    if config.ema is not None:  # a copy of the raw module, averaged after every step
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+        ema.to(acc.device)
+        acc.register_for_checkpointing(ema)
+    model, optimizer = acc.prepare(model, optimizer)
+    start, history = 0, []
+    if ckpt is not None:
+        acc.load_state(str(ckpt / STATE_DIR))
+        info = json.loads((ckpt / TRAINER_FILE).read_text(encoding="utf-8"))
+        start, history = int(info["step"]), [tuple(x) for x in info.get("losses", [])]
+    meta = {
+        "fingerprint": json.loads(json.dumps(fingerprint)),
+        "train": asdict(config),
+        "world_size": acc.num_processes,
+        "mixed_precision": acc.mixed_precision,
+        "device": str(acc.device),
+    }
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+    scalars = {k: v for k, v in (hparams or {}).items() if isinstance(v, (bool, int, float, str))}
+    acc.init_trackers("logs", config=scalars)
+    result = TrainResult(run=out, checkpoint=ckpt if ckpt is not None else out, step=start)
+    result.losses = [(int(a), float(b)) for a, b in history if a <= start]
+    bar = tqdm(
+        total=config.steps, initial=start, desc="training", dynamic_ncols=True,
+        disable=not (config.progress and acc.is_main_process) or None,
+    )  # fmt: skip
+    model.train()
+    loss_sum = torch.zeros((), device=acc.device)
+    window = 0  # steps since the last log
+    saving = 0.0  # seconds spent writing checkpoints (left out of the speed)
+    loop_start = window_start = first_done = time.perf_counter()
+    first_saving = 0.0
+    window_saving = saving
+    for step in range(start, config.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr_at(step)
+        batch = task.batch(step, rank=acc.process_index, world_size=acc.num_processes)
+        batch = {k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}
+        loss = task.loss(model, batch)
+        if not torch.isfinite(loss):
+            raise KinemicError(
+                f"the loss became {loss.item()} at step {step + 1}; lower the learning rate "
+                "(--lr), keep gradient clipping on, or check the data for extreme values"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        acc.backward(loss)
+        clip = config.grad_clip if config.grad_clip is not None else math.inf
+        grad_norm = acc.clip_grad_norm_(params, clip)
+        optimizer.step()
+        if ema is not None:
+            ema.update_parameters(acc.unwrap_model(model))
+        loss_sum += loss.detach()
+        window += 1
+        done = step + 1
+        bar.update(1)
+        if step == start:  # speeds leave out the first step (allocations, lazy set-up)
+            first_done, first_saving = time.perf_counter(), saving
+        if done % config.log_every == 0 or done == config.steps:
+            mean_loss = acc.reduce(loss_sum / window, reduction="mean").item()
+            now = time.perf_counter()
+            elapsed = now - window_start - (saving - window_saving)
+            logs = {
+                "train/loss": mean_loss,
+                "train/lr": config.lr_at(step),
+                "train/grad_norm": float(grad_norm),
+                "train/steps_per_second": window / max(elapsed, 1e-9),
+            }
+            acc.log(logs, step=done)
+            result.losses.append((done, mean_loss))
+            bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
+            loss_sum.zero_()
+            window, window_start, window_saving = 0, now, saving
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            t0 = time.perf_counter()
+            meta["losses"] = result.losses
+            after_first = t0 - first_done - (saving - first_saving)
+            meta["steps_per_second"] = _speed(done - start, t0 - loop_start - saving, after_first)
+            result.checkpoint = _write_checkpoint(
+                acc, out, task, model, ema, done, meta, config.keep_checkpoints
+            )
+            saving += time.perf_counter() - t0
+    bar.close()
+    acc.end_training()
+    result.step = max(start, config.steps)
+    if config.steps > start:
+        end = time.perf_counter()
+        after_first = end - first_done - (saving - first_saving)
+        result.steps_per_second = _speed(
+            config.steps - start, end - loop_start - saving, after_first
+        )
+    return result
