@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import platform
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +23,8 @@ from scipy.ndimage import gaussian_filter1d
 from kinemic import features as F
 from kinemic.geometry import qbetween, qinv, qmul, qrot, quat_to_cont6d
 from kinemic.skeleton import FACE_JOINTS, SMPL22, SMPL22_RAW_OFFSETS
+from results_log import append, heading
 
-RESULTS = Path(__file__).with_name("results.md")
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
@@ -139,9 +135,8 @@ def main() -> None:
         dt = time.perf_counter() - t0
         bvh_row = (len(files), dt, seconds)
 
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, python {sys.version.split()[0]}"
     lines = [
-        f"### features — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC — {machine}",
+        heading("features"),
         "",
         f"joints → features, {args.frames}-frame clips",
         "",
@@ -160,9 +155,7 @@ def main() -> None:
             f"= {n / dt:.1f} trials/s, {sec / dt:,.0f}× real time",
         ]
     text = "\n".join(lines) + "\n"
-    print(text)
-    with RESULTS.open("a", encoding="utf-8") as f:
-        f.write(text + "\n")
+    append(text)
 
 
 if __name__ == "__main__":

@@ -8,17 +8,12 @@ The target is the default scale in under 2 minutes on a 2-core machine.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from kinemic.world.generate import SCALES, generate_world
-
-RESULTS = Path(__file__).with_name("results.md")
+from results_log import append, heading
 
 
 def main() -> None:
@@ -36,10 +31,9 @@ def main() -> None:
         files = sum(1 for p in Path(tmp).rglob("*") if p.is_file())
         size = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
 
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, python {sys.version.split()[0]}"
     frames_s = summary.source_frames / 20.0
     lines = [
-        f"### world — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC — {machine}",
+        heading("world"),
         "",
         f"`generate_world(scale={args.scale!r}, seed={args.seed})`: {summary.sequences:,} source "
         f"sequences ({frames_s / 3600:.1f} h of motion), {summary.clips:,} target clips of "
@@ -51,9 +45,7 @@ def main() -> None:
         f"sequences/s, {summary.clips / summary.seconds['target']:.1f} clips/s)",
     ]
     text = "\n".join(lines) + "\n"
-    print(text)
-    with RESULTS.open("a", encoding="utf-8") as f:
-        f.write(text + "\n")
+    append(text)
 
 
 if __name__ == "__main__":

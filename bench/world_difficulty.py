@@ -11,21 +11,17 @@ Prints a table and appends it to bench/results.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy import stats
 
 from kinemic.har.tcn import train_tcn
 from kinemic.io.ntu_vibe import NTUVibeDataset
-
-RESULTS = Path(__file__).with_name("results.md")
+from results_log import append, heading
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
@@ -42,8 +38,12 @@ def main() -> None:
     parser.add_argument("--scale", default="small", help="scale when generating (small)")
     parser.add_argument("--seed", type=int, default=0, help="world seed when generating (0)")
     parser.add_argument("--seeds", type=int, default=3, help="classifier seeds (3)")
-    parser.add_argument("--split", default="S0000", help="few-shot split (S0000)")
+    parser.add_argument("--split", default="S0001", help="few-shot split (S0001: every class)")
+    parser.add_argument("--epochs", type=int, default=30, help="TCN epochs (30)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     world = args.world
     if world is None:
@@ -73,17 +73,19 @@ def main() -> None:
                 [remap[y] for _, y in pairs],
                 num_classes=len(classes),
                 seed=seed,
+                epochs=args.epochs,
             )
             results[name].append(float((clf.predict(val_x) == val_y).mean() * 100))
     dt = time.perf_counter() - t0
 
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, python {sys.version.split()[0]}"
     lines = [
-        f"### world difficulty — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC — {machine}",
+        heading("world difficulty"),
         "",
-        f"world {world} ({args.scale} scale, seed {args.seed}), split {args.split}: "
+        f"world {world}{'' if args.world else f' ({args.scale} scale, seed {args.seed})'}, "
+        f"split {args.split}: "
         f"{len(classes)} classes, {len(split.train_ids)} few-shot clips, {len(full)} training "
-        f"clips, {len(val_x)} validation clips; TCN classifier, final epoch, {args.seeds} seeds",
+        f"clips, {len(val_x)} validation clips; TCN classifier ({args.epochs} epochs), final "
+        f"epoch, {args.seeds} seeds",
         "",
         "| training set | val top-1 (%) |",
         "|---|---:|",
@@ -93,9 +95,7 @@ def main() -> None:
         lines.append(f"| {name} | {m:.1f} ± {h:.1f} |")
     lines += ["", f"({dt:.0f} s of training)"]
     text = "\n".join(lines) + "\n"
-    print(text)
-    with RESULTS.open("a", encoding="utf-8") as f:
-        f.write(text + "\n")
+    append(text)
 
 
 if __name__ == "__main__":

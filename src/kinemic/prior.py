@@ -28,6 +28,7 @@ from kinemic.features import Normalizer
 from kinemic.io.atomic import write_bytes, write_text
 
 __all__ = [
+    "SHIPPED_PRIOR",
     "Prior",
     "from_mdm_checkpoint",
     "import_mdm",
@@ -43,6 +44,10 @@ WEIGHTS_FILE = "model.safetensors"
 RAW_WEIGHTS_FILE = "model_raw.safetensors"
 NORMALIZER_FILE = "normalizer.npz"
 DEFAULT_MAX_FRAMES = 196
+#: The prior that ships inside the package (``tiny`` preset, MiniLM text), trained on the default
+#: world's source corpus and the converted CMU trials; the README gives the command that
+#: reproduces it and its quality figures. ``load_prior("shipped")`` loads it.
+SHIPPED_PRIOR = Path(__file__).with_name("assets") / "prior-tiny"
 
 
 @dataclass
@@ -143,7 +148,14 @@ def save_prior(
 
 
 def resolve_prior_folder(path: str | Path) -> Path:
-    """The prior folder of ``path``: itself, or a training run's ``latest`` checkpoint."""
+    """The prior folder of ``path``: itself, a training run's ``latest`` checkpoint, or the
+    shipped prior for ``"shipped"``."""
+    if str(path) == "shipped":
+        if not (SHIPPED_PRIOR / CONFIG_FILE).is_file():
+            raise KinemicError(
+                f"the shipped prior is missing from this installation ({SHIPPED_PRIOR})"
+            )
+        return SHIPPED_PRIOR
     path = Path(path)
     if not path.exists():
         raise KinemicError(f"{path}: no such folder; expected a prior or training run folder")

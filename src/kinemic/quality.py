@@ -1,0 +1,180 @@
+"""The quality gate of a text-to-motion prior on the procedural world.
+
+For every world primitive, samples from a caption paraphrase reserved for evaluation (never
+used in training captions) must be recognised as that primitive by a classifier trained on real
+world segments. The same classifier on random features (put through ``features_to_joints``)
+gives the floor. Physical plausibility: the fraction of samples with foot sliding or joint
+speeds above 12 m/s.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from kinemic.features import features_to_joints
+from kinemic.har.tcn import TCNClassifier, train_tcn
+from kinemic.io.humanml3d import HumanML3DDataset
+from kinemic.skeleton import FOOT_LEFT, FOOT_RIGHT
+
+FPS = 20.0
+MAX_SPEED = 12.0  # m/s
+SKATE_HEIGHT = 0.05  # m above the floor: a toe this low is taken to be on the ground
+SKATE_STEP = 0.025  # m per frame: a grounded toe moving more than this skates
+SKATE_RATIO = 0.1  # a clip skates when more than this share of its frames do
+
+
+@dataclass
+class QualityReport:
+    """Figures of the gate; accuracies in percent."""
+
+    top1: float
+    floor_top1: float
+    per_primitive: dict[str, float]
+    implausible: float  # fraction of samples with foot skating or speeds > 12 m/s
+    too_fast: float
+    sliding: float
+    classifier_val_top1: float  # the judge on held-out real segments (val split)
+    real_implausible: float  # the same plausibility flags on those real segments, for reference
+    samples_per_primitive: int
+    settings: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def table(self) -> str:
+        rows = [
+            "| measure | value |",
+            "|---|---:|",
+            f"| top-1 of samples from unseen paraphrases | {self.top1:.1f}% |",
+            f"| floor: random features through features_to_joints | {self.floor_top1:.1f}% |",
+            f"| judge on held-out real segments | {self.classifier_val_top1:.1f}% |",
+            f"| implausible samples (skating or > 12 m/s) | {100 * self.implausible:.1f}% |",
+            f"|   of which joint speed > 12 m/s | {100 * self.too_fast:.1f}% |",
+            f"|   of which foot skating | {100 * self.sliding:.1f}% |",
+            f"| the same flags on real world segments (reference) | "
+            f"{100 * self.real_implausible:.1f}% |",
+        ]
+        return "\n".join(rows)
+
+
+def world_segments(
+    source: Path, split: str, *, min_frames: int = 16
+) -> tuple[list[np.ndarray], list[str]]:
+    """Joint clips (T, 22, 3) of every ground-truth segment of a world source split."""
+    data = HumanML3DDataset(source)
+    clips, names = [], []
+    for clip_id in data.split(split):
+        sidecar = json.loads((source / "segments" / f"{clip_id}.json").read_text())
+        joints = data.joints(clip_id)
+        for seg in sidecar["segments"]:
+            a, b = seg["start"], min(seg["end"], len(joints))
+            if b - a >= min_frames:
+                clips.append(joints[a:b])
+                names.append(seg["primitive"])
+    return clips, names
+
+
+def plausibility(joints: np.ndarray) -> tuple[bool, bool]:
+    """(too fast, foot skating) for one clip of joints (T, 22, 3) at 20 fps.
+
+    Skating follows the usual foot-skating ratio: a frame skates when a toe joint stays within
+    5 cm of the floor (the clip's lowest toe height) on both frames yet moves more than 2.5 cm
+    horizontally between them; the clip skates when more than ``SKATE_RATIO`` of its frames do.
+    """
+    speed = np.linalg.norm(np.diff(joints, axis=0), axis=-1) * FPS  # (T-1, 22)
+    too_fast = bool((speed > MAX_SPEED).any())
+    toes = [FOOT_LEFT[1], FOOT_RIGHT[1]]
+    height = joints[:, toes, 1] - joints[:, toes, 1].min()  # (T, 2)
+    low = (height[1:] < SKATE_HEIGHT) & (height[:-1] < SKATE_HEIGHT)
+    step = np.linalg.norm(np.diff(joints[:, toes][..., [0, 2]], axis=0), axis=-1)  # (T-1, 2)
+    skating = (low & (step > SKATE_STEP)).any(-1).mean() > SKATE_RATIO
+    return too_fast, bool(skating)
+
+
+def evaluate_prior(
+    run: Path,
+    world: Path,
+    *,
+    samples: int = 10,
+    seconds: float = 3.0,
+    ddim: int | None = 10,
+    guidance: float = 2.5,
+    seed: int = 0,
+    judge: TCNClassifier | None = None,
+    judge_epochs: int = 10,
+    progress: bool = True,
+) -> QualityReport:
+    """Run the gate for the prior in ``run`` on the world in ``world`` (its ``source/``)."""
+    from kinemic.diffusion.sampling import sample
+    from kinemic.prior import load_prior
+    from kinemic.text import get_text_encoder
+    from kinemic.world.captions import eval_captions
+    from kinemic.world.primitives import PRIMITIVES
+
+    source = Path(world) / "source"
+    names = sorted(PRIMITIVES)
+    index = {n: i for i, n in enumerate(names)}
+    val_clips, val_names = world_segments(source, "val")
+    if judge is None:
+        clips, seg_names = world_segments(source, "train")
+        labels = [index[n] for n in seg_names]
+        judge = train_tcn(clips, labels, num_classes=len(names), seed=seed, epochs=judge_epochs)
+    val_top1 = float((judge.predict(val_clips) == [index[n] for n in val_names]).mean() * 100)
+
+    prior = load_prior(run)
+    encoder = get_text_encoder(prior.text_encoder or "minilm")
+    frames = min(round(seconds * FPS), prior.max_frames)
+    gen = torch.Generator().manual_seed(seed)
+    hits: dict[str, list[bool]] = defaultdict(list)
+    flags = []
+    for name in tqdm(names, desc="quality gate", unit="primitive", disable=not progress):
+        captions = eval_captions(name)
+        texts = [captions[i % len(captions)] for i in range(samples)]
+        text = encoder.encode(texts)
+        x = sample(
+            prior.denoiser,
+            prior.schedule,
+            (samples, frames, prior.denoiser.config.feature_dim),
+            text=text,
+            guidance=guidance,
+            generator=gen,
+            ddim_steps=ddim,
+        )
+        joints = features_to_joints(prior.normalizer.inverse(x.numpy()))
+        pred = judge.predict(list(joints))
+        hits[name] = list(pred == index[name])
+        flags += [plausibility(j) for j in joints]
+
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=(len(names) * samples, frames, 263)).astype(np.float32)
+    noise_joints = features_to_joints(prior.normalizer.inverse(noise))
+    truth = np.repeat(np.arange(len(names)), samples)
+    floor = float((judge.predict(list(noise_joints)) == truth).mean() * 100)
+
+    flags_arr = np.array(flags)
+    return QualityReport(
+        top1=float(np.mean([h for v in hits.values() for h in v]) * 100),
+        floor_top1=floor,
+        per_primitive={n: float(np.mean(v) * 100) for n, v in hits.items()},
+        implausible=float(flags_arr.any(-1).mean()),
+        too_fast=float(flags_arr[:, 0].mean()),
+        sliding=float(flags_arr[:, 1].mean()),
+        classifier_val_top1=val_top1,
+        real_implausible=float(np.mean([any(plausibility(c)) for c in val_clips])),
+        samples_per_primitive=samples,
+        settings={
+            "run": str(run),
+            "world": str(world),
+            "seconds": seconds,
+            "ddim": ddim,
+            "guidance": guidance,
+            "seed": seed,
+        },
+    )
