@@ -27,6 +27,8 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
+from kinemic.io.ntu_names import XSUB_TRAIN_PERFORMERS  # a constant; parsing stays local
+
 Severity = Literal["error", "warning"]
 
 NUM_FEATURES = 263
@@ -34,12 +36,6 @@ NUM_JOINTS = 22
 FPS = 20.0
 ROOT_SPLIT_NAMES = ("train", "val", "test", "train_val", "all")
 NTU_ID = re.compile(r"^M?S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
-# NTU RGB+D 120 cross-subject training performers (Liu et al. 2019); xset trains on even setups.
-XSUB_TRAIN_PERFORMERS = frozenset(
-    (1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38, 45, 46, 47, 49,
-     50, 52, 53, 54, 55, 56, 57, 58, 59, 70, 74, 78, 80, 81, 82, 83, 84, 85, 86, 89, 91, 92,
-     93, 94, 95, 97, 98, 100, 103)
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
