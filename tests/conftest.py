@@ -47,3 +47,14 @@ def ntu_vibe_fixture() -> Path:
 def cmu_bvh_dir() -> Path:
     """98 real CMU mocap trials (BVH, 30 fps) with ``index.tsv``."""
     return _need(SHARED / "data" / "cmu-bvh")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models train fastest (and least disturbed by other jobs) on one thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,7 +1,9 @@
 """Synthetic motion for tests that need a plausible moving body without ../shared."""
 
 import numpy as np
+import torch
 
+from kinemic.diffusion import Denoiser, DenoiserConfig
 from kinemic.features import humanml3d_offsets
 from kinemic.skeleton import SMPL22
 
@@ -23,3 +25,22 @@ def walking_clip(T: int, seed: int) -> np.ndarray:
     body[..., 0] += np.cumsum(np.sin(yaw) * 0.06)[:, None]
     body[..., 2] += np.cumsum(np.cos(yaw) * 0.06)[:, None]
     return body + rng.normal(scale=0.005, size=body.shape)
+
+
+#: Feature, text and action sizes of the small test denoiser.
+SMALL_F, SMALL_E, SMALL_A = 12, 16, 5
+
+
+def small_denoiser(**overrides) -> Denoiser:
+    """A 2-layer denoiser (F=12, E=16, 5 actions) in eval mode, seeded: fast CPU tests."""
+    cfg = dict(
+        feature_dim=SMALL_F,
+        latent_dim=32,
+        num_layers=2,
+        num_heads=4,
+        ff_dim=64,
+        text_dim=SMALL_E,
+        num_actions=SMALL_A,
+    )
+    torch.manual_seed(0)
+    return Denoiser(DenoiserConfig(**{**cfg, **overrides})).eval()

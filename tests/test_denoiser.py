@@ -7,22 +7,10 @@ import torch
 from torch import nn
 
 from kinemic.diffusion import LORA_TARGET_MODULES, Denoiser, DenoiserConfig
+from tests.synthetic import SMALL_A, SMALL_E, SMALL_F, small_denoiser
 
-F, E, A = 12, 16, 5
-
-
-def small(**overrides) -> Denoiser:
-    cfg = dict(
-        feature_dim=F,
-        latent_dim=32,
-        num_layers=2,
-        num_heads=4,
-        ff_dim=64,
-        text_dim=E,
-        num_actions=A,
-    )
-    torch.manual_seed(0)
-    return Denoiser(DenoiserConfig(**{**cfg, **overrides})).eval()
+F, E, A = SMALL_F, SMALL_E, SMALL_A
+small = small_denoiser
 
 
 def inputs(B: int = 3, T: int = 10, seed: int = 1):

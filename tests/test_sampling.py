@@ -9,29 +9,15 @@ import torch
 from torch import nn
 
 from kinemic.diffusion import (
-    Denoiser,
-    DenoiserConfig,
     NoiseSchedule,
     guided_x0,
     lengths_to_mask,
     sample,
 )
+from tests.synthetic import SMALL_A, SMALL_E, SMALL_F, small_denoiser
 
-F, E, A = 12, 16, 5
-
-
-def small() -> Denoiser:
-    torch.manual_seed(0)
-    cfg = DenoiserConfig(
-        feature_dim=F,
-        latent_dim=32,
-        num_layers=2,
-        num_heads=4,
-        ff_dim=64,
-        text_dim=E,
-        num_actions=A,
-    )
-    return Denoiser(cfg).eval()
+F, E, A = SMALL_F, SMALL_E, SMALL_A
+small = small_denoiser
 
 
 class Oracle(nn.Module):

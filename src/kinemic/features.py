@@ -66,7 +66,7 @@ _FORWARD = np.array([0.0, 0.0, 1.0])
 
 def _check_joints(joints: np.ndarray, what: str = "joints") -> np.ndarray:
     joints = np.asarray(joints, dtype=np.float64)
-    if joints.ndim >= 2 and joints.shape[-1] == NUM_JOINTS * 3 and joints.ndim == 2:
+    if joints.ndim == 2 and joints.shape[-1] == NUM_JOINTS * 3:
         joints = joints.reshape(joints.shape[0], NUM_JOINTS, 3)
     if joints.ndim < 3 or joints.shape[-2:] != (NUM_JOINTS, 3):
         raise DataError(None, f"{what}: expected shape (T, 22, 3) or (T, 66), found {joints.shape}")
