@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kinemic-installed
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv demo test lint format bench clean browser
 
 venv: $(STAMP)
 
@@ -20,8 +20,17 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/kinemic demo
 
-test: venv lint
+test: venv lint browser
 	$(BIN)/pytest
+
+# Headless Chromium for the report-page test (Debian packages; needs root and the package
+# registry). Never fatal: without it that one test skips and says why.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq chromium chromium-driver >/dev/null; } ; } || \
+	  echo "note: chromium could not be installed; the report page test will skip"
 
 lint: venv
 	$(BIN)/ruff check src tests bench

@@ -58,3 +58,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory) -> Path:
+    """A tiny procedural world (seed 0), generated once per test session and shared read-only:
+    ``source/`` (60 sequences with segment sidecars) and ``target/`` (6 classes, split S0000).
+    Tests that modify a world copy it first."""
+    from kinemic.world.generate import generate_world
+
+    out = tmp_path_factory.mktemp("tiny-world") / "world"
+    generate_world(out, seed=0, scale="tiny", progress=False, workers=1)
+    return out

@@ -479,6 +479,22 @@ VERBS: dict[str, tuple[Callable, Callable]] = {
 }
 
 
+def _area_verbs() -> dict[str, tuple[Callable, Callable]]:
+    """Verbs of the larger areas, each declared in its own ``cli_<area>.py`` beside this file
+    (same shape: a ``VERBS`` dict of verb -> (add, run))."""
+    import importlib
+
+    verbs: dict[str, tuple[Callable, Callable]] = {}
+    for area in AREAS:
+        verbs.update(importlib.import_module(f"kinemic.cli_{area}").VERBS)
+    return verbs
+
+
+#: Areas whose verbs live in ``kinemic/cli_<area>.py``.
+AREAS: tuple[str, ...] = ()
+VERBS.update(_area_verbs())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kinemic",
