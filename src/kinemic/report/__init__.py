@@ -1,0 +1,1 @@
+"""The demo report: figures (``charts``) and the report folder writer (``html``)."""
