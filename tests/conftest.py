@@ -70,3 +70,26 @@ def tiny_world(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-world") / "world"
     generate_world(out, seed=0, scale="tiny", progress=False, workers=1)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_generators(tiny_world, tmp_path_factory) -> dict[str, Path]:
+    """Both fine-tuning methods, 4 steps of batch 6 from the shipped prior on ``tiny_world``'s
+    split S0000 (checkpoints at steps 2 and 4): {"kinemic": RUN, "mdm-ft": RUN}. Read-only."""
+    import torch
+
+    from kinemic.finetune import FinetuneConfig, finetune
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    runs = {}
+    try:
+        for method in ("kinemic", "mdm-ft"):
+            runs[method] = tmp_path_factory.mktemp("generator") / method
+            config = FinetuneConfig(method=method, steps=4, batch_size=6, k=20,
+                                    checkpoint_every=2, log_every=2)  # fmt: skip
+            finetune(tiny_world / "target", runs[method], source=tiny_world / "source",
+                     config=config, progress=False)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    return runs

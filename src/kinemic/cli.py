@@ -358,13 +358,16 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
         ),
         epilog="""examples:
   kinemic sample --model runs/prior --text "a person kicks with the left leg" --n 4 --out samples
-  kinemic sample --model runs/prior --text "someone waves" --ddim 10 --length 2.5s --out s2""",
+  kinemic sample --model runs/prior --text "someone waves" --ddim 10 --length 2.5s --out s2
+  kinemic sample --model runs/kinemic --action "side kick" --text "a person walks in a circle" \
+      --out composition""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--model",
         default="shipped",
-        help="prior folder, training run, or 'shipped' (the prior inside kinemic; default)",
+        help="prior folder, training run, 'shipped' (the prior inside kinemic; default), or a "
+        "fine-tuned generator (kinemic finetune run: --action, and --action with --text to blend)",
     )
     p.add_argument("--text", action="append", help="caption (repeat for several)")
     p.add_argument("--action", action="append", help="class name or id of a fine-tuned model")
@@ -491,7 +494,7 @@ def _area_verbs() -> dict[str, tuple[Callable, Callable]]:
 
 
 #: Areas whose verbs live in ``kinemic/cli_<area>.py``.
-AREAS: tuple[str, ...] = ()
+AREAS: tuple[str, ...] = ("mine", "kinemic")
 VERBS.update(_area_verbs())
 
 

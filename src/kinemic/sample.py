@@ -84,12 +84,14 @@ def sample_motions(
     text_cache: str | Path | None = None,
     progress: bool = True,
 ) -> Path:
-    """Sample motions from a prior (a prior folder, or a training run: its latest checkpoint).
+    """Sample motions from a prior (a prior folder, or a training run: its latest checkpoint) or
+    from a fine-tuned generator (a ``kinemic finetune`` run or checkpoint).
 
     Makes ``n`` samples of each condition: each text of ``texts``, each action of ``actions``
-    (0-based ids or class names of a fine-tuned model), or each (action, text) pair when both
-    are given (same count, or one of them a single item); no condition gives ``n``
-    unconditional samples. ``length`` is "3s", "3.5s" (20 fps) or a number of frames, at most
+    (0-based ids or class names of a fine-tuned generator), or each (action, text) pair when
+    both are given (same count, or one of them a single item) — with a generator, an action
+    and an unrelated text blend both conditions (KineMIC's composition); no condition gives
+    ``n`` unconditional samples. ``length`` is "3s", "3.5s" (20 fps) or a number of frames, at most
     the model's training length. Sampling is ancestral DDPM over the model's ``steps`` (the
     only value accepted), or deterministic DDIM over ``ddim`` steps; ``guidance`` is the
     classifier-free guidance scale (1 = none). The same ``seed`` gives the same samples.
@@ -99,16 +101,20 @@ def sample_motions(
     """
     from kinemic.diffusion import sample
     from kinemic.features import features_to_joints
+    from kinemic.generator import is_generator, load_generator
     from kinemic.prior import load_prior
 
     out = Path(out)
     if n < 1:
         raise KinemicError(f"n must be >= 1, found {n}")
-    prior = load_prior(model, weights=weights, device=device)  # type: ignore[arg-type]
+    if str(model) != "shipped" and is_generator(model):  # same attributes as a Prior
+        prior = load_generator(model, device=device)
+    else:
+        prior = load_prior(model, weights=weights, device=device)  # type: ignore[arg-type]
     frames = parse_length(length, max_frames=prior.max_frames)
     if steps is not None and steps != prior.schedule.num_steps:
         raise KinemicError(
-            f"steps={steps}: this model was trained with {prior.schedule.num_steps} diffusion "
+            f"steps={steps}: this model samples with {prior.schedule.num_steps} diffusion "
             "steps, the only number it can sample with; use ddim=N for fewer (faster) steps"
         )
     texts = list(texts or [])

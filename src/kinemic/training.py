@@ -68,6 +68,8 @@ class TrainConfig:
     keep_checkpoints: int = 3
     log_every: int = 50
     progress: bool = True
+    progress_desc: str = "training"  # the progress bar's label
+    progress_position: int | None = None  # its terminal row (several runs at once)
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
@@ -107,8 +109,11 @@ class TrainTask(Protocol):
         of (the task's seed, step, rank, world_size) for exact resume."""
         ...
 
-    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Scalar loss of ``model`` (prepared by accelerate) on a batch already on its device."""
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Scalar loss of ``model`` (prepared by accelerate) on a batch already on its device;
+        or (loss, {name: scalar}) to log the named terms too (TensorBoard ``train/<name>``)."""
         ...
 
     def export(self, folder: Path, model: nn.Module, ema: nn.Module | None, *, step: int) -> None:
@@ -125,6 +130,8 @@ class TrainResult:
         default_factory=list
     )  # (step, mean loss since last log)
     steps_per_second: float = float("nan")  # this call's steps but the first; saving excluded
+    # (step, {name: mean since last log}) of the named terms a task's loss returned, if any
+    terms: list[tuple[int, dict[str, float]]] = field(default_factory=list)
 
 
 def make_accelerator(*, cpu: bool, mixed_precision: str, project_dir: Path | None = None):
@@ -265,11 +272,12 @@ def train(
         ema.to(acc.device)
         acc.register_for_checkpointing(ema)
     model, optimizer = acc.prepare(model, optimizer)
-    start, history = 0, []
+    start, history, terms_history = 0, [], []
     if ckpt is not None:
         acc.load_state(str(ckpt / STATE_DIR))
         info = json.loads((ckpt / TRAINER_FILE).read_text(encoding="utf-8"))
         start, history = int(info["step"]), [tuple(x) for x in info.get("losses", [])]
+        terms_history = [tuple(x) for x in info.get("terms", [])]
     meta = {
         "fingerprint": json.loads(json.dumps(fingerprint)),
         "train": asdict(config),
@@ -283,12 +291,16 @@ def train(
     acc.init_trackers("logs", config=scalars)
     result = TrainResult(run=out, checkpoint=ckpt if ckpt is not None else out, step=start)
     result.losses = [(int(a), float(b)) for a, b in history if a <= start]
+    result.terms = [(int(a), dict(b)) for a, b in terms_history if a <= start]
     bar = tqdm(
-        total=config.steps, initial=start, desc="training", dynamic_ncols=True,
+        total=config.steps, initial=start, desc=config.progress_desc, dynamic_ncols=True,
+        position=config.progress_position,
         disable=not (config.progress and acc.is_main_process) or None,
     )  # fmt: skip
     model.train()
     loss_sum = torch.zeros((), device=acc.device)
+    term_sums: dict[str, torch.Tensor] = {}  # named loss terms, summed since the last log
+    term_counts: dict[str, int] = {}
     window = 0  # steps since the last log
     saving = 0.0  # seconds spent writing checkpoints (left out of the speed)
     loop_start = window_start = first_done = time.perf_counter()
@@ -300,6 +312,12 @@ def train(
         batch = task.batch(step, rank=acc.process_index, world_size=acc.num_processes)
         batch = {k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}
         loss = task.loss(model, batch)
+        if isinstance(loss, tuple):  # (loss, {name: term}): the terms are logged too
+            loss, terms = loss
+            for name, value in terms.items():
+                value = torch.as_tensor(value, device=acc.device).detach().float()
+                term_sums[name] = term_sums.get(name, 0) + value
+                term_counts[name] = term_counts.get(name, 0) + 1
         if not torch.isfinite(loss):
             raise KinemicError(
                 f"the loss became {loss.item()} at step {step + 1}; lower the learning rate "
@@ -328,14 +346,25 @@ def train(
                 "train/grad_norm": float(grad_norm),
                 "train/steps_per_second": window / max(elapsed, 1e-9),
             }
+            means = {
+                name: acc.reduce(total / term_counts[name], reduction="mean").item()
+                for name, total in term_sums.items()
+            }
+            logs.update({f"train/{name}": value for name, value in means.items()})
             acc.log(logs, step=done)
             result.losses.append((done, mean_loss))
+            if means:
+                result.terms.append((done, means))
+            term_sums.clear()
+            term_counts.clear()
             bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
             loss_sum.zero_()
             window, window_start, window_saving = 0, now, saving
         if done % config.checkpoint_every == 0 or done == config.steps:
             t0 = time.perf_counter()
             meta["losses"] = result.losses
+            if result.terms:
+                meta["terms"] = result.terms
             after_first = t0 - first_done - (saving - first_saving)
             meta["steps_per_second"] = _speed(done - start, t0 - loop_start - saving, after_first)
             result.checkpoint = _write_checkpoint(

@@ -1,0 +1,426 @@
+"""``kinemic mine``: the soft positives of each target class, shown so a user can check them,
+and — with a fine-tuned generator on the procedural world — how precisely its attention
+windows find the target action (``kinemic.mining.precision``).
+
+``mine(...)`` is the typed function; ``VERBS`` holds the verb for ``kinemic.cli``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kinemic.errors import KinemicError
+from kinemic.io.atomic import write_text
+from kinemic.io.humanml3d import HumanML3DDataset
+from kinemic.io.ntu_vibe import NTUVibeDataset
+from kinemic.mining import precision as prec
+from kinemic.mining.soft_positives import DEFAULT_K, SoftPositives, as_encoder, embed_texts
+from kinemic.mining.soft_positives import soft_positives as find_soft_positives
+
+
+@dataclass
+class ClassSummary:
+    """One target class: 0-based ``label``, name, caption, the lengths (feature rows) of its
+    target clips, and its ``top`` soft positives: dicts of id, score and the motion's caption
+    closest to the class caption (``caption``, ``caption_score``)."""
+
+    label: int
+    name: str
+    caption: str
+    lengths: list[int]
+    top: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class MineReport:
+    """What ``mine`` found: per-class summaries, the soft positives, and (on a world source)
+    the mining precision; ``windows`` the attention windows (with a model); ``seconds`` per
+    stage."""
+
+    source: Path
+    target: Path
+    split: str | None
+    model: Path | None
+    classes: list[ClassSummary]
+    soft: SoftPositives
+    precision: prec.MiningPrecision | None
+    notes: list[str]
+    seconds: dict[str, float]
+    windows: np.ndarray | None = None  # (C, k, 2) mined [start, end) feature rows
+
+    def text(self) -> str:
+        """The report as printed by ``kinemic mine``."""
+        k = self.soft.k
+        split = f"split {self.split}" if self.split else "all classes"
+        pool = f"the {self.soft.split!r} split" if self.soft.split else "all motions"
+        lines = [
+            f"soft positives of {self.target} ({split}) among {len(self.soft.source_ids)} source "
+            f"motions of {self.source} ({pool}); {self.soft.encoder}, top {k}",
+            *(f"note: {n}" for n in [*self.soft.notes, *self.notes]),
+        ]
+        for c, cls in enumerate(self.classes):
+            lo, hi = min(cls.lengths), max(cls.lengths)
+            lines += [
+                "",
+                f"A{cls.label + 1:03d} {cls.name} — “{cls.caption}”  "
+                f"({len(cls.lengths)} target clips, {lo}–{hi} rows)",
+            ]
+            if cls.top:
+                lines.append(
+                    "  rank  score  source    closest caption of the source motion (its score)"
+                )
+            for r, top in enumerate(cls.top, start=1):
+                cap = top["caption"]
+                cap = cap if len(cap) <= 88 else cap[:85] + "..."
+                lines.append(
+                    f"  {r:>4}  {top['score']:.3f}  {top['id']:<8}  {cap} "
+                    f"({top['caption_score']:.2f})"
+                )
+            scores = self.soft.scores[c]
+            tail = f"  score at rank {k}: {scores[-1]:.3f}"
+            if self.precision is not None:
+                p = self.precision.classes[c]
+                prim = ", ".join(p.primitives)
+                tail += (
+                    f"; soft positives containing {prim}: {p.containing}/{p.soft_positives} "
+                    f"({100 * p.retrieval:.0f}%)"
+                )
+            lines.append(tail)
+        if self.precision is not None:
+            lines += ["", "mining precision (ground-truth segments of the world source):"]
+            lines.append(self.precision.table())
+        stages = ", ".join(f"{name} {s:.1f} s" for name, s in self.seconds.items())
+        lines += ["", f"time: {stages}"]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        soft = self.soft.to_json()
+        classes = [
+            {"label": c.label, "action": f"A{c.label + 1:03d}", "name": c.name,
+             "caption": c.caption, "target_lengths": c.lengths, "top": c.top,
+             "soft_positives": soft["classes"][i]["ids"],
+             "scores": soft["classes"][i]["scores"],
+             "windows": None if self.windows is None else self.windows[i].tolist()}
+            for i, c in enumerate(self.classes)
+        ]  # fmt: skip
+        return {
+            "format": "kinemic-mine", "version": 1, "source": str(self.source),
+            "target": str(self.target), "split": self.split,
+            "model": None if self.model is None else str(self.model),
+            "encoder": self.soft.encoder, "source_split": self.soft.split, "k": self.soft.k,
+            "notes": [*self.soft.notes, *self.notes], "classes": classes,
+            "precision": None if self.precision is None else self.precision.to_json(),
+            "seconds": self.seconds,
+        }  # fmt: skip
+
+
+def _clip_rows(ds: HumanML3DDataset, clip_id: str) -> int:
+    """Feature rows of a clip, read from the .npy header only."""
+    return int(np.load(ds.root / "new_joint_vecs" / f"{clip_id}.npy", mmap_mode="r").shape[0])
+
+
+def target_classes(
+    target: str | Path, split: str | None
+) -> tuple[list[int], list[list[int]], str | None]:
+    """The classes to mine for (0-based labels), each class's target clip lengths (feature
+    rows), and the split read: the few-shot split's classes and training shots, or with no
+    split every class that has clips (the default xsub training clips when present)."""
+    ds = NTUVibeDataset(target)
+    if split is not None:
+        fs = ds.fewshot_split(split)
+        ids, labels, classes = fs.train_ids, fs.train_labels, list(fs.class_list)
+    else:
+        if ds.has_default_split("xsub"):
+            ids, labels = ds.default_split("xsub", "train")
+        else:
+            ids = ds.ids()
+            labels = [ds.label_of(i) for i in ids]
+        classes = sorted(set(labels))
+    if not classes:
+        raise KinemicError(f"{target}: no target classes with clips to mine for")
+    lengths: dict[int, list[int]] = {c: [] for c in classes}
+    for clip_id, label in zip(ids, labels, strict=True):
+        lengths[label].append(_clip_rows(ds, clip_id))
+    empty = [c for c in classes if not lengths[c]]
+    if empty:
+        raise KinemicError(f"{target}: classes {empty} of split {split!r} have no training clips")
+    return classes, [lengths[c] for c in classes], split
+
+
+def _closest_captions(source: Path, soft: SoftPositives, encoder, show: int) -> list[list[dict]]:
+    """For each class, its first ``show`` soft positives with the caption closest to the
+    class caption."""
+    ds = HumanML3DDataset(source)
+    queries = embed_texts(encoder, soft.captions)  # (C, E)
+    out = []
+    for c in range(len(soft.captions)):
+        rows = []
+        for j in range(min(show, soft.k)):
+            clip_id = soft.source_ids[soft.indices[c, j]]
+            texts = list(dict.fromkeys(cap.text for cap in ds.captions(clip_id)))
+            sims = embed_texts(encoder, texts) @ queries[c]  # (n,)
+            best = int(np.argmax(sims))
+            rows.append({"id": clip_id, "score": round(float(soft.scores[c, j]), 4),
+                         "caption": texts[best],
+                         "caption_score": round(float(sims[best]), 4)})  # fmt: skip
+        out.append(rows)
+    return out
+
+
+def mine(
+    source: str | Path,
+    target: str | Path,
+    *,
+    split: str | None = None,
+    k: int | None = None,
+    show: int = 5,
+    model: str | Path | None = None,
+    encoder: str | None = None,
+    source_split: str | None = "train",
+    variants: bool = False,
+    seed: int = 0,
+    random_draws: int | None = None,
+    mine_t: int | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> MineReport:
+    """Soft positives of the target classes among the source motions, their best captions and,
+    when ``source`` carries ground-truth segments (a world), retrieval and mining precision.
+
+    ``split``: a few-shot split of ``target`` (its classes; default every class with clips).
+    ``model``: a fine-tuned generator run; its attention windows are mined in the soft positives
+    (``kinemic.mining.windows``) and scored; ``split``, ``k`` and ``encoder`` then default to
+    the ones it was fine-tuned with (else: all classes, 250, "minilm"). Without it, only the
+    random-window and whole-clip figures are computed, with the target clips' lengths. See
+    ``kinemic.mining.precision``.
+    """
+    if show < 0:
+        raise KinemicError(f"--show must be 0 or more, got {show}")
+    source, target = Path(source), Path(target)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    generator = None
+    if model is not None:
+        generator, split = load_for_mining(model, split)
+    text_encoder = None
+    if generator is not None:
+        used = generator.config.get("soft_positives") or {}
+        k = int(used.get("k", DEFAULT_K)) if k is None else k
+        if encoder is None and generator.text_spec is not None:
+            from kinemic.text import encoder_from_spec
+
+            text_encoder = encoder_from_spec(generator.text_spec)
+    k = DEFAULT_K if k is None else k
+    text_encoder = text_encoder or as_encoder(encoder or "minilm")
+    labels, lengths, split = target_classes(target, split)
+    ntu = NTUVibeDataset(target)
+    names, captions = ntu.class_names(), ntu.class_captions()
+    class_captions = [captions.get(c, f"A person does the action: {names[c]}.") for c in labels]
+    uncaptioned = [names[c] for c in labels if c not in captions]
+    soft = find_soft_positives(source, class_captions, encoder=text_encoder, k=k,
+                               cache_dir=cache_dir, split=source_split,
+                               progress=progress)  # fmt: skip
+    tops = _closest_captions(source, soft, text_encoder, show)
+    summaries = [
+        ClassSummary(label, names[label], cap, lens, top)
+        for label, cap, lens, top in zip(labels, class_captions, lengths, tops, strict=True)
+    ]
+    seconds["soft positives"] = time.perf_counter() - t0
+
+    notes: list[str] = []
+    if uncaptioned:
+        notes.append(f"ntu_metadata.json has no caption for {', '.join(uncaptioned)}: used "
+                     "'A person does the action: <name>.'")  # fmt: skip
+    window_len = prec.window_lengths(soft, lengths)  # (C, k) the target length of each window
+    windows = precision = None
+    if generator is not None:
+        t1 = time.perf_counter()
+        windows = attention_windows(generator, source, soft, labels, window_len, seed=seed,
+                                    t=mine_t, progress=progress)  # fmt: skip
+        seconds["attention windows"] = time.perf_counter() - t1
+    primitives = None
+    if not prec.has_segments(source):
+        notes.append(f"{source} has no segments/ sidecars: no ground truth, no mining precision")
+    else:
+        try:
+            primitives = prec.class_primitives(labels, variants=variants)
+        except KinemicError as e:
+            notes.append(f"no mining precision: {e}")
+    if primitives is not None:
+        t1 = time.perf_counter()
+        precision = prec.mining_precision(
+            source, soft, primitives, windows, lengths=window_len, random_draws=random_draws,
+            seed=seed, names=[names[c] for c in labels],
+        )  # fmt: skip
+        seconds["precision"] = time.perf_counter() - t1
+    return MineReport(source, target, split, None if model is None else Path(model), summaries,
+                      soft, precision, notes, seconds, windows)  # fmt: skip
+
+
+# ------------------------------------------------------------------------- attention windows
+
+
+def load_for_mining(model: str | Path, split: str | None) -> tuple[Any, str | None]:
+    """The fine-tuned generator of ``model`` (``kinemic.generator.load_generator``) and the
+    split to mine: ``split``, or the generator's own when None (they must agree)."""
+    try:
+        from kinemic.generator import load_generator
+    except ImportError as e:
+        raise KinemicError(
+            f"--model needs kinemic.generator (loading fine-tuned generators), which this "
+            f"installation does not have ({e}); run without --model for the soft positives"
+        ) from None
+    generator = load_generator(model)
+    if getattr(generator, "mic", None) is None:
+        method = getattr(generator, "method", None) or generator.config.get("method", "?")
+        raise KinemicError(
+            f"{model}: this generator (method {method!r}) has no MIC module, so it has no "
+            "attention windows to mine; use a model fine-tuned with --method kinemic"
+        )
+    own = generator.config.get("split")
+    if split is None:
+        split = own
+    elif own is not None and own != split:
+        raise KinemicError(f"{model} was fine-tuned on split {own!r}, not {split!r}")
+    return generator, split
+
+
+def attention_windows(
+    generator: Any,
+    source: str | Path,
+    soft: SoftPositives,
+    labels: list[int],
+    lengths: np.ndarray,
+    *,
+    seed: int = 0,
+    t: int | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> np.ndarray:
+    """(C, k, 2) int64 [start, end) feature rows: the window ``kinemic.mining.windows.
+    mine_windows`` picks in each soft positive of each class (``labels[c]``, 0-based) for a
+    target of ``lengths[c, j]`` rows (the whole clip when shorter).
+
+    As in training, the prior stream sees the noised source clip under one of its own
+    whole-clip captions (drawn with ``seed``), at step ``t`` of the generator's schedule: by
+    default drawn uniformly, as training draws it, once per batch of ``batch_size`` windows
+    (shuffled across classes)."""
+    import torch
+    from tqdm import tqdm
+
+    from kinemic.mining.windows import mine_windows
+    from kinemic.text import encoder_from_spec
+
+    classes = [int(c) for c in generator.classes]
+    missing = [c for c in labels if c not in classes]
+    if missing:
+        raise KinemicError(f"the generator was not fine-tuned on classes {missing} (it has "
+                           f"{classes}); pick its split")  # fmt: skip
+    steps = int(generator.schedule.num_steps)
+    if t is not None and not 0 <= t < steps:
+        raise KinemicError(f"--t must be in 0..{steps - 1}, got {t}")
+    rng = np.random.default_rng(seed)
+    ds = HumanML3DDataset(source)
+    pairs = [(c, j) for c in range(len(labels)) for j in range(soft.k)]
+    ids = [soft.source_ids[soft.indices[c, j]] for c, j in pairs]
+    captions = []
+    for clip_id in ids:  # a whole-clip caption, as fine-tuning conditions the prior stream
+        caps = ds.captions(clip_id)
+        texts = [c.text for c in caps if c.whole_clip] or [c.text for c in caps]
+        captions.append(texts[int(rng.integers(len(texts)))])
+    encoder = encoder_from_spec(generator.text_spec)
+    text = encoder.encode(captions).float()  # (P, E) the prior stream's condition
+    # One forward per batch, so one t per batch (``mine_windows`` takes one step): the windows
+    # are shuffled into batches and each batch draws its t, uniform over the schedule.
+    # (Grouping windows by a t drawn per window made ~100 small batches: 3x slower on a CPU.)
+    order = rng.permutation(len(pairs))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    steps_of = [t if t is not None else int(rng.integers(steps)) for _ in batches]
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    out = np.zeros((*soft.indices.shape, 2), dtype=np.int64)
+    bar = tqdm(batches, desc="mining windows", unit="batch", disable=not progress or None)
+    for batch, step in zip(bar, steps_of, strict=True):
+        clips = [generator.normalizer.normalize(ds.features(ids[p])) for p in batch]
+        rows = torch.tensor([len(x) for x in clips])  # (B,)
+        x0 = torch.zeros(len(batch), int(rows.max()), clips[0].shape[1])  # (B, T, F)
+        for i, x in enumerate(clips):
+            x0[i, : len(x)] = torch.as_tensor(x, dtype=torch.float32)
+        mask = torch.arange(x0.shape[1])[None] < rows[:, None]  # (B, T)
+        length = torch.tensor([int(lengths[pairs[p]]) for p in batch]).clamp(min=1)
+        length = torch.minimum(length, rows)  # (B,)
+        action = torch.tensor([classes.index(labels[pairs[p][0]]) for p in batch])  # (B,)
+        starts = mine_windows(generator, x0, mask, length, text=text[batch], action=action,
+                              t=step, gen=gen)  # fmt: skip
+        for i, p in enumerate(batch):
+            out[pairs[p]] = (int(starts[i]), int(starts[i] + length[i]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- verb
+
+
+def _add_mine(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "mine",
+        help="show the soft positives (best-matching source motions) of each target class",
+        description=(
+            "Embed every caption of the source corpus (default: its train split), average them "
+            "per motion, and rank the motions by cosine with each target class's caption: the "
+            "top k are the class's soft positives, which KineMIC fine-tuning pairs the few-shot "
+            "clips with. Prints, per class, the best matches with their closest caption, so you "
+            "can check that the class captions retrieve the right motion. On a procedural world "
+            "(source with segments/ sidecars) it also reports how many soft positives contain "
+            "the class's motion, and the precision of a random window and of the whole clip; "
+            "with --model, the precision of the fine-tuned model's attention windows (hit: "
+            "temporal IoU ≥ 0.5 with a true segment). Embeddings are cached on disk."
+        ),
+        epilog="""examples:
+  kinemic mine --source out/world/source --target out/world/target --split S0000
+  kinemic mine --source out/world/source --target out/world/target --show 10 --json mine.json
+  kinemic mine --source out/world/source --target out/world/target --split S0000 \\
+      --model runs/kinemic-S0000        # also mine attention windows and score them""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--source", type=Path, required=True, help="source corpus (HumanML3D layout)")
+    p.add_argument("--target", type=Path, required=True, help="target dataset (NTU-VIBE layout)")
+    p.add_argument("--split", help="few-shot split of the target, e.g. S0000 (default: every "
+                   "class; a --model's own)")  # fmt: skip
+    p.add_argument("--k", type=int, help=f"soft positives per class ({DEFAULT_K}; a --model's own)")
+    p.add_argument("--show", type=int, default=5, help="matches printed per class (5)")
+    p.add_argument("--json", type=Path, help="write every figure to this JSON file")
+    p.add_argument("--model", type=Path, help="fine-tuned generator run: mine attention windows")
+    p.add_argument("--encoder", help="text encoder (minilm; a --model's own)")
+    p.add_argument("--source-split", default="train",
+                   help="source split searched (train; 'all': every clip)")  # fmt: skip
+    p.add_argument("--variants", action="store_true", help="count class variants as hits too")
+    p.add_argument("--seed", type=int, default=0, help="seed of the mining noise (0)")
+    p.add_argument("--random-draws", type=int, help="random windows drawn (default: exact mean)")
+    p.add_argument("--t", type=int, dest="mine_t", help="diffusion step to mine at (default: "
+                   "drawn uniformly per batch of windows, as in training)")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _run_mine(args: argparse.Namespace) -> int:
+    report = mine(
+        args.source, args.target, split=args.split, k=args.k, show=args.show, model=args.model,
+        encoder=args.encoder, variants=args.variants,
+        source_split=None if args.source_split == "all" else args.source_split,
+        seed=args.seed, random_draws=args.random_draws, mine_t=args.mine_t,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    print(report.text())
+    if args.json is not None:
+        write_text(args.json, json.dumps(report.to_json(), indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+VERBS: dict[str, tuple[Callable, Callable]] = {"mine": (_add_mine, _run_mine)}

@@ -1,0 +1,424 @@
+"""Fine-tuned generators: two streams on one copy of the prior's weights, and their folders.
+
+KineMIC (``../shared/SPEC.md`` §5) runs two streams initialised from the same prior: the
+*prior* stream (frozen, text-conditioned) and the *target* stream (text + action, LoRA-adapted).
+The reference implementation holds two full models; here :class:`TwoStreamDenoiser` holds one:
+peft LoRA adapters are injected into the prior's ``Denoiser`` (targets
+``kinemic.diffusion.LORA_TARGET_MODULES``; LayerNorms and the text projection frozen), an action
+table (``Denoiser.add_actions``) is added and trained, and the prior stream is the same module
+run under peft's ``disable_adapter()`` — in eval mode, without gradients — which computes
+exactly what the prior computes (the action table is not used without an action).
+
+Timesteps: the fine-tuning schedule may be longer than the prior's (KineMIC used 100 steps
+on a 50-step prior). Noise levels follow the fine-tuning schedule; the network, which only
+knows the prior's timestep embedding, is given ``prior_timestep(t) = min(ceil(t·P/S), P−1)``
+(S = fine-tuning steps, P = the prior's). The cosine schedule depends on t/T only, so the
+mapped step has (nearly) the same noise level. Both streams get the mapped step: they share
+the one timestep MLP.
+
+A generator folder (every fine-tuning checkpoint is one; written by ``kinemic finetune``)::
+
+    config.json            format "kinemic-generator", method, the prior (path or "shipped",
+                           sha256 of its weights), LoRA settings, classes and their names,
+                           captions and few-shot lengths, target, split, MIC config, step
+    adapter/               peft adapter (adapter_config.json, adapter_model.safetensors)
+    actions.safetensors    the action table (num_classes, D); id i = classes[i]
+    mic.safetensors        MIC weights and memory bank (method "kinemic" only)
+
+:func:`load_generator` rebuilds the whole generator from that folder and the prior it names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from kinemic.diffusion import LORA_TARGET_MODULES, Denoiser, DenoiserConfig, NoiseSchedule
+from kinemic.errors import KinemicError
+from kinemic.features import Normalizer
+from kinemic.io.atomic import write_bytes, write_text
+from kinemic.mining.mic import MIC, MICConfig
+
+__all__ = [
+    "FORMAT",
+    "Generator",
+    "LoraSettings",
+    "TwoStreamDenoiser",
+    "is_generator",
+    "load_generator",
+    "prior_pointer",
+    "prior_timestep",
+    "resolve_generator_folder",
+    "save_generator",
+]
+
+FORMAT = "kinemic-generator"
+VERSION = 1
+CONFIG_FILE = "config.json"
+ADAPTER_DIR = "adapter"
+ACTIONS_FILE = "actions.safetensors"
+MIC_FILE = "mic.safetensors"
+
+
+@dataclass
+class LoraSettings:
+    """peft LoRA settings of the target stream (SPEC §5: rank 16, α 32, dropout 0.1)."""
+
+    rank: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.1
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGET_MODULES))
+
+    def __post_init__(self) -> None:
+        if self.rank < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1:
+            raise KinemicError(
+                f"LoRA settings: rank >= 1, alpha > 0 and dropout in [0, 1) expected, found "
+                f"rank={self.rank}, alpha={self.alpha}, dropout={self.dropout}"
+            )
+        if not self.target_modules:
+            raise KinemicError("LoRA settings: target_modules is empty")
+        self.target_modules = list(self.target_modules)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def peft_config(self):
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout,
+            target_modules=list(self.target_modules), bias="none",
+        )  # fmt: skip
+
+
+def prior_timestep(t: Tensor, *, steps: int, prior_steps: int) -> Tensor:
+    """The prior's timestep for step t (B,) of a ``steps``-step schedule:
+    min(ceil(t·prior_steps/steps), prior_steps − 1) (the identity when the two are equal)."""
+    if steps == prior_steps:
+        return t
+    t = t.long()
+    return torch.clamp((t * prior_steps + steps - 1) // steps, max=prior_steps - 1)
+
+
+class TwoStreamDenoiser(nn.Module):
+    """The prior's denoiser with LoRA adapters and an action table: ``forward`` is the target
+    stream, :meth:`prior_stream` the frozen prior. Both take timesteps t (B,) of the
+    fine-tuning schedule (``steps``) and map them to the prior's (``prior_timestep``).
+
+    ``denoiser`` is modified in place (adapters are injected into it): it is the one copy of
+    the weights. Only the LoRA matrices and the action table require grad.
+    """
+
+    def __init__(
+        self,
+        denoiser: Denoiser,
+        *,
+        num_actions: int,
+        lora: LoraSettings,
+        steps: int,
+        prior_steps: int,
+    ) -> None:
+        super().__init__()
+        from peft import get_peft_model
+
+        if steps < 1 or prior_steps < 1:
+            raise ValueError(f"steps ({steps}) and prior_steps ({prior_steps}) must be >= 1")
+        self.steps, self.prior_steps = int(steps), int(prior_steps)
+        self.lora = lora
+        denoiser.add_actions(num_actions)
+        self.peft = get_peft_model(denoiser, lora.peft_config())
+        denoiser.embed_action.weight.requires_grad_(True)  # peft froze everything else
+
+    @property
+    def base(self) -> Denoiser:
+        """The ``Denoiser`` holding the prior's weights (with the adapters injected)."""
+        return self.peft.base_model.model
+
+    @property
+    def config(self) -> DenoiserConfig:
+        return self.base.config
+
+    @property
+    def action_table(self) -> nn.Embedding:
+        return self.base.embed_action
+
+    def model_timestep(self, t: Tensor) -> Tensor:
+        return prior_timestep(t, steps=self.steps, prior_steps=self.prior_steps)
+
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor,
+        *,
+        text: Tensor | None = None,
+        action: Tensor | None = None,
+        mask: Tensor | None = None,
+        uncond: Tensor | None = None,
+        return_latents: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """The target stream: x (B, T, F) at steps t (B,) -> x0 (B, T, F) [, latents (B, T, D)];
+        the arguments are those of ``Denoiser.forward``."""
+        return self.peft(
+            x, self.model_timestep(t), text=text, action=action, mask=mask, uncond=uncond,
+            return_latents=return_latents,
+        )  # fmt: skip
+
+    @contextlib.contextmanager
+    def _frozen_prior(self) -> Iterator[None]:
+        was = self.training
+        self.eval()
+        try:
+            with torch.no_grad(), self.peft.disable_adapter():
+                yield
+        finally:
+            self.train(was)
+
+    def prior_stream(
+        self,
+        x: Tensor,
+        t: Tensor,
+        *,
+        text: Tensor | None = None,
+        mask: Tensor | None = None,
+        uncond: Tensor | None = None,
+        return_latents: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """The frozen prior: adapters off, eval mode (no dropout, no condition dropping), no
+        gradients; the same outputs as the original prior at the mapped timesteps."""
+        with self._frozen_prior():
+            return self.peft(
+                x, self.model_timestep(t), text=text, mask=mask, uncond=uncond,
+                return_latents=return_latents,
+            )  # fmt: skip
+
+    def adapter_state(self) -> dict[str, Tensor]:
+        from peft import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(self.peft)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+
+# ------------------------------------------------------------------------------ the folder
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def prior_pointer(prior) -> dict[str, str]:
+    """{"path": absolute prior folder or "shipped", "sha256": of the weights file it loaded}."""
+    from kinemic.prior import RAW_WEIGHTS_FILE, SHIPPED_PRIOR, WEIGHTS_FILE
+
+    folder = Path(prior.path).resolve()
+    file = WEIGHTS_FILE
+    if prior.weights == "raw" and prior.config["weights"].get(WEIGHTS_FILE) == "ema":
+        file = RAW_WEIGHTS_FILE
+    path = "shipped" if folder == SHIPPED_PRIOR.resolve() else str(folder)
+    return {"path": path, "sha256": _sha256(folder / file), "weights": prior.weights}
+
+
+def save_generator(
+    folder: str | Path, *, model: TwoStreamDenoiser, mic: MIC | None, config: dict[str, Any]
+) -> Path:
+    """Write a generator folder (see the module docstring); ``config.json`` last, every file
+    atomically. ``config`` holds everything but "format" and "version"."""
+    from safetensors.torch import save as st_save
+
+    folder = Path(folder)
+    meta = {"format": FORMAT, "version": str(VERSION)}
+
+    def tensors(state: dict[str, Tensor]) -> bytes:
+        return st_save({k: v.detach().cpu().contiguous() for k, v in state.items()}, meta)
+
+    adapter = folder / ADAPTER_DIR
+    adapter.mkdir(parents=True, exist_ok=True)
+    peft_config = model.peft.peft_config["default"].to_dict()
+    peft_config["target_modules"] = sorted(peft_config["target_modules"])
+    write_text(adapter / "adapter_config.json", json.dumps(peft_config, indent=2, default=str))
+    write_bytes(adapter / "adapter_model.safetensors", tensors(model.adapter_state()))
+    write_bytes(folder / ACTIONS_FILE, tensors({"weight": model.action_table.weight}))
+    if mic is not None:
+        write_bytes(folder / MIC_FILE, tensors(mic.state_dict()))
+    full = {"format": FORMAT, "version": VERSION, **config}
+    write_text(folder / CONFIG_FILE, json.dumps(full, indent=2) + "\n")
+    return folder
+
+
+def _read_config(folder: Path) -> dict[str, Any] | None:
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise KinemicError(f"{path}: not valid JSON ({e})") from None
+
+
+def resolve_generator_folder(path: str | Path) -> Path:
+    """The generator folder of ``path``: itself or a run's ``latest`` checkpoint. A prior
+    folder is refused with a message saying to pass it as ``--prior``."""
+    path = Path(path)
+    if not path.exists():
+        raise KinemicError(f"{path}: no such folder; expected a generator run (kinemic finetune)")
+    folder = path
+    if not (path / CONFIG_FILE).is_file() and (path / "latest").is_file():
+        from kinemic.training import resolve_checkpoint
+
+        folder = resolve_checkpoint(path)
+    config = _read_config(folder)
+    if config is None:
+        raise KinemicError(
+            f"{path}: not a generator folder (no {CONFIG_FILE}); expected the --out folder of "
+            "kinemic finetune or one of its checkpoints"
+        )
+    if config.get("format") == "kinemic-prior":
+        raise KinemicError(
+            f"{path} is a prior, not a fine-tuned generator: fine-tune it first "
+            f"(kinemic finetune --prior {path} ...), or pass it where a prior is expected (--prior)"
+        )
+    if config.get("format") != FORMAT:
+        raise KinemicError(
+            f"{folder / CONFIG_FILE}: format {config.get('format')!r}, expected {FORMAT!r}"
+        )
+    return folder
+
+
+def is_generator(path: str | Path) -> bool:
+    """True when ``path`` is a generator folder or a run whose latest checkpoint is one."""
+    try:
+        resolve_generator_folder(path)
+    except KinemicError:
+        return False
+    return True
+
+
+@dataclass
+class Generator:
+    """A loaded generator (eval mode). ``denoiser`` is the target stream (call it like a
+    ``Denoiser``; ``denoiser.prior_stream`` is the frozen prior); ``schedule`` the fine-tuning
+    schedule it samples with; action id i is class ``classes[i]`` (0-based NTU label);
+    ``class_lengths[label]`` the few-shot clips' lengths (feature rows); ``mic`` None for
+    ``mdm-ft``. The attributes ``kinemic sample`` reads of a prior (``action_names``,
+    ``text_encoder``, ``text_spec``, ``max_frames``, ``weights``) are provided too."""
+
+    denoiser: TwoStreamDenoiser
+    schedule: NoiseSchedule
+    normalizer: Normalizer
+    text_spec: dict[str, Any] | None
+    classes: list[int]
+    class_names: list[str]
+    class_captions: list[str]
+    class_lengths: dict[int, list[int]]
+    mic: MIC | None
+    config: dict[str, Any]
+    path: Path
+    prior_path: Path
+    max_frames: int = 196
+
+    @property
+    def method(self) -> str:
+        return str(self.config["method"])
+
+    @property
+    def text_encoder(self) -> str | None:
+        return None if self.text_spec is None else str(self.text_spec["name"])
+
+    @property
+    def text_dim(self) -> int | None:
+        return self.denoiser.config.text_dim
+
+    @property
+    def action_names(self) -> list[str]:
+        return list(self.class_names)
+
+    @property
+    def weights(self) -> str:
+        return "adapter"
+
+
+def load_generator(path: str | Path, *, device: str | torch.device = "cpu") -> Generator:
+    """Rebuild a generator from its folder (or a run folder: its latest checkpoint) and the
+    prior it points to, whose weights must still have the recorded sha256."""
+    from safetensors.torch import load_file
+
+    from kinemic.prior import load_prior, resolve_prior_folder
+
+    folder = resolve_generator_folder(path)
+    config = _read_config(folder)
+    assert config is not None
+    method = config.get("method")
+    need = [f"{ADAPTER_DIR}/adapter_model.safetensors", ACTIONS_FILE]
+    if method == "kinemic":
+        need.append(MIC_FILE)
+    missing = [n for n in need if not (folder / n).is_file()]
+    if missing:
+        raise KinemicError(f"{folder}: incomplete generator folder, missing {', '.join(missing)}")
+    pointer = config["prior"]
+    try:
+        prior_folder = resolve_prior_folder(pointer["path"])
+    except KinemicError as e:
+        raise KinemicError(f"{folder}: its prior is unavailable: {e}") from None
+    prior = load_prior(prior_folder, weights=pointer.get("weights", "ema"))
+    found = prior_pointer(prior)["sha256"]
+    if found != pointer["sha256"]:
+        raise KinemicError(
+            f"{folder}: the prior at {prior_folder} is not the one it was fine-tuned from "
+            f"(sha256 {found[:12]}…, recorded {pointer['sha256'][:12]}…)"
+        )
+    lora = LoraSettings(**config["lora"])
+    classes = [int(c) for c in config["classes"]]
+    model = TwoStreamDenoiser(
+        prior.denoiser, num_actions=len(classes), lora=lora,
+        steps=int(config["schedule"]["num_steps"]), prior_steps=prior.schedule.num_steps,
+    )  # fmt: skip
+    from peft import set_peft_model_state_dict
+
+    adapter = load_file(folder / ADAPTER_DIR / "adapter_model.safetensors")
+    result = set_peft_model_state_dict(model.peft, adapter)
+    if getattr(result, "unexpected_keys", None):
+        raise KinemicError(
+            f"{folder / ADAPTER_DIR}: unexpected adapter keys {result.unexpected_keys[:5]}"
+        )
+    table = load_file(folder / ACTIONS_FILE)["weight"]
+    if tuple(table.shape) != tuple(model.action_table.weight.shape):
+        raise KinemicError(
+            f"{folder / ACTIONS_FILE}: action table {tuple(table.shape)}, expected "
+            f"{tuple(model.action_table.weight.shape)} ({len(classes)} classes)"
+        )
+    with torch.no_grad():
+        model.action_table.weight.copy_(table)
+    mic = None
+    if method == "kinemic":
+        mic = MIC(MICConfig.from_dict(config["mic"]))
+        mic.load_state_dict(load_file(folder / MIC_FILE))
+        mic.requires_grad_(False).to(device).eval()
+    model.requires_grad_(False).to(device).eval()  # an inference model
+    return Generator(
+        denoiser=model,
+        schedule=NoiseSchedule(int(config["schedule"]["num_steps"])),
+        normalizer=prior.normalizer,
+        text_spec=prior.text_spec,
+        classes=classes,
+        class_names=list(config["class_names"]),
+        class_captions=list(config["class_captions"]),
+        class_lengths={int(k): [int(n) for n in v] for k, v in config["class_lengths"].items()},
+        mic=mic,
+        config=config,
+        path=folder,
+        prior_path=prior.path,
+        max_frames=prior.max_frames,
+    )

@@ -1,0 +1,211 @@
+"""Synthetic datasets from a fine-tuned generator (``kinemic synthesize``).
+
+For every class of the generator's split: condition on the action id and the class caption,
+draw lengths from that class's few-shot clips' lengths (stored in the generator), sample with
+classifier-free guidance (2.5 by default; conditional and unconditional halves in one batched
+forward) by ancestral DDPM over the generator's schedule or deterministic DDIM, de-normalise
+with the prior's normaliser (foot contacts rounded to 0/1, their domain) and recover joints.
+Samples of similar length share a batch.
+
+The output is an NTU-VIBE-layout folder (valid under ``kinemic validate``)::
+
+    OUT/new_joint_vecs/<id>.npy   (T, 263) float32 de-normalised HumanML3D features
+    OUT/new_joints/<id>.npy       (T, 22, 3) joints from ``features_to_joints``: one per
+                                  feature row, as HumanML3D stores recovered joints
+    OUT/texts/<id>.txt            the class caption
+    OUT/ntu_classes.txt, OUT/ntu_metadata.json     copied from the target dataset
+    OUT/synth.txt, OUT/synth_y.txt                 ids and 0-based NTU labels
+    OUT/info.json                 every setting and the generator it came from
+
+Ids are ``synth_A{action:03d}_{index:05d}`` (action 1-based): the few-shot clips are never part
+of the output. The folder is written under a temporary name and renamed into place at the end,
+so an interrupted run leaves no half dataset under OUT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from kinemic.errors import KinemicError
+from kinemic.io.atomic import write_text
+
+__all__ = ["plan_samples", "synth_id", "synthesize"]
+
+FORMAT = "kinemic-synthetic"
+CONTACTS = slice(259, 263)  # the foot-contact dims of the HumanML3D features
+VERSION = 1
+
+
+def synth_id(label: int, index: int) -> str:
+    """The clip id of the ``index``-th synthetic clip of 0-based class ``label``."""
+    return f"synth_A{label + 1:03d}_{index:05d}"
+
+
+def plan_samples(
+    class_lengths: dict[int, list[int]],
+    classes: list[int],
+    *,
+    per_class: int | None,
+    oversample: float | None,
+    rng: np.random.Generator,
+) -> list[tuple[int, int]]:
+    """(class index, length) of every sample, class by class: ``per_class`` each, or
+    ceil(``oversample`` × that class's number of shots); lengths drawn uniformly (with
+    replacement) from the class's few-shot lengths."""
+    if (per_class is None) == (oversample is None):
+        raise KinemicError(
+            "give exactly one of per_class (--per-class) or oversample (--oversample)"
+        )
+    if per_class is not None and per_class < 1:
+        raise KinemicError(f"per_class must be >= 1, found {per_class}")
+    if oversample is not None and not oversample > 0:
+        raise KinemicError(f"oversample must be > 0, found {oversample}")
+    plan = []
+    for i, label in enumerate(classes):
+        lengths = class_lengths.get(label)
+        if not lengths:
+            raise KinemicError(f"the generator records no few-shot lengths for class {label}")
+        n = per_class if per_class is not None else math.ceil(oversample * len(lengths))
+        plan += [(i, int(x)) for x in rng.choice(np.asarray(lengths), size=n, replace=True)]
+    return plan
+
+
+def synthesize(
+    model: str | Path,
+    out: str | Path,
+    *,
+    per_class: int | None = None,
+    oversample: float | None = None,
+    guidance: float = 2.5,
+    ddim: int | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+    device: str = "cpu",
+    bf16: bool = False,
+    text_cache: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write a synthetic split of every class of a generator (see the module docstring).
+
+    ``model``: a ``kinemic finetune`` run or one of its checkpoints. ``per_class`` clips per
+    class, or ``oversample`` × the class's shots. ``ddim`` = N samples with N deterministic
+    DDIM steps instead of ancestral DDPM over all the generator's steps. The same ``seed``
+    (and batch size) gives the same clips. Refuses an existing non-empty OUT. Returns OUT.
+    """
+    from kinemic.diffusion import lengths_to_mask, sample
+    from kinemic.features import features_to_joints
+    from kinemic.generator import load_generator
+    from kinemic.io.humanml3d import write_clip
+    from kinemic.text import encoder_from_spec
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise KinemicError(f"{out} already exists and is not empty; choose another --out")
+    if batch_size < 1:
+        raise KinemicError(f"batch_size must be >= 1, found {batch_size}")
+    if guidance <= 0:
+        raise KinemicError(f"guidance must be > 0, found {guidance}")
+    gen = load_generator(model, device=device)
+    if ddim is not None and not 1 <= ddim <= gen.schedule.num_steps:
+        raise KinemicError(f"ddim must be in [1, {gen.schedule.num_steps}], found {ddim}")
+    rng = np.random.default_rng(seed)
+    plan = plan_samples(
+        gen.class_lengths, gen.classes, per_class=per_class, oversample=oversample, rng=rng
+    )
+    if gen.text_spec is None:
+        raise KinemicError(f"{gen.path}: its prior takes no text")
+    encoder = encoder_from_spec(gen.text_spec, cache_dir=text_cache)
+    class_text = encoder.encode(list(gen.class_captions)).float()  # (C, E)
+    counters = dict.fromkeys(range(len(gen.classes)), 0)
+    ids = []
+    for c, _ in plan:
+        ids.append(synth_id(gen.classes[c], counters[c]))
+        counters[c] += 1
+    order = sorted(range(len(plan)), key=lambda i: (plan[i][1], i))  # similar lengths together
+    staging = out.parent / f".{out.name}.{os.getpid()}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    F = gen.denoiser.config.feature_dim
+    try:
+        bar = tqdm(total=len(plan), desc="synthesizing", unit="clip", disable=not progress or None)
+        for a in range(0, len(order), batch_size):
+            chunk = order[a : a + batch_size]
+            lengths = torch.tensor([plan[i][1] for i in chunk])
+            cls = torch.tensor([plan[i][0] for i in chunk])
+            mask = lengths_to_mask(lengths)
+            x = sample(
+                gen.denoiser, gen.schedule, (len(chunk), mask.shape[1], F),
+                text=class_text[cls], action=cls, mask=mask, guidance=guidance,
+                generator=generator, ddim_steps=ddim, bf16=bf16,
+            )  # fmt: skip
+            x = x.float().cpu().numpy()
+            for row, i in enumerate(chunk):
+                n = plan[i][1]
+                features = gen.normalizer.inverse(x[row, :n]).astype(np.float32)  # (T, 263)
+                contacts = features[:, CONTACTS]
+                features[:, CONTACTS] = (contacts > 0.5).astype(np.float32)  # binary, as stored
+                joints = features_to_joints(features).astype(np.float32)  # (T, 22, 3)
+                write_clip(staging, ids[i], features=features, joints=joints,
+                           captions=[gen.class_captions[plan[i][0]]])  # fmt: skip
+            bar.update(len(chunk))
+        bar.close()
+        labels = [gen.classes[c] for c, _ in plan]
+        _write_classes(staging, gen)
+        write_text(staging / "synth.txt", "".join(f"{i}\n" for i in ids))
+        write_text(staging / "synth_y.txt", "".join(f"{y}\n" for y in labels))
+        info = {
+            "format": FORMAT, "version": VERSION, "model": str(gen.path.resolve()),
+            "method": gen.method, "prior": gen.config["prior"], "split": gen.config["split"],
+            "target": gen.config.get("target"), "classes": gen.classes,
+            "class_names": gen.class_names, "class_captions": gen.class_captions,
+            "per_class": {str(gen.classes[c]): n for c, n in counters.items()},
+            "per_class_setting": per_class, "oversample": oversample, "guidance": guidance,
+            "sampler": "ddpm" if ddim is None else "ddim",
+            "steps": gen.schedule.num_steps if ddim is None else ddim,
+            "schedule_steps": gen.schedule.num_steps, "seed": seed, "batch_size": batch_size,
+            "bf16": bf16, "lengths": "drawn from the few-shot clips' lengths of each class",
+            "clips": len(ids), "generator_step": gen.config.get("step"),
+            "joints": "features_to_joints of the features: one frame per feature row",
+            "foot_contacts": "rounded to 0/1 (the model predicts them continuous)",
+        }  # fmt: skip
+        write_text(staging / "info.json", json.dumps(info, indent=2) + "\n")
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(staging)
+        raise
+    return out
+
+
+def _write_classes(folder: Path, gen) -> None:
+    """``ntu_classes.txt`` / ``ntu_metadata.json``: the target's, or (target gone) the NTU names
+    and the generator's captions."""
+    from kinemic.io.ntu_names import NTU_CLASS_NAMES
+    from kinemic.io.ntu_vibe import write_class_names, write_metadata
+
+    target = Path(gen.config.get("target") or "")
+    files = ("ntu_classes.txt", "ntu_metadata.json")
+    if all((target / name).is_file() for name in files):
+        for name in files:
+            write_text(folder / name, (target / name).read_text(encoding="utf-8"))
+    else:
+        names = list(NTU_CLASS_NAMES)
+        for label, name in zip(gen.classes, gen.class_names, strict=True):
+            names[label] = name
+        write_class_names(folder, names)
+        write_metadata(folder, dict(zip(gen.classes, gen.class_captions, strict=True)),
+                       class_names=names)  # fmt: skip
