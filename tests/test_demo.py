@@ -1,16 +1,66 @@
-"""The README's main job runs end to end and leaves what it promises."""
+"""The README's main job (`kinemic demo --quick`) runs end to end and leaves what it promises:
+the figures, a report folder, and a report page that renders in a real browser."""
+
+import json
 
 import pytest
 
-from kinemic.demo import run_demo
+from kinemic.cli import main
+from kinemic.demo import MODES
+
+from .browser import chromium
 
 
-@pytest.mark.slow  # the whole pipeline: ~40 s on the 2-core machine
-def test_demo_end_to_end(tmp_path, cmu_bvh_dir):
-    figures = run_demo(out=tmp_path / "demo", bvh=cmu_bvh_dir)
-    assert figures["cmu"]["clips"] == 140
-    assert figures["cmu"]["round_trip_max_error_m"] < 1e-4
-    assert (tmp_path / "demo" / "world" / "target" / "splits" / "fewshot" / "S0000").is_dir()
-    gif = tmp_path / "demo" / "prior_vs_world.gif"
-    assert gif.is_file() and gif.stat().st_size > 10_000
-    assert len(list((tmp_path / "demo" / "samples" / "joints").glob("*.npy"))) == 3
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    figures = out.parent / "figures.json"
+    assert main(["demo", "--quick", "--out", str(out), "--json", str(figures)]) == 0
+    return out, json.loads(figures.read_text())
+
+
+@pytest.mark.slow  # the whole pipeline on the tiny world: ~3 minutes on the 2-core machine
+def test_quick_demo_writes_figures_and_report(quick_demo):
+    out, figures = quick_demo
+    assert figures == json.loads((out / "demo.json").read_text())
+    assert list(figures["accuracy"]) == list(MODES)
+    for mode in MODES:
+        final = figures["accuracy"][mode]["final"]
+        assert len(final["values"]) == figures["settings"]["seeds"] == len(figures["seeds"])
+        assert 0 <= final["mean"] <= 100 and final["ci95"] is not None
+    overall = figures["mining_precision"]["overall"]
+    assert {"attention", "random", "whole", "retrieval"} <= set(overall)
+    for stage in ("world", "fine-tuning", "synthesis", "evaluation", "report"):
+        assert figures["timing_s"][stage] >= 0
+    md = (out / "report.md").read_text()
+    assert "| mode |" in md and "mixed (kinemic)" in md
+    assert (out / "assets" / "accuracy.png").is_file()
+    assert len(list((out / "assets").glob("*.gif"))) == len(figures["classes"])
+
+
+@pytest.mark.slow
+def test_quick_demo_report_renders_in_chromium(quick_demo, tmp_path):
+    out, figures = quick_demo
+    with chromium() as browser:
+        browser.get((out / "report.html").as_uri())
+        broken = browser.execute_script(
+            "return Array.from(document.images)"
+            ".filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt)"
+        )
+        assert broken == []
+        images = browser.execute_script("return document.images.length")
+        assert images >= 3 + len(figures["classes"])  # charts + one GIF per class
+        first_cells = browser.execute_script(
+            "return Array.from(document.querySelectorAll('table')[0].querySelectorAll('tbody tr'))"
+            ".map(r => r.cells[0].innerText)"
+        )
+        assert first_cells == list(MODES)
+        shot = tmp_path / "report.png"
+        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+
+def test_demo_help_explains_the_quick_mode(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = capsys.readouterr().out
+    assert "--quick" in text and "report.html" in text

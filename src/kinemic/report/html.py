@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +35,8 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width:
        margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; }
+td.num { text-align: right; white-space: nowrap; }
 th { background: #f3f3f3; }
 figure { margin: 1em 0; } figcaption { font-size: 0.85em; color: #555; }
 img { max-width: 100%; }
@@ -158,6 +159,15 @@ def _figure(image: Image) -> str:
     return f'<figure><img src="{_data_uri(image)}" alt="{alt}">{cap}</figure>'
 
 
+_NUMBER = re.compile(r"^[-+]?\d[\d,.]*( ± [\d.]+)?%?$")
+
+
+def _cell(text: str) -> str:
+    """A table cell; figures (``12.5``, ``61.7 ± 3.2``, ``40%``) are right-aligned."""
+    css = ' class="num"' if _NUMBER.match(text.strip()) else ""
+    return f"<td{css}>{html.escape(text)}</td>"
+
+
 def to_html(report: Report) -> str:
     esc = html.escape
     parts = [
@@ -174,9 +184,7 @@ def to_html(report: Report) -> str:
             parts += [f"<p>{esc(p.strip())}</p>" for p in b.text.split("\n\n") if p.strip()]
         elif isinstance(b, Table):
             head = "".join(f"<th>{esc(str(h))}</th>" for h in b.header)
-            body = "".join(
-                "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in b.rows
-            )
+            body = "".join("<tr>" + "".join(_cell(str(c)) for c in row) + "</tr>" for row in b.rows)
             cap = f"<caption>{esc(b.caption)}</caption>" if b.caption else ""
             parts.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif isinstance(b, Image):

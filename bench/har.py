@@ -1,0 +1,108 @@
+"""Benchmark: ST-GCN training and evaluation throughput (samples/s) on this machine.
+
+Prints a table and appends it to bench/results.md. Run: ``python bench/har.py`` (``--widths
+1 0.25 0.125``, ``--threads N`` (default 1: on a machine shared with other jobs one thread per
+process measures more stably, and the protocol's ``--jobs`` runs one process per core),
+``--cuda`` to use a GPU when one is visible, ``--no-append`` to only print).
+
+Each row builds the protocol's classifier (``kinemic.har.stgcn.STGCN`` on SMPL-22, spatial
+partitioning, 100 frames, 3 classes) and times, after one untimed warm-up step each,
+``--steps`` SGD steps (Nesterov, batch 16, forward + cross-entropy + backward + update: what
+``kinemic.har.train`` does per batch) and ``--steps`` inference batches of 64 (what validation
+and the evaluator's features do). ``samples/s`` = clips per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+from torch import nn
+
+from kinemic.har.stgcn import STGCN, STGCNConfig
+from results_log import append, heading
+
+
+def measure(width: float, *, steps: int, frames: int, device: str, bf16: bool):
+    """(parameters, train samples/s, eval samples/s) of one ST-GCN width."""
+    torch.manual_seed(0)
+    model = STGCN(STGCNConfig(num_classes=3, width=width)).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
+                          weight_decay=5e-4)  # fmt: skip
+    x = torch.randn(16, frames, 22, 3, device=device)
+    y = torch.randint(0, 3, (16,), device=device)
+    xe = torch.randn(64, frames, 22, 3, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=bf16)
+
+    def train_step():
+        with autocast:
+            loss = nn.functional.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    model.train()
+    train_step()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        train_step()
+    sync()
+    train = steps * len(x) / (time.perf_counter() - t0)
+    model.eval()
+    with torch.inference_mode(), autocast:
+        model(xe)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            model(xe)
+        sync()
+    evaluation = steps * len(xe) / (time.perf_counter() - t0)
+    return model.num_parameters(), train, evaluation
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--widths", type=float, nargs="+", default=[1.0, 0.25, 0.125])
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per row (3)")
+    parser.add_argument("--frames", type=int, default=100, help="frames per clip (100)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")
+    parser.add_argument("--cuda", action="store_true", help="use the GPU when one is visible")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument("--no-append", action="store_true", help="print only")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = "cuda" if args.cuda and torch.cuda.is_available() else "cpu"
+    load = os.getloadavg()[0]
+    rows = []
+    for width in args.widths:
+        params, train, evaluation = measure(
+            width, steps=args.steps, frames=args.frames, device=device, bf16=args.bf16
+        )
+        rows.append(f"| {width:g} | {params / 1e6:.2f} M | {train:.1f} | {evaluation:.1f} |")
+        print(rows[-1], flush=True)
+    where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {args.threads} thread(s)"
+    lines = [
+        heading("ST-GCN throughput"),
+        "",
+        f"{where}, {'bf16' if args.bf16 else 'fp32'}; SMPL-22, {args.frames} frames, 3 classes; "
+        f"training = SGD steps of batch 16, evaluation = inference batches of 64; "
+        f"{args.steps} timed steps per row after one warm-up; load average at the start "
+        f"{load:.1f} (other jobs share this machine)",
+        "",
+        "| width | parameters | train samples/s | eval samples/s |",
+        "|---:|---:|---:|---:|",
+        *rows,
+    ]
+    text = "\n".join(lines) + "\n"
+    if args.no_append:
+        print(text)
+    else:
+        append(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""``kinemic evaluate``, ``evaluator``, ``metrics`` and ``export``: thin wrappers over
+``kinemic.har.protocol``, ``kinemic.har.metrics`` and ``kinemic.io.pyskl`` (same shape as
+``cli.py``: verb -> (add, run))."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+class _Defaults:
+    """``HARTrainConfig()`` / ``ProtocolConfig()`` defaults, repeated so that building the parser
+    imports no torch (a test checks they agree)."""
+
+    steps, min_epochs, max_epochs, batch_size, lr, evaluations = 300, 5, 200, 16, 0.1, 10
+    seeds, width, frames = 5, 1.0, 100
+
+
+def _add_training(p: argparse.ArgumentParser) -> None:
+    d = _Defaults
+    g = p.add_argument_group("ST-GCN and its training")
+    g.add_argument(
+        "--width",
+        type=float,
+        default=d.width,
+        help=f"channel multiplier: 1 = 64→128→256, 0.25 = 16→32→64 ({d.width:g})",
+    )
+    g.add_argument(
+        "--steps",
+        type=int,
+        default=d.steps,
+        help=f"optimiser steps aimed at; epochs = ceil(steps / batches per epoch) "
+        f"within [{d.min_epochs}, {d.max_epochs}] ({d.steps})",
+    )
+    g.add_argument("--epochs", type=int, help="a fixed number of epochs instead of --steps")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"({d.batch_size})")
+    g.add_argument("--lr", type=float, default=d.lr, help=f"SGD learning rate ({d.lr:g})")
+    g.add_argument("--frames", type=int, default=d.frames, help=f"frames per clip ({d.frames})")
+    g.add_argument(
+        "--centre",
+        choices=["first-frame", "per-frame"],
+        default="first-frame",
+        help="subtract the pelvis of the first frame or of every frame (first-frame)",
+    )
+    g.add_argument("--bf16", action="store_true", help="bf16 autocast (GPUs; slow on most CPUs)")
+    g.add_argument("--cpu", action="store_true", help="use the CPU even where a GPU is visible")
+
+
+def _train_config(args: argparse.Namespace, **extra):
+    from kinemic.har.train import HARTrainConfig
+
+    return HARTrainConfig(
+        epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        mixed_precision="bf16" if args.bf16 else "no", cpu=args.cpu, **extra,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------- evaluate
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    d = _Defaults
+    p = sub.add_parser(
+        "evaluate",
+        help="the HAR protocol: train ST-GCN per mode and seed, report validation top-1",
+        description=(
+            "Train one ST-GCN per mode and seed and score it on the split's validation clips. "
+            "Modes: real (the few-shot clips), gt (every training clip of the split's classes, "
+            "the ceiling), synth (a synthetic folder's clips), mixed (few-shot + synthetic); "
+            "with several --synthetic folders, synth and mixed give one mode per folder, "
+            "labelled by its info.json method ('mixed (kinemic)'), and such a label may be "
+            "named in --modes. Reports top-1 mean ± 95% CI over seeds (Student t) at the "
+            "final epoch (the protocol's figure) and at the best validation epoch (optimistic, "
+            "labelled), per-class accuracy and confusion matrices; writes OUT/results.json and "
+            "OUT/results.md. Inputs are checked first: synthetic classes outside the split, "
+            "missing clips, empty sets and wrong joint shapes are refused, naming the file."
+        ),
+        epilog="""examples:
+  kinemic evaluate --target out/world/target --split S0000 --modes real,gt --seeds 5 --out runs/eval
+  kinemic evaluate --target out/world/target --synthetic runs/syn-kinemic \\
+      --synthetic runs/syn-mdmft --modes real,mixed,gt --jobs 2 --width 0.25 --json figures.json""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--target", type=Path, required=True, help="NTU-VIBE-layout target dataset")
+    p.add_argument("--split", default="S0000", help="few-shot split (S0000)")
+    p.add_argument("--synthetic", type=Path, action="append", default=[],
+                   help="synthetic folder (kinemic synthesize); repeat for several")  # fmt: skip
+    p.add_argument(
+        "--modes", help="comma-separated (real,gt; real,synth,mixed,gt with --synthetic)"
+    )
+    p.add_argument("--seeds", type=int, default=d.seeds, help=f"seeds 0..N-1 ({d.seeds})")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (1)")
+    p.add_argument("--threads", type=int, help="torch threads per run (default: cores / jobs)")
+    p.add_argument("--evaluations", type=int, default=d.evaluations,
+                   help=f"validation passes per run, evenly spaced, last epoch included "
+                        f"({d.evaluations})")  # fmt: skip
+    p.add_argument("--out", type=Path, help="folder for results.json and results.md")
+    p.add_argument("--json", type=Path, help="also write the results JSON here")
+    _add_training(p)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from kinemic.har.protocol import ProtocolConfig, evaluate, results_table
+
+    modes = args.modes or ("real,synth,mixed,gt" if args.synthetic else "real,gt")
+    config = ProtocolConfig(
+        modes=tuple(m for m in modes.split(",") if m.strip()), seeds=args.seeds, jobs=args.jobs,
+        threads=args.threads, frames=args.frames, centre=args.centre, width=args.width,
+        train=_train_config(args, evaluations=args.evaluations),
+    )  # fmt: skip
+    doc = evaluate(args.target, args.split, synthetic=args.synthetic, config=config, out=args.out,
+                   json_path=args.json)  # fmt: skip
+    if os.environ.get("RANK", "0") != "0":  # under `accelerate launch`: the main process reports
+        return 0
+    print(results_table(doc))
+    if args.out:
+        print(f"wrote {args.out / 'results.json'} and {args.out / 'results.md'}")
+    return 0
+
+
+# ---------------------------------------------------------------------- evaluator, metrics
+
+
+def _add_evaluator(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluator",
+        help="train the ST-GCN evaluator of the generative metrics and save it",
+        description=(
+            "Train an ST-GCN on every real default-split training clip of the split's classes "
+            "and save it (config.json + model.safetensors) for kinemic metrics to reuse."
+        ),
+        epilog="example:\n  kinemic evaluator --target out/world/target --split S0000 "
+        "--out runs/evaluator-S0000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--target", type=Path, required=True, help="NTU-VIBE-layout target dataset")
+    p.add_argument("--split", default="S0000", help="few-shot split whose classes to learn")
+    p.add_argument("--out", type=Path, required=True, help="evaluator folder to write")
+    _add_training(p)
+
+
+def _run_evaluator(args: argparse.Namespace) -> int:
+    from kinemic.har.metrics import train_evaluator
+
+    out = train_evaluator(args.target, args.split, args.out, width=args.width, frames=args.frames,
+                          centre=args.centre, train=_train_config(args))  # fmt: skip
+    print(f"evaluator in {out}")
+    return 0
+
+
+def _add_metrics(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "metrics",
+        help="FID, KID, diversity, multimodality and evaluator accuracy of synthetic sets",
+        description=(
+            "Generative metrics in the feature space of the evaluator (penultimate ST-GCN "
+            "layer), for each --synthetic folder and for the real validation clips as the "
+            "reference row, against the evaluator's real training clips; each repeated "
+            "--repeats times on equal-size draws, mean ± 1.96σ/√R. The evaluator folder is "
+            "trained first when it does not exist (as kinemic evaluator would, with the "
+            "training options below), then reused."
+        ),
+        epilog="""example:
+  kinemic metrics --evaluator runs/evaluator-S0000 --target out/world/target --split S0000 \\
+      --synthetic runs/syn-kinemic --synthetic runs/syn-mdmft --out runs/metrics""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--evaluator", type=Path, required=True, help="evaluator folder")
+    p.add_argument("--target", type=Path, required=True, help="NTU-VIBE-layout target dataset")
+    p.add_argument("--split", default="S0000", help="few-shot split (S0000)")
+    p.add_argument("--synthetic", type=Path, action="append", default=[], help="(repeatable)")
+    p.add_argument("--repeats", type=int, default=10, help="repetitions (10)")
+    p.add_argument("--sample-size", type=int, help="clips per row (default: the smallest set)")
+    p.add_argument("--seed", type=int, default=0, help="(0)")
+    p.add_argument("--out", type=Path, help="folder for metrics.json and metrics.md")
+    p.add_argument("--json", type=Path, help="also write the metrics JSON here")
+    _add_training(p)
+
+
+def _run_metrics(args: argparse.Namespace) -> int:
+    from kinemic.har.metrics import generative_metrics, metrics_markdown, train_evaluator
+
+    if not (args.evaluator / "config.json").exists():
+        print(f"no evaluator in {args.evaluator}: training one")
+        train_evaluator(
+            args.target, args.split, args.evaluator, width=args.width, frames=args.frames,
+            centre=args.centre, train=_train_config(args),
+        )  # fmt: skip
+    doc = generative_metrics(
+        args.evaluator, args.target, args.split, synthetic=args.synthetic, repeats=args.repeats,
+        sample_size=args.sample_size, seed=args.seed, out=args.out, json_path=args.json,
+    )  # fmt: skip
+    print(metrics_markdown(doc))
+    return 0
+
+
+# ------------------------------------------------------------------------------------- export
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export clips for other toolkits (pyskl / mmaction2 skeleton pickle)",
+        description="Write a dataset, a few-shot split or synthetic clips in another format.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="{pyskl}")
+    k = kinds.add_parser(
+        "pyskl",
+        help="the pickle pyskl and mmaction2 train skeleton classifiers from",
+        description=(
+            "dict(split={name: [frame_dir, ...]}, annotations=[dict(frame_dir, label, "
+            "total_frames, keypoint (1, T, 22, 3) float32)]) plus a 'kinemic' key with the "
+            "class names and the SMPL-22 parents (pyskl needs a graph layout built from them). "
+            "Without options: every clip with the default splits (xsub_train, xsub_val, ...) "
+            "and 0-based NTU labels. --split: train = the few-shot clips, val = its validation "
+            "clips, labels 0..K-1. --synthetic: train = the synthetic clips; with --mixed "
+            "train = few-shot + synthetic."
+        ),
+        epilog="""examples:
+  kinemic export pyskl out/world/target --out world.pkl
+  kinemic export pyskl out/world/target --split S0000 --out s0000.pkl
+  kinemic export pyskl out/world/target --synthetic runs/syn-kinemic --mixed --out mixed.pkl""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    k.add_argument("root", type=Path, help="NTU-VIBE-layout target dataset")
+    k.add_argument("--out", type=Path, required=True, help="the .pkl to write")
+    k.add_argument("--split", help="few-shot split (default: the synthetic folders' split)")
+    k.add_argument("--synthetic", type=Path, action="append", default=[], help="(repeatable)")
+    k.add_argument("--mixed", action="store_true", help="few-shot clips + synthetic clips")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from kinemic.io.pyskl import export_pyskl
+
+    data = export_pyskl(args.root, args.out, split=args.split, synthetic=args.synthetic,
+                        mixed=args.mixed)  # fmt: skip
+    counts = ", ".join(f"{k}: {len(v)}" for k, v in data.split.items())
+    print(f"wrote {args.out}: {len(data.annotations)} clips ({counts})")
+    return 0
+
+
+VERBS: dict[str, tuple[Callable, Callable]] = {
+    "evaluate": (_add_evaluate, _run_evaluate),
+    "evaluator": (_add_evaluator, _run_evaluator),
+    "metrics": (_add_metrics, _run_metrics),
+    "export": (_add_export, _run_export),
+}

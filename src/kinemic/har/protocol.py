@@ -1,0 +1,351 @@
+"""The HAR evaluation protocol (``kinemic evaluate``): does synthetic data help a classifier?
+
+For every mode (``real``, ``gt``, ``synth (<method>)``, ``mixed (<method>)``; see
+:mod:`kinemic.har.data`) and every seed, an ST-GCN is trained from scratch on the mode's
+training clips and scored on the split's validation clips. Per mode the report gives top-1 as
+mean ± 95% confidence interval over seeds (Student t with n−1 degrees of freedom: ``t(0.975,
+n−1) · s / √n``, ``s`` the sample standard deviation) for the **final epoch** — the protocol's
+figure — and, labelled as optimistic, for the best validation epoch; per-class accuracy (final
+epoch, mean ± CI over seeds) and the confusion matrix (final epoch, counts summed over seeds;
+rows = true class, columns = prediction). Seeds are ``0..seeds-1``; seed s initialises and
+orders every mode's run alike, so modes are compared on paired seeds. Nothing is tuned on the
+validation clips: the training length follows from the training set's size alone.
+
+Runs are independent; ``jobs=N`` runs N at a time in separate processes (started with
+``spawn``: a script calling :func:`evaluate` with ``jobs > 1`` needs the usual ``if __name__ ==
+"__main__":`` guard), each with ``threads`` torch threads (default: cores // N; more threads
+than cores slows PyTorch's CPU kernels down many times). The figures depend on the thread
+count (floating-point sums), not on ``jobs``: the same ``threads`` give the same numbers
+serially and in parallel. Under ``accelerate launch`` (several processes or GPUs) every run is
+trained by all processes together, with ``jobs=1``; the main process writes the results.
+
+``results.json`` (also written to ``json_path``)::
+
+    {"format": "kinemic-har-evaluation", "version": 1, "target", "split", "protocol",
+     "classes": [0-based NTU labels], "class_names", "validation": {"clips", "per_class"},
+     "seeds": [...], "settings": {...}, "timing": {"seconds", "jobs", "threads"},
+     "modes": [{"mode": label, "kind", "method", "synthetic": path|null, "train_clips",
+                "train_real", "train_synthetic", "train_per_class", "epochs", "steps",
+                "final": {"mean", "ci95", "values"}, "best": {"mean", "ci95", "values",
+                "epochs"}, "per_class": {"mean": [...], "ci95": [...]},
+                "confusion": [[...]]}, ...],
+     "runs": [{"mode", "seed", "final_top1", "best_top1", "best_epoch", "history",
+               "per_class", "confusion", "seconds", "samples_per_second", ...}, ...]}
+
+Accuracies are percentages; an interval of a single seed is ``null``.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from kinemic.errors import KinemicError
+from kinemic.har.data import FRAMES, Centre, ProtocolData, load_protocol_data
+from kinemic.har.train import HARTrainConfig
+
+FORMAT = "kinemic-har-evaluation"
+
+
+@dataclass
+class ProtocolConfig:
+    """Settings of one protocol evaluation (the model is ST-GCN on SMPL-22)."""
+
+    modes: tuple[str, ...] = ("real", "gt")
+    seeds: int = 5
+    jobs: int = 1
+    threads: int | None = None  # torch threads per run; None: cores // jobs
+    frames: int = FRAMES
+    centre: Centre = "first-frame"
+    width: float = 1.0  # ST-GCN channel multiplier (1 = 64→128→256)
+    dropout: float = 0.0
+    train: HARTrainConfig = field(default_factory=HARTrainConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.train, dict):
+            self.train = HARTrainConfig(**self.train)
+        self.modes = tuple(self.modes)
+        if self.seeds < 1 or self.jobs < 1 or (self.threads is not None and self.threads < 1):
+            raise KinemicError(
+                f"seeds, jobs and threads must be >= 1, found {self.seeds}, {self.jobs}, "
+                f"{self.threads}"
+            )
+
+    def run_threads(self) -> int:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return self.threads or max(1, (cores or 1) // self.jobs)
+
+
+def mean_ci95(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and half-width of the 95% Student-t interval (None for fewer than 2 values)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    if len(v) == 0:
+        return float("nan"), None
+    if len(v) < 2:
+        return float(v.mean()), None
+    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+    return float(v.mean()), float(half)
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# ------------------------------------------------------------------------------- one run
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(payload: dict[str, Any]) -> None:
+    _WORKER.clear()
+    _WORKER.update(payload)
+
+
+def _run_one(mode: str, seed: int, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train one classifier of ``mode`` with ``seed``; the run's JSON record."""
+    import torch
+
+    from kinemic.har.stgcn import STGCNConfig
+    from kinemic.har.train import train_classifier
+
+    p = payload if payload is not None else _WORKER
+    cfg: ProtocolConfig = p["config"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(p["threads"])
+    try:
+        x, y = p["train"][mode]
+        k = p["num_classes"]
+        train_cfg = HARTrainConfig(**{**asdict(cfg.train), "seed": seed, "progress": p["progress"]})
+        model_cfg = STGCNConfig(num_classes=k, width=cfg.width, dropout=cfg.dropout)
+        res = train_classifier(
+            x, y, model_config=model_cfg, config=train_cfg, val_x=p["val"][0], val_y=p["val"][1]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    val_y = p["val"][1]
+    confusion = np.zeros((k, k), dtype=int)
+    np.add.at(confusion, (val_y, res.val_pred), 1)
+    per_class = (np.diag(confusion) / np.maximum(confusion.sum(1), 1) * 100).tolist()
+    best_epoch, best_top1 = res.best
+    return {
+        "mode": mode, "seed": seed, "train_clips": len(x), "epochs": res.epochs,
+        "steps": res.steps, "final_top1": res.final_top1, "best_top1": best_top1,
+        "best_epoch": best_epoch, "history": [list(h) for h in res.history],
+        "per_class": per_class, "confusion": confusion.tolist(), "losses": res.losses,
+        "seconds": res.seconds, "samples_per_second": res.samples_per_second,
+        "threads": p["threads"],
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- protocol
+
+
+def run_protocol(
+    data: ProtocolData, config: ProtocolConfig, *, progress: bool = True
+) -> dict[str, Any]:
+    """Train every (mode, seed) run on prepared ``data``; the results document (module doc)."""
+    threads = config.run_threads()
+    if config.jobs > 1 and _world_size() > 1:
+        raise KinemicError(
+            "--jobs runs separate processes; under `accelerate launch` every run already uses "
+            "all processes: use --jobs 1 there"
+        )
+    payload = {
+        "config": config,
+        "threads": threads,
+        "num_classes": data.num_classes,
+        "train": {m: (s.x, s.y) for m, s in data.train.items()},
+        "val": (data.val.x, data.val.y),
+        "progress": progress and config.jobs == 1,
+    }
+    work = [(m.label, s) for m in data.modes for s in range(config.seeds)]
+    runs: dict[tuple[str, int], dict] = {}
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(work), desc="HAR runs", unit="run", disable=not progress or None)
+    if config.jobs == 1:
+        for mode, seed in work:
+            bar.set_postfix_str(f"{mode}, seed {seed}")
+            runs[mode, seed] = _run_one(mode, seed, payload)
+            bar.update(1)
+    else:
+        ctx = multiprocessing.get_context("spawn")  # fork after torch threads can deadlock
+        with ProcessPoolExecutor(
+            config.jobs, mp_context=ctx, initializer=_init_worker, initargs=(payload,)
+        ) as pool:
+            futures = {pool.submit(_run_one, m, s): (m, s) for m, s in work}
+            for fut in as_completed(futures):
+                runs[futures[fut]] = fut.result()
+                bar.set_postfix_str(f"{futures[fut][0]}, seed {futures[fut][1]}")
+                bar.update(1)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    ordered = [runs[w] for w in work]
+    return _document(data, config, ordered, seconds=seconds, threads=threads)
+
+
+def _document(data: ProtocolData, config: ProtocolConfig, runs: list[dict], *, seconds: float,
+              threads: int) -> dict[str, Any]:  # fmt: skip
+    k = data.num_classes
+    modes = []
+    for spec in data.modes:
+        rs = [r for r in runs if r["mode"] == spec.label]
+        ts = data.train[spec.label]
+        final = [r["final_top1"] for r in rs]
+        best = [r["best_top1"] for r in rs]
+        per_class = np.array([r["per_class"] for r in rs])  # (seeds, K)
+        cis = [mean_ci95(per_class[:, c]) for c in range(k)]
+        syn = spec.synthetic
+        modes.append({
+            "mode": spec.label, "kind": spec.kind,
+            "method": None if syn is None else syn.method,
+            "synthetic": None if syn is None else str(syn.path),
+            "train_clips": len(ts), "train_real": int((~ts.synthetic).sum()),
+            "train_synthetic": int(ts.synthetic.sum()), "train_per_class": ts.counts(k),
+            "epochs": rs[0]["epochs"], "steps": rs[0]["steps"],
+            "final": _summary(final), "best": {**_summary(best),
+                                               "epochs": [r["best_epoch"] for r in rs]},
+            "per_class": {"mean": [c[0] for c in cis], "ci95": [c[1] for c in cis]},
+            "confusion": np.sum([r["confusion"] for r in rs], axis=0).tolist(),
+        })  # fmt: skip
+    from kinemic import __version__
+
+    return {
+        "format": FORMAT, "version": 1, "kinemic": __version__,
+        "target": str(data.target), "split": data.split.name,
+        "protocol": str(data.split.extra.get("protocol", "xsub")),
+        "classes": list(data.split.class_list), "class_names": list(data.class_names),
+        "validation": {"clips": len(data.val), "per_class": data.val.counts(k)},
+        "seeds": list(range(config.seeds)),
+        "settings": {**asdict(config), "model": "ST-GCN", "graph": "smpl22"},
+        "timing": {"seconds": seconds, "jobs": config.jobs, "threads": threads},
+        "modes": modes, "runs": runs,
+    }  # fmt: skip
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    mean, half = mean_ci95(values)
+    return {"mean": mean, "ci95": half, "values": list(values)}
+
+
+def evaluate(
+    target: str | Path,
+    split: str = "S0000",
+    *,
+    synthetic: Sequence[str | Path] = (),
+    config: ProtocolConfig | None = None,
+    out: str | Path | None = None,
+    json_path: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """``kinemic evaluate``: read and check every input, run the protocol, write
+    ``out/results.json`` and ``out/results.md`` (and ``json_path``); returns the document."""
+    import json
+
+    from kinemic.io.atomic import write_text
+
+    config = config or ProtocolConfig()
+    data = load_protocol_data(
+        target, split, synthetic=synthetic, modes=config.modes, frames=config.frames,
+        centre=config.centre, progress=progress,
+    )  # fmt: skip
+    doc = run_protocol(data, config, progress=progress)
+    if not _is_main_process():  # under `accelerate launch`: every process trains, one writes
+        return doc
+    text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    if out is not None:
+        write_text(Path(out) / "results.json", text)
+        write_text(Path(out) / "results.md", results_markdown(doc))
+    if json_path is not None:
+        write_text(json_path, text)
+    return doc
+
+
+# ------------------------------------------------------------------------------- Markdown
+
+
+def _pm(summary: dict[str, Any]) -> str:
+    half = summary.get("ci95")
+    return f"{summary['mean']:.1f}" + ("" if half is None else f" ± {half:.1f}")
+
+
+def results_table(doc: dict[str, Any]) -> str:
+    """The main table (Markdown): per mode, training clips and top-1 at the final and at the
+    best validation epoch."""
+    lines = [
+        "| mode | training clips | epochs | top-1 %, final epoch | top-1 %, best val. epoch "
+        "(optimistic) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for m in doc["modes"]:
+        clips = str(m["train_clips"])
+        if m["train_synthetic"] and m["train_real"]:
+            clips += f" ({m['train_real']} real + {m['train_synthetic']} synthetic)"
+        lines.append(
+            f"| {m['mode']} | {clips} | {m['epochs']} | **{_pm(m['final'])}** | {_pm(m['best'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def results_markdown(doc: dict[str, Any]) -> str:
+    """``results.md``: settings, the main table, per-class accuracy and confusion matrices."""
+    s, names = doc["settings"], doc["class_names"]
+    t = s["train"]
+    epochs = t["epochs"] or (
+        f"from the training set's size: ceil({t['steps']} steps / batches per epoch) within "
+        f"[{t['min_epochs']}, {t['max_epochs']}]"
+    )
+    out = [
+        f"# HAR evaluation — split {doc['split']}",
+        "",
+        f"Target `{doc['target']}`, split {doc['split']} ({doc['protocol']}): "
+        f"{len(names)} classes ({', '.join(names)}), {doc['validation']['clips']} validation "
+        f"clips. ST-GCN on SMPL-22 (width {s['width']}, spatial partitioning, {s['frames']} "
+        f"frames, centred on the first frame's pelvis: `{s['centre']}`), SGD lr {t['lr']} "
+        f"Nesterov momentum {t['momentum']}, weight decay {t['weight_decay']}, cosine schedule, "
+        f"batch {t['batch_size']}, epochs {epochs}. Seeds {doc['seeds']}; mean ± 95% CI "
+        "(Student t over seeds).",
+        "",
+        "The **final epoch** is the protocol's figure. The best validation epoch (best of at most "
+        f"{t['evaluations']} evaluated epochs) is chosen on the validation clips themselves and "
+        "is shown only for comparison with work that reports it.",
+        "",
+        results_table(doc),
+        "## Per-class top-1 % (final epoch, mean ± 95% CI over seeds)",
+        "",
+        "| mode | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for m in doc["modes"]:
+        pc = m["per_class"]
+        cells = [_pm({"mean": a, "ci95": h}) for a, h in zip(pc["mean"], pc["ci95"], strict=True)]
+        out.append(f"| {m['mode']} | " + " | ".join(cells) + " |")
+    out += ["", "## Confusion matrices (final epoch, summed over seeds)", "",
+            "Rows: true class; columns: predicted class.", ""]  # fmt: skip
+    for m in doc["modes"]:
+        out += [f"### {m['mode']}", "", "| true \\ predicted | " + " | ".join(names) + " |",
+                "|---|" + "---:|" * len(names)]  # fmt: skip
+        out += [f"| {n} | " + " | ".join(str(v) for v in row) + " |"
+                for n, row in zip(names, m["confusion"], strict=True)]  # fmt: skip
+        out.append("")
+    tm = doc["timing"]
+    out.append(
+        f"{len(doc['runs'])} runs in {tm['seconds']:.0f} s ({tm['jobs']} job(s), "
+        f"{tm['threads']} torch thread(s) each)."
+    )
+    return "\n".join(out) + "\n"

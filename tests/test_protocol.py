@@ -1,0 +1,231 @@
+"""The HAR protocol (kinemic evaluate): results structure, CI maths, parallel runs, refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kinemic.cli import main
+from kinemic.errors import DataError, KinemicError
+from kinemic.har.data import load_protocol_data
+from kinemic.har.protocol import ProtocolConfig, evaluate, mean_ci95, results_table
+from kinemic.har.train import HARTrainConfig
+from kinemic.io.ntu_vibe import NTUVibeDataset
+
+# small models train fastest, and least disturbed by other jobs, on one thread
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def make_synthetic(world: Path, out: Path, *, method: str = "fake", per_class: int = 4,
+                   split: str = "S0000", labels: list[int] | None = None) -> Path:  # fmt: skip
+    """A synthetic folder in the contract's layout, made of real training clips of the split's
+    classes that are not few-shot clips (a stand-in for ``kinemic synthesize``)."""
+    ds = NTUVibeDataset(world / "target")
+    fs = ds.fewshot_split(split)
+    ids, ys = ds.default_split("xsub", "train")
+    ids_out, ys_out = [], []
+    for c in labels if labels is not None else fs.class_list:
+        pool = [i for i, y in zip(ids, ys, strict=True) if y == c and i not in fs.train_ids]
+        for k, src in enumerate(pool[:per_class]):
+            new = f"synth_A{c + 1:03d}_{k:05d}"
+            for sub in ("new_joint_vecs", "new_joints"):
+                (out / sub).mkdir(parents=True, exist_ok=True)
+                shutil.copy(ds.root / sub / f"{src}.npy", out / sub / f"{new}.npy")
+            ids_out.append(new)
+            ys_out.append(c)
+    (out / "synth.txt").write_text("".join(f"{i}\n" for i in ids_out))
+    (out / "synth_y.txt").write_text("".join(f"{y}\n" for y in ys_out))
+    info = {"format": "kinemic-synthetic", "version": 1, "method": method, "split": split}
+    (out / "info.json").write_text(json.dumps(info))
+    return out
+
+
+def tiny_config(**kw) -> ProtocolConfig:
+    train = HARTrainConfig(steps=4, min_epochs=1, batch_size=16, evaluations=2, cpu=True,
+                           progress=False)  # fmt: skip
+    return ProtocolConfig(**{"modes": ("real", "gt"), "seeds": 2, "threads": 1, "frames": 16,
+                             "width": 0.125, "train": train, **kw})  # fmt: skip
+
+
+def test_mean_ci95_known_values():
+    mean, half = mean_ci95([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.302653 / np.sqrt(3), rel=1e-6)
+    mean, half = mean_ci95([70.0, 80.0])  # t(0.975, 1) = 12.7062
+    assert mean == 75.0 and half == pytest.approx(12.706205 * np.sqrt(50) / np.sqrt(2), rel=1e-6)
+    assert mean_ci95([5.0]) == (5.0, None)
+    assert mean_ci95([4.0, 4.0, 4.0])[1] == 0.0
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    syn = make_synthetic(tiny_world, out / "syn")
+    config = tiny_config(modes=("real", "synth", "mixed", "gt"))
+    doc = evaluate(tiny_world / "target", "S0000", synthetic=[syn], config=config,
+                   out=out / "res", json_path=out / "figures.json", progress=False)  # fmt: skip
+    return out, doc
+
+
+def test_results_document(evaluated, tiny_world):
+    out, doc = evaluated
+    on_disk = json.loads((out / "res" / "results.json").read_text())
+    assert on_disk == json.loads((out / "figures.json").read_text()) == json.loads(json.dumps(doc))
+    assert doc["format"] == "kinemic-har-evaluation" and doc["split"] == "S0000"
+    assert doc["classes"] == [98, 101, 103] and len(doc["class_names"]) == 3
+    assert doc["seeds"] == [0, 1] and doc["settings"]["width"] == 0.125
+    n_val = doc["validation"]["clips"]
+    assert n_val == 30 and sum(doc["validation"]["per_class"]) == n_val
+    labels = [m["mode"] for m in doc["modes"]]
+    assert labels == ["real", "synth (fake)", "mixed (fake)", "gt"]
+    by = {m["mode"]: m for m in doc["modes"]}
+    assert by["real"]["train_clips"] == 30 and by["real"]["train_synthetic"] == 0
+    assert by["synth (fake)"]["train_clips"] == 12 == by["synth (fake)"]["train_synthetic"]
+    assert by["mixed (fake)"]["train_real"] == 30 and by["mixed (fake)"]["train_synthetic"] == 12
+    assert by["gt"]["train_clips"] == 60 and by["gt"]["train_per_class"] == [20, 20, 20]
+    assert by["mixed (fake)"]["synthetic"].endswith("syn") and by["real"]["synthetic"] is None
+    for m in doc["modes"]:
+        for which in ("final", "best"):  # final AND best epoch, both with seeds' values
+            assert len(m[which]["values"]) == 2 and m[which]["ci95"] is not None
+            assert m[which]["mean"] == pytest.approx(np.mean(m[which]["values"]))
+        assert all(b >= f for b, f in zip(m["best"]["values"], m["final"]["values"], strict=True))
+        assert len(m["best"]["epochs"]) == 2
+        assert np.array(m["confusion"]).shape == (3, 3)
+        assert np.array(m["confusion"]).sum() == 2 * n_val  # summed over the two seeds
+        assert len(m["per_class"]["mean"]) == 3
+    assert len(doc["runs"]) == 8 and {r["seed"] for r in doc["runs"]} == {0, 1}
+    for r in doc["runs"]:
+        assert r["history"][-1][0] == r["epochs"]  # the final epoch is always evaluated
+        assert r["final_top1"] == r["history"][-1][1]
+        conf = np.array(r["confusion"])
+        assert np.trace(conf) / n_val * 100 == pytest.approx(r["final_top1"])
+
+
+def test_results_markdown(evaluated):
+    out, doc = evaluated
+    md = (out / "res" / "results.md").read_text()
+    assert "top-1 %, final epoch" in md and "best val. epoch (optimistic)" in md
+    assert "| mixed (fake) | 42 (30 real + 12 synthetic) |" in md
+    for section in ("Per-class top-1", "Confusion matrices", "### gt", "true \\ predicted"):
+        assert section in md
+    assert results_table(doc) in md
+    assert md.count("\n| real |") == 2  # the main table and the per-class table
+
+
+@pytest.mark.slow  # two spawned processes import torch: ~10 s alone
+def test_parallel_jobs_give_the_serial_numbers(tiny_world):
+    serial = evaluate(tiny_world / "target", "S0000", config=tiny_config(seeds=1), progress=False)
+    parallel = evaluate(tiny_world / "target", "S0000", config=tiny_config(seeds=1, jobs=2),
+                        progress=False)  # fmt: skip
+    assert parallel["timing"]["jobs"] == 2
+    for a, b in zip(serial["runs"], parallel["runs"], strict=True):
+        assert (a["mode"], a["seed"]) == (b["mode"], b["seed"])
+        assert a["history"] == b["history"] and a["losses"] == b["losses"]
+        assert a["confusion"] == b["confusion"]
+
+
+# ------------------------------------------------------------------------------ refusals
+
+
+def test_refuses_synthetic_classes_outside_the_split(tiny_world, tmp_path):
+    syn = make_synthetic(tiny_world, tmp_path / "syn", labels=[98, 23])  # 23: not in S0000
+    with pytest.raises(DataError, match=r"synth_y.txt.*classes \[23\].*not in split S0000"):
+        load_protocol_data(tiny_world / "target", "S0000", synthetic=[syn], modes=["synth"])
+
+
+def test_refuses_a_synthetic_set_missing_a_class(tiny_world, tmp_path):
+    syn = make_synthetic(tiny_world, tmp_path / "syn", labels=[98, 101])
+    with pytest.raises(DataError, match=r"no synthetic clips of classes \[103\]"):
+        load_protocol_data(tiny_world / "target", "S0000", synthetic=[syn], modes=["mixed"])
+
+
+def test_refuses_empty_and_broken_synthetic_sets(tiny_world, tmp_path):
+    syn = make_synthetic(tiny_world, tmp_path / "syn")
+    target = tiny_world / "target"
+    (syn / "info.json").write_text(json.dumps({"method": "x", "split": "S0001"}))
+    with pytest.raises(DataError, match="made for split 'S0001'"):
+        load_protocol_data(target, "S0000", synthetic=[syn], modes=["synth"])
+    (syn / "info.json").unlink()
+    first = (syn / "synth.txt").read_text().split()[0]
+    bad = np.zeros((20, 25, 3), np.float32)  # Kinect-25 joints where SMPL-22 belong
+    np.save(syn / "new_joints" / f"{first}.npy", bad)
+    with pytest.raises(DataError, match=rf"new_joints/{first}.npy.*\(T, 22, 3\)"):
+        load_protocol_data(target, "S0000", synthetic=[syn], modes=["synth"])
+    (syn / "new_joint_vecs" / f"{first}.npy").unlink()
+    with pytest.raises(DataError, match=rf"synth.txt, line 1.*{first}"):
+        load_protocol_data(target, "S0000", synthetic=[syn], modes=["synth"])
+    (syn / "synth.txt").write_text("")
+    (syn / "synth_y.txt").write_text("")
+    with pytest.raises(DataError, match=r"synth\.txt: empty synthetic set"):
+        load_protocol_data(target, "S0000", synthetic=[syn], modes=["synth"])
+
+
+def test_refuses_validation_clips_as_synthetic(tiny_world, tmp_path):
+    syn = make_synthetic(tiny_world, tmp_path / "syn")
+    ds = NTUVibeDataset(tiny_world / "target")
+    fs = ds.fewshot_split("S0000")
+    val_id, label = fs.val_ids[0], fs.val_labels[0]
+    for sub in ("new_joint_vecs", "new_joints"):
+        shutil.copy(ds.root / sub / f"{val_id}.npy", syn / sub / f"{val_id}.npy")
+    with (syn / "synth.txt").open("a") as f:
+        f.write(f"{val_id}\n")
+    with (syn / "synth_y.txt").open("a") as f:
+        f.write(f"{label}\n")
+    with pytest.raises(DataError, match="validation clips of split S0000"):
+        load_protocol_data(tiny_world / "target", "S0000", synthetic=[syn], modes=["synth"])
+
+
+def test_refuses_a_split_with_missing_clips(tiny_world, tmp_path):
+    target = tmp_path / "target"
+    shutil.copytree(tiny_world / "target", target)
+    fs = NTUVibeDataset(target).fewshot_split("S0000")
+    (target / "new_joints" / f"{fs.val_ids[3]}.npy").unlink()
+    with pytest.raises(DataError, match=rf"new_joints/{fs.val_ids[3]}.npy: missing file"):
+        load_protocol_data(target, "S0000", modes=["real"], progress=False)
+    (target / "new_joint_vecs" / f"{fs.train_ids[0]}.npy").unlink()
+    with pytest.raises(DataError, match=rf"xsub/train.txt, line 1.*{fs.train_ids[0]}"):
+        load_protocol_data(target, "S0000", modes=["real"], progress=False)
+
+
+def test_mode_names(tiny_world, tmp_path):
+    target = tiny_world / "target"
+    with pytest.raises(KinemicError, match="needs a synthetic set"):
+        load_protocol_data(target, "S0000", modes=["real", "mixed"])
+    with pytest.raises(KinemicError, match="unknown mode 'fancy'"):
+        load_protocol_data(target, "S0000", modes=["fancy"])
+    a = make_synthetic(tiny_world, tmp_path / "a", method="kinemic", per_class=1)
+    b = make_synthetic(tiny_world, tmp_path / "b", method="mdm-ft", per_class=1)
+    c = make_synthetic(tiny_world, tmp_path / "c", method="kinemic", per_class=1)
+    data = load_protocol_data(target, "S0000", synthetic=[a, b],
+                              modes=["real", "mixed (mdm-ft)", "mixed", "synth (kinemic)"],
+                              progress=False)  # fmt: skip
+    assert list(data.train) == ["real", "mixed (mdm-ft)", "mixed (kinemic)", "synth (kinemic)"]
+    data = load_protocol_data(target, "S0000", synthetic=[a, c], modes=["synth"], progress=False)
+    assert list(data.train) == ["synth (kinemic: a)", "synth (kinemic: c)"]
+
+
+def test_cli_evaluate(tiny_world, tmp_path, capsys):
+    out = tmp_path / "res"
+    argv = ["evaluate", "--target", str(tiny_world / "target"), "--split", "S0000", "--modes",
+            "real", "--seeds", "1", "--width", "0.125", "--frames", "12", "--steps", "2",
+            "--epochs", "1", "--cpu", "--threads", "1", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert "| real | 30 | 1 |" in capsys.readouterr().out
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["modes"][0]["final"]["ci95"] is None  # one seed: no interval
+    syn = make_synthetic(tiny_world, tmp_path / "syn", labels=[98, 23])
+    assert main([*argv, "--synthetic", str(syn), "--modes", "real,mixed"]) == 2
+    assert "not in split S0000" in capsys.readouterr().err
+
+
+def test_cli_defaults_match_the_configs():
+    from kinemic.cli_har import _Defaults
+
+    train, protocol = HARTrainConfig(), ProtocolConfig()
+    for name in ("steps", "min_epochs", "max_epochs", "batch_size", "lr", "evaluations"):
+        assert getattr(_Defaults, name) == getattr(train, name), name
+    for name in ("seeds", "width", "frames"):
+        assert getattr(_Defaults, name) == getattr(protocol, name), name
