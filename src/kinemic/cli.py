@@ -522,7 +522,7 @@ def _area_verbs() -> dict[str, tuple[Callable, Callable]]:
 
 
 #: Areas whose verbs live in ``kinemic/cli_<area>.py``.
-AREAS: tuple[str, ...] = ("mine", "kinemic", "har")
+AREAS: tuple[str, ...] = ("mine", "kinemic", "tmor", "har")
 VERBS.update(_area_verbs())
 
 

@@ -1,0 +1,184 @@
+"""The kinematic filter: re-rank KineMIC's text soft positives by how they *move*.
+
+KineMIC picks each target class' source motions ("soft positives") by caption similarity, and
+text similarity confuses motions that are named alike but move differently (the paper's own
+example: punch and kick; "kicking something" matches every kick). The filter looks at the
+motion instead: each candidate source motion is cut into sliding windows of the class' typical
+length (the median length of its few-shot clips), every window is embedded by the T-MOR
+skeleton encoder, and the candidate's score is its best window's cosine to the class prototype
+(the mean embedding of the class' few-shot clips). Candidates are re-ordered by that score;
+the best window's start comes along (a window miner of its own).
+
+:func:`kinematic_rerank` is what ``kinemic mine`` / ``finetune`` call; :func:`text_soft_positives`
+reproduces the text ranking it starts from (``../shared/SPEC.md`` §5: source captions
+L2-normalised, averaged per motion, top-k by cosine) for evaluations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from kinemic.errors import KinemicError
+from kinemic.io.humanml3d import HumanML3DDataset
+from kinemic.tmor.encoder import window_starts
+
+MIN_WINDOW = 16
+
+
+@dataclass
+class KinematicScores:
+    """Per class c and candidate j: ``score[c, j]`` (best window cosine to the class
+    prototype), ``start[c, j]`` and ``length[c]`` of that best window (frames of the
+    candidate's joints)."""
+
+    score: np.ndarray  # (C, k) float
+    start: np.ndarray  # (C, k) int
+    length: np.ndarray  # (C,) int
+
+
+def class_window(clips: Sequence[np.ndarray]) -> int:
+    """A class' window length: the median length of its few-shot clips (≥ 16 frames)."""
+    return max(MIN_WINDOW, int(np.median([len(c) for c in clips])))
+
+
+def _source_reader(source_dir, source_ids: Sequence[str]):
+    if isinstance(source_dir, (str, Path)):
+        ds = HumanML3DDataset(source_dir)
+        return lambda i: ds.joints(source_ids[i])
+    dirs = list(source_dir)
+    if len(dirs) != len(source_ids):
+        raise KinemicError(
+            f"{len(dirs)} source folders for {len(source_ids)} source ids: give one folder, or "
+            "one per id"
+        )
+    readers = {d: HumanML3DDataset(d) for d in set(map(str, dirs))}
+    return lambda i: readers[str(dirs[i])].joints(source_ids[i])
+
+
+def kinematic_scores(
+    encoder,
+    source_dir: str | Path | Sequence[str | Path],
+    source_ids: Sequence[str],
+    candidate_indices: np.ndarray,
+    fewshot_joints: Sequence[Sequence[np.ndarray]],
+    *,
+    stride: int = 4,
+    window: int | None = None,
+    batch_size: int = 128,
+    progress: bool = True,
+) -> KinematicScores:
+    """Score every candidate (see the module docstring). ``candidate_indices`` (C, k) index
+    ``source_ids``; ``fewshot_joints[c]`` is class c's few-shot clips (T, 22, 3); ``window``
+    overrides the per-class window length. Window embeddings are computed once per (source
+    motion, window length) and shared between classes."""
+    from kinemic.tmor.encoder import TMOREncoder, load_tmor
+
+    enc = encoder if isinstance(encoder, TMOREncoder) else load_tmor(encoder)
+    cand = np.asarray(candidate_indices)
+    if cand.ndim != 2:
+        raise KinemicError(f"candidate_indices: expected (classes, k), found shape {cand.shape}")
+    if len(fewshot_joints) != len(cand):
+        raise KinemicError(
+            f"{len(fewshot_joints)} classes of few-shot clips for {len(cand)} rows of candidates"
+        )
+    if cand.size and (cand.min() < 0 or cand.max() >= len(source_ids)):
+        raise KinemicError(f"candidate indices outside 0..{len(source_ids) - 1}")
+    for c, clips in enumerate(fewshot_joints):
+        if len(clips) == 0:
+            raise KinemicError(f"class {c} has no few-shot clips to compare with")
+    read = _source_reader(source_dir, source_ids)
+    lengths = np.array([window or class_window(clips) for clips in fewshot_joints])
+    protos = torch.nn.functional.normalize(
+        torch.stack([enc.embed_motions(list(clips)).mean(0) for clips in fewshot_joints]), dim=-1
+    )  # (C, E)
+    # every (source motion, window length) pair needed, embedded in large batches
+    need: dict[tuple[int, int], None] = {}
+    for c in range(len(cand)):
+        for i in cand[c]:
+            need[(int(i), int(lengths[c]))] = None
+    joints_cache: dict[int, np.ndarray] = {}
+    clips, owner, starts_of = [], [], {}
+    for i, w in tqdm(need, desc="cutting windows", disable=not progress or None, leave=False):
+        if i not in joints_cache:
+            joints_cache[i] = read(i)
+        j = joints_cache[i]
+        starts = window_starts(len(j), min(w, len(j)), stride) if len(j) >= 2 else np.zeros(1, int)
+        starts_of[(i, w)] = starts
+        for s in starts:
+            clips.append(j[s : s + w])
+            owner.append((i, w))
+    joints_cache.clear()
+    z = enc.embed_motions(clips, batch_size=batch_size, progress=progress, desc="source windows")
+    rows: dict[tuple[int, int], list[int]] = {}
+    for r, key in enumerate(owner):
+        rows.setdefault(key, []).append(r)
+    score = np.zeros(cand.shape)
+    start = np.zeros(cand.shape, dtype=np.int64)
+    for c in range(len(cand)):
+        for j, i in enumerate(cand[c]):
+            key = (int(i), int(lengths[c]))
+            sims = (z[rows[key]] @ protos[c]).numpy()
+            best = int(sims.argmax())
+            score[c, j] = sims[best]
+            start[c, j] = starts_of[key][best]
+    return KinematicScores(score=score, start=start, length=lengths)
+
+
+def kinematic_rerank(
+    encoder,
+    source_dir: str | Path | Sequence[str | Path],
+    source_ids: Sequence[str],
+    candidate_indices: np.ndarray,
+    fewshot_joints: Sequence[Sequence[np.ndarray]],
+    *,
+    stride: int = 4,
+    window: int | None = None,
+    batch_size: int = 128,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each class' candidates (C, k) re-ordered by kinematic score, best first, and the scores
+    (C, k) in that order. Each row is a permutation of the input row (ties keep the text
+    order). ``encoder``: a ``TMOREncoder``, a path, or None for the shipped one."""
+    ks = kinematic_scores(
+        encoder, source_dir, source_ids, candidate_indices, fewshot_joints, stride=stride,
+        window=window, batch_size=batch_size, progress=progress,
+    )  # fmt: skip
+    order = np.argsort(-ks.score, axis=1, kind="stable")
+    cand = np.asarray(candidate_indices)
+    return np.take_along_axis(cand, order, 1), np.take_along_axis(ks.score, order, 1)
+
+
+def text_soft_positives(
+    source_dir: str | Path,
+    class_captions: Sequence[str],
+    *,
+    k: int = 250,
+    split: str | None = "train",
+    text_encoder: str = "minilm",
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """KineMIC's text soft positives: (source ids, top-k indices (C, k), cosines (C, k)).
+
+    Every caption of the source split is embedded and L2-normalised, averaged per motion; each
+    class caption takes the k motions of highest cosine (``../shared/SPEC.md`` §5)."""
+    from kinemic.text import get_text_encoder
+
+    root = Path(source_dir)
+    ds = HumanML3DDataset(root)
+    ids = ds.split(split) if split and (root / f"{split}.txt").is_file() else ds.ids()
+    caps = {i: [c.text for c in ds.captions(i)] for i in ids}
+    texts = sorted({t for v in caps.values() for t in v})
+    enc = get_text_encoder(text_encoder)
+    emb = torch.nn.functional.normalize(enc.encode(texts), dim=-1)
+    row = {t: n for n, t in enumerate(texts)}
+    motion = torch.stack([emb[[row[t] for t in caps[i]]].mean(0) for i in ids])  # (N, E)
+    query = torch.nn.functional.normalize(enc.encode(list(class_captions)), dim=-1)
+    sim = query @ torch.nn.functional.normalize(motion, dim=-1).T  # (C, N)
+    k = min(k, len(ids))
+    top = torch.topk(sim, k, dim=1)
+    return ids, top.indices.numpy(), top.values.numpy()
