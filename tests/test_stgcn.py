@@ -171,10 +171,10 @@ def test_epoch_rules():
     assert [s.stop - s.start for s in epoch_batches(33, 16)] == [16, 17]  # 1 left over joins
     assert [s.stop - s.start for s in epoch_batches(30, 16)] == [16, 14]
     cfg = HARTrainConfig()
-    assert [cfg.epochs_for(n) for n in (30, 330, 1320)] == [150, 15, 5]
+    assert [cfg.epochs_for(n) for n in (30, 120, 330, 1320)] == [300, 75, 29, 10]
     assert HARTrainConfig(epochs=7).epochs_for(1000) == 7
     assert eval_epochs(5, 10) == {1, 2, 3, 4, 5}
-    assert eval_epochs(150, 10) == set(range(15, 151, 15))
+    assert eval_epochs(300, 10) == set(range(30, 301, 30))
     assert HARTrainConfig(lr=0.1).lr_at(0, 100) == pytest.approx(0.1)
     assert HARTrainConfig(lr=0.1).lr_at(50, 100) == pytest.approx(0.05)
     with pytest.raises(KinemicError, match="max_epochs"):

@@ -14,7 +14,7 @@ class _Defaults:
     """``HARTrainConfig()`` / ``ProtocolConfig()`` defaults, repeated so that building the parser
     imports no torch (a test checks they agree)."""
 
-    steps, min_epochs, max_epochs, batch_size, lr, evaluations = 300, 5, 200, 16, 0.1, 10
+    steps, min_epochs, max_epochs, batch_size, lr, evaluations = 600, 10, 300, 16, 0.1, 10
     seeds, width, frames = 5, 1.0, 100
 
 

@@ -6,9 +6,15 @@ momentum 0.9, weight decay 5e-4 on every parameter, a per-step cosine decay from
 
 **How long** (``epochs=None``): a few-shot set gets as many *optimiser steps* as a large one, not
 as many epochs, so ``epochs = clamp(ceil(steps / steps_per_epoch), min_epochs, max_epochs)``:
-with the defaults (``steps=300``, batch 16) 30 few-shot clips train 150 epochs (2 steps each),
-330 clips 15 epochs (21 steps each), 1,320 clips 5 epochs (83 steps each). This is a rule of
-the training set's size only — nothing is chosen by looking at validation clips.
+with the defaults (``steps=600``, batch 16, at least 10 and at most 300 epochs) 30 few-shot
+clips train 300 epochs (2 steps each), 120 clips 75 epochs, 330 clips 29 epochs (21 steps
+each), 1,320 clips 10 epochs (83 steps each). The defaults were set on the *training* loss of
+the default world's 12-class split S0001 (width 0.25): at 300 steps the 120 few-shot clips were
+not yet fitted (final training loss 0.5–0.8 over 3 seeds), at 600 they were (0.2, 96% training
+top-1); 1,320 clips after 5 epochs were underfitted (loss 0.7) and still improving at 10 (0.44).
+It is a rule of the training set's size only — nothing is chosen by looking at validation
+clips. These are GPU-scale defaults: on a 2-core CPU a full-width run takes hours (see
+``bench/har.py``); quick CPU runs use a small ``width`` and fewer ``steps``.
 
 **What is recorded**: the *final* epoch's validation top-1 (the protocol's figure) and, for
 comparison with the literature that reports it, the *best* validation top-1 over the evaluated
@@ -50,9 +56,9 @@ class HARTrainConfig:
     """Optimisation settings of one ST-GCN training run."""
 
     epochs: int | None = None  # None: from the training set's size (module docstring)
-    steps: int = 300  # optimiser steps aimed at when epochs is None
-    min_epochs: int = 5
-    max_epochs: int = 200
+    steps: int = 600  # optimiser steps aimed at when epochs is None
+    min_epochs: int = 10
+    max_epochs: int = 300
     batch_size: int = 16
     lr: float = 0.1
     momentum: float = 0.9
