@@ -224,7 +224,7 @@ def test_cli_defaults_agree_with_the_config() -> None:
     from kinemic.cli_kinemic import _Defaults
 
     d = FinetuneConfig()
-    for name in ("steps", "batch_size", "lr", "k", "diffusion_steps", "window_weight",
+    for name in ("steps", "batch_size", "lr", "k", "filter", "diffusion_steps", "window_weight",
                  "distill_weight", "checkpoint_every"):  # fmt: skip
         assert getattr(_Defaults, name) == getattr(d, name), name
     for name in ("rank", "alpha", "dropout"):

@@ -13,6 +13,7 @@ class _Defaults:
     torch (a test checks they agree)."""
 
     steps, batch_size, lr, k, diffusion_steps = 300, 16, 1e-3, 250, 100
+    filter = "none"
     window_weight, distill_weight, checkpoint_every = 1.0, 0.0, 100
 
     class lora:
@@ -27,10 +28,11 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
         description=(
             "Adapt a text-to-motion prior to the classes of a few-shot split with LoRA adapters "
             "and an action table (one copy of the prior's weights). --method kinemic pairs each "
-            "shot with a soft positive source clip (top-k by caption similarity), trains MIC "
-            "(attention-pooled BiGRU, supervised InfoNCE with a memory bank) and reconstructs "
-            "the source window MIC attends to under the target's condition; mdm-ft is the "
-            "reconstruction loss alone. Inputs are checked before training. Writes "
+            "shot with a soft positive source clip (top-k by caption similarity; --filter "
+            "kinematic re-ranks a larger caption pool by T-MOR motion similarity to the shots), "
+            "trains MIC (attention-pooled BiGRU, supervised InfoNCE with a memory bank) and "
+            "reconstructs the source window MIC attends to under the target's condition; mdm-ft "
+            "is the reconstruction loss alone. Inputs are checked before training. Writes "
             "OUT/checkpoints/step-N/ (each a generator folder: adapter/, actions.safetensors, "
             "mic.safetensors, config.json pointing to the prior) and OUT/latest; TensorBoard "
             "logs each loss term. Defaults suit the shipped tiny CPU prior; the paper's "
@@ -40,6 +42,8 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
   kinemic finetune --target out/world/target --source out/world/source --split S0000 \\
       --method kinemic --steps 300 --out runs/kinemic
   kinemic finetune --target out/world/target --method mdm-ft --steps 300 --out runs/mdmft
+  kinemic finetune --target out/world/target --source out/world/source --filter kinematic \\
+      --out runs/kinemic-kin        # soft positives re-ranked by the T-MOR kinematic filter
   kinemic finetune --resume runs/kinemic --target out/world/target --source out/world/source \\
       --steps 600 --out runs/kinemic""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -58,6 +62,13 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lora-alpha", type=float, default=d.lora.alpha, help=f"({d.lora.alpha:g})")
     p.add_argument("--lora-dropout", type=float, default=d.lora.dropout, help=f"({d.lora.dropout})")
     p.add_argument("--k", type=int, default=d.k, help=f"soft positives per class ({d.k})")
+    p.add_argument("--filter", choices=["none", "kinematic"], default=d.filter,
+                   help="kinematic: re-rank the caption top --filter-pool by T-MOR motion "
+                   f"similarity to the shots, keep k ({d.filter})")  # fmt: skip
+    p.add_argument("--filter-pool", type=int,
+                   help="caption candidates the kinematic filter re-ranks (2k)")  # fmt: skip
+    p.add_argument("--filter-encoder", help="T-MOR encoder folder or run of the kinematic "
+                   "filter (the shipped one)")  # fmt: skip
     p.add_argument(
         "--diffusion-steps", type=int, default=d.diffusion_steps,
         help=f"fine-tuning schedule S; the net gets ceil(t·P/S) ({d.diffusion_steps})",
@@ -79,8 +90,9 @@ def _run_finetune(args: argparse.Namespace) -> int:
     config = FinetuneConfig(
         method=args.method, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         lora=LoraSettings(rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout),
-        k=args.k, diffusion_steps=args.diffusion_steps, window_weight=args.window_weight,
-        distill_weight=args.distill_weight, seed=args.seed,
+        k=args.k, filter=args.filter, filter_pool=args.filter_pool,
+        filter_encoder=args.filter_encoder, diffusion_steps=args.diffusion_steps,
+        window_weight=args.window_weight, distill_weight=args.distill_weight, seed=args.seed,
         mixed_precision="bf16" if args.bf16 else "no", checkpoint_every=args.checkpoint_every,
     )  # fmt: skip
     out = finetune(

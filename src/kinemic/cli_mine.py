@@ -22,8 +22,13 @@ from kinemic.io.atomic import write_text
 from kinemic.io.humanml3d import HumanML3DDataset
 from kinemic.io.ntu_vibe import NTUVibeDataset
 from kinemic.mining import precision as prec
-from kinemic.mining.soft_positives import DEFAULT_K, SoftPositives, as_encoder, embed_texts
-from kinemic.mining.soft_positives import soft_positives as find_soft_positives
+from kinemic.mining.soft_positives import (
+    DEFAULT_K,
+    SoftPositives,
+    as_encoder,
+    embed_texts,
+    select_soft_positives,
+)
 
 
 @dataclass
@@ -61,9 +66,16 @@ class MineReport:
         k = self.soft.k
         split = f"split {self.split}" if self.split else "all classes"
         pool = f"the {self.soft.split!r} split" if self.soft.split else "all motions"
+        how = self.soft.filter
+        if how["name"] == "kinematic":
+            tmor = how["encoder"] or "the shipped T-MOR encoder"
+            how_text = (f"; kinematic filter: the caption top {how['pool']} re-ranked by "
+                        f"{tmor} (scores: best window cosine to the class's clips)")  # fmt: skip
+        else:
+            how_text = ""
         lines = [
             f"soft positives of {self.target} ({split}) among {len(self.soft.source_ids)} source "
-            f"motions of {self.source} ({pool}); {self.soft.encoder}, top {k}",
+            f"motions of {self.source} ({pool}); {self.soft.encoder}, top {k}{how_text}",
             *(f"note: {n}" for n in [*self.soft.notes, *self.notes]),
         ]
         for c, cls in enumerate(self.classes):
@@ -116,6 +128,7 @@ class MineReport:
             "target": str(self.target), "split": self.split,
             "model": None if self.model is None else str(self.model),
             "encoder": self.soft.encoder, "source_split": self.soft.split, "k": self.soft.k,
+            "filter": self.soft.filter,
             "notes": [*self.soft.notes, *self.notes], "classes": classes,
             "precision": None if self.precision is None else self.precision.to_json(),
             "seconds": self.seconds,
@@ -127,12 +140,12 @@ def _clip_rows(ds: HumanML3DDataset, clip_id: str) -> int:
     return int(np.load(ds.root / "new_joint_vecs" / f"{clip_id}.npy", mmap_mode="r").shape[0])
 
 
-def target_classes(
+def class_clips(
     target: str | Path, split: str | None
-) -> tuple[list[int], list[list[int]], str | None]:
-    """The classes to mine for (0-based labels), each class's target clip lengths (feature
-    rows), and the split read: the few-shot split's classes and training shots, or with no
-    split every class that has clips (the default xsub training clips when present)."""
+) -> tuple[list[int], list[list[str]], str | None]:
+    """The classes to mine for (0-based labels), each class's target clip ids, and the split
+    read: the few-shot split's classes and training shots, or with no split every class that
+    has clips (the default xsub training clips when present)."""
     ds = NTUVibeDataset(target)
     if split is not None:
         fs = ds.fewshot_split(split)
@@ -146,13 +159,22 @@ def target_classes(
         classes = sorted(set(labels))
     if not classes:
         raise KinemicError(f"{target}: no target classes with clips to mine for")
-    lengths: dict[int, list[int]] = {c: [] for c in classes}
+    per_class: dict[int, list[str]] = {c: [] for c in classes}
     for clip_id, label in zip(ids, labels, strict=True):
-        lengths[label].append(_clip_rows(ds, clip_id))
-    empty = [c for c in classes if not lengths[c]]
+        per_class[label].append(clip_id)
+    empty = [c for c in classes if not per_class[c]]
     if empty:
         raise KinemicError(f"{target}: classes {empty} of split {split!r} have no training clips")
-    return classes, [lengths[c] for c in classes], split
+    return classes, [per_class[c] for c in classes], split
+
+
+def target_classes(
+    target: str | Path, split: str | None
+) -> tuple[list[int], list[list[int]], str | None]:
+    """``class_clips`` with each clip's length (feature rows) in place of its id."""
+    classes, ids, split = class_clips(target, split)
+    ds = NTUVibeDataset(target)
+    return classes, [[_clip_rows(ds, i) for i in c] for c in ids], split
 
 
 def _closest_captions(source: Path, soft: SoftPositives, encoder, show: int) -> list[list[dict]]:
@@ -189,6 +211,9 @@ def mine(
     seed: int = 0,
     random_draws: int | None = None,
     mine_t: int | None = None,
+    filter: str | None = None,
+    filter_pool: int | None = None,
+    filter_encoder: str | Path | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> MineReport:
@@ -200,7 +225,10 @@ def mine(
     (``kinemic.mining.windows``) and scored; ``split``, ``k`` and ``encoder`` then default to
     the ones it was fine-tuned with (else: all classes, 250, "minilm"). Without it, only the
     random-window and whole-clip figures are computed, with the target clips' lengths. See
-    ``kinemic.mining.precision``.
+    ``kinemic.mining.precision``. ``filter``, ``filter_pool``, ``filter_encoder``: the
+    soft-positive selection (``kinemic.mining.soft_positives.select_soft_positives``; the
+    kinematic filter compares with the target clips of each class); default: a ``model``'s
+    own, else "none".
     """
     if show < 0:
         raise KinemicError(f"--show must be 0 or more, got {show}")
@@ -214,20 +242,28 @@ def mine(
     if generator is not None:
         used = generator.config.get("soft_positives") or {}
         k = int(used.get("k", DEFAULT_K)) if k is None else k
+        own = used.get("filter") or {"name": "none"}
+        filter = own["name"] if filter is None else filter
+        if filter == own["name"] == "kinematic":
+            filter_pool = own.get("pool") if filter_pool is None else filter_pool
+            filter_encoder = own.get("encoder") if filter_encoder is None else filter_encoder
         if encoder is None and generator.text_spec is not None:
             from kinemic.text import encoder_from_spec
 
             text_encoder = encoder_from_spec(generator.text_spec)
     k = DEFAULT_K if k is None else k
     text_encoder = text_encoder or as_encoder(encoder or "minilm")
-    labels, lengths, split = target_classes(target, split)
+    labels, clip_ids, split = class_clips(target, split)
     ntu = NTUVibeDataset(target)
+    lengths = [[_clip_rows(ntu, i) for i in ids] for ids in clip_ids]
     names, captions = ntu.class_names(), ntu.class_captions()
     class_captions = [captions.get(c, f"A person does the action: {names[c]}.") for c in labels]
     uncaptioned = [names[c] for c in labels if c not in captions]
-    soft = find_soft_positives(source, class_captions, encoder=text_encoder, k=k,
-                               cache_dir=cache_dir, split=source_split,
-                               progress=progress)  # fmt: skip
+    soft = select_soft_positives(
+        source, class_captions, target=target, fewshot_ids=clip_ids, encoder=text_encoder, k=k,
+        filter=filter or "none", filter_pool=filter_pool, filter_encoder=filter_encoder,
+        cache_dir=cache_dir, split=source_split, progress=progress,
+    )  # fmt: skip
     tops = _closest_captions(source, soft, text_encoder, show)
     summaries = [
         ClassSummary(label, names[label], cap, lens, top)
@@ -380,11 +416,15 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
             "(source with segments/ sidecars) it also reports how many soft positives contain "
             "the class's motion, and the precision of a random window and of the whole clip; "
             "with --model, the precision of the fine-tuned model's attention windows (hit: "
-            "temporal IoU ≥ 0.5 with a true segment). Embeddings are cached on disk."
+            "temporal IoU ≥ 0.5 with a true segment). --filter kinematic re-ranks a larger "
+            "caption pool by T-MOR motion similarity to the class's target clips first. "
+            "Embeddings are cached on disk."
         ),
         epilog="""examples:
   kinemic mine --source out/world/source --target out/world/target --split S0000
   kinemic mine --source out/world/source --target out/world/target --show 10 --json mine.json
+  kinemic mine --source out/world/source --target out/world/target --split S0000 \\
+      --filter kinematic                # soft positives re-ranked by the T-MOR kinematic filter
   kinemic mine --source out/world/source --target out/world/target --split S0000 \\
       --model runs/kinemic-S0000        # also mine attention windows and score them""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -405,6 +445,13 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--random-draws", type=int, help="random windows drawn (default: exact mean)")
     p.add_argument("--t", type=int, dest="mine_t", help="diffusion step to mine at (default: "
                    "drawn uniformly per batch of windows, as in training)")  # fmt: skip
+    p.add_argument("--filter", choices=["none", "kinematic"], help="kinematic: re-rank the "
+                   "caption top --filter-pool by T-MOR motion similarity to the class's target "
+                   "clips, keep k (none; a --model's own)")  # fmt: skip
+    p.add_argument("--filter-pool", type=int, help="caption candidates the kinematic filter "
+                   "re-ranks (2k; a --model's own)")  # fmt: skip
+    p.add_argument("--filter-encoder", help="T-MOR encoder folder or run of the kinematic "
+                   "filter (the shipped one; a --model's own)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -414,6 +461,7 @@ def _run_mine(args: argparse.Namespace) -> int:
         encoder=args.encoder, variants=args.variants,
         source_split=None if args.source_split == "all" else args.source_split,
         seed=args.seed, random_draws=args.random_draws, mine_t=args.mine_t,
+        filter=args.filter, filter_pool=args.filter_pool, filter_encoder=args.filter_encoder,
         progress=not args.no_progress,
     )  # fmt: skip
     print(report.text())

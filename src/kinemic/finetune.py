@@ -2,7 +2,9 @@
 
 Per step, B few-shot target clips (normalised with the *prior's* normaliser; condition = the
 class caption's embedding + the action id) are each paired with one soft positive source clip,
-drawn uniformly from its class's top-k (``kinemic.mining.soft_positives``). With shared noise ε
+drawn uniformly from its class's top-k (``kinemic.mining.soft_positives``; with
+``filter="kinematic"`` the caption top-``filter_pool`` re-ranked by the T-MOR kinematic filter
+against the class's shots). With shared noise ε
 and a shared step t of the fine-tuning schedule (S steps; the network gets the prior's step,
 see ``kinemic.generator.prior_timestep``):
 
@@ -45,6 +47,7 @@ from kinemic.errors import KinemicError
 from kinemic.finetune_data import SourceClips, TargetClips, load_sources, load_targets
 from kinemic.generator import LoraSettings, TwoStreamDenoiser, prior_pointer, save_generator
 from kinemic.mining.mic import MIC, MICConfig
+from kinemic.mining.soft_positives import Filter, filter_problems
 from kinemic.mining.windows import best_window, cut_windows, window_lengths
 from kinemic.pretrain import masked_mse
 
@@ -66,6 +69,9 @@ class FinetuneConfig:
     grad_clip: float | None = 1.0
     lora: LoraSettings = field(default_factory=LoraSettings)
     k: int = 250  # soft positives per class
+    filter: Filter = "none"  # "kinematic": re-rank the caption top-filter_pool by T-MOR
+    filter_pool: int | None = None  # caption candidates the filter re-ranks (None: 2k)
+    filter_encoder: str | None = None  # the filter's T-MOR encoder folder or run (None: shipped)
     diffusion_steps: int = 100  # the fine-tuning schedule (the prior's steps: no mapping)
     contrastive_weight: float = 1.0
     window_weight: float = 1.0
@@ -86,7 +92,11 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if isinstance(self.lora, dict):
             self.lora = LoraSettings(**self.lora)
-        problems = []
+        if self.filter_encoder is not None:
+            self.filter_encoder = str(self.filter_encoder)  # a Path would not go into JSON
+        problems = filter_problems(self.filter, self.filter_pool, self.filter_encoder, self.k)
+        if self.method == "mdm-ft" and self.filter != "none":
+            problems.append("filter applies to method 'kinemic' (mdm-ft has no soft positives)")
         if self.method not in METHODS:
             problems.append(f"method must be one of {', '.join(METHODS)}, found {self.method!r}")
         for name in ("steps", "batch_size", "k", "diffusion_steps", "mic_hidden", "mic_embed"):
@@ -334,7 +344,9 @@ def finetune(
         source_dir = _source_folder(source, p)
         sources, positives, source_info = load_sources(
             source_dir, targets.class_captions, encoder=encoder, k=config.k,
-            normalizer=p.normalizer, progress=progress,
+            normalizer=p.normalizer, target=target, fewshot_ids=targets.class_ids(),
+            filter=config.filter, filter_pool=config.filter_pool,
+            filter_encoder=config.filter_encoder, progress=progress,
         )  # fmt: skip
     steps = config.diffusion_steps
     pointer = prior_pointer(p)
@@ -358,9 +370,11 @@ def finetune(
         "mic": None if mic_cfg is None else mic_cfg.to_dict(),
         "finetune": config.to_dict(),
     }  # fmt: skip
+    free = {"steps", "checkpoint_every", "keep_checkpoints", "log_every"}
+    if config.filter == "none":  # runs from before the filter option resume as they did
+        free |= {"filter", "filter_pool", "filter_encoder"}
     fingerprint = {
-        **{k: v for k, v in config.to_dict().items()
-           if k not in ("steps", "checkpoint_every", "keep_checkpoints", "log_every")},
+        **{k: v for k, v in config.to_dict().items() if k not in free},
         "prior": pointer, "target": generator_config["target"], "split": split,
         "train_ids": hashlib.sha256("\n".join(targets.ids).encode()).hexdigest(),
         "source": generator_config["source"], "positives": source_info.get("sha256"),

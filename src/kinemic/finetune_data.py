@@ -40,6 +40,11 @@ class TargetClips:
     class_captions: list[str]
     class_lengths: dict[int, list[int]]
 
+    def class_ids(self) -> list[list[str]]:
+        """The shots' ids of each class index."""
+        return [[i for i, y in zip(self.ids, self.labels, strict=True) if y == c]
+                for c in range(len(self.classes))]  # fmt: skip
+
 
 @dataclass
 class SourceClips:
@@ -118,18 +123,28 @@ def load_sources(
     encoder,
     k: int,
     normalizer: Normalizer,
+    target: str | Path,
+    fewshot_ids: list[list[str]],
+    filter: str = "none",
+    filter_pool: int | None = None,
+    filter_encoder: str | None = None,
     progress: bool = True,
 ) -> tuple[SourceClips, np.ndarray, dict[str, Any]]:
-    """The soft positives of each class caption (``kinemic.mining.soft_positives``, top-k by
-    caption similarity with ``encoder``) and those source clips, read and normalised.
+    """The soft positives of each class caption (``kinemic.mining.soft_positives.
+    select_soft_positives``: top-k by caption similarity with ``encoder``, optionally
+    re-ranked by the kinematic filter against the class's shots ``fewshot_ids`` of ``target``)
+    and those source clips, read and normalised.
 
     Returns (clips, positives (C, k) int64 indices into ``clips``, a JSON-able summary with a
-    sha256 of the pairing)."""
-    from kinemic.mining.soft_positives import soft_positives
+    sha256 of the pairing and the filter used)."""
+    from kinemic.mining.soft_positives import select_soft_positives
     from kinemic.pretrain import encode_captions
 
     root = Path(source)
-    sp = soft_positives(root, class_captions, encoder=encoder, k=k, progress=progress)
+    sp = select_soft_positives(
+        root, class_captions, target=target, fewshot_ids=fewshot_ids, encoder=encoder, k=k,
+        filter=filter, filter_pool=filter_pool, filter_encoder=filter_encoder, progress=progress,
+    )  # fmt: skip
     if sp.indices.ndim != 2 or sp.indices.shape[0] != len(class_captions) or sp.k < 1:
         raise KinemicError(
             f"soft positives of {root}: expected ({len(class_captions)}, k) indices, found "
@@ -155,7 +170,7 @@ def load_sources(
     digest = hashlib.sha256(positives.tobytes() + "\n".join(ids).encode()).hexdigest()
     info = {
         "k": sp.k, "encoder": sp.encoder, "split": sp.split, "notes": list(sp.notes),
-        "clips": len(ids), "sha256": digest,
+        "filter": sp.filter, "clips": len(ids), "sha256": digest,
         "top": [sp.ids(c)[:5] for c in range(len(class_captions))],
     }  # fmt: skip
     return SourceClips(ids, features, owners, text), positives, info

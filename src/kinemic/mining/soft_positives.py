@@ -27,10 +27,15 @@ Choices, and why:
   keeps them, counted in ``notes``).
 - **Mirrors** (``M<id>``) are separate motions, with their own (mirrored) captions.
 
+With the kinematic filter (``select_soft_positives(..., filter="kinematic")``) the caption
+top-``pool`` of each class is re-ranked by ``kinemic.tmor.filter.kinematic_rerank`` (the best
+T-MOR window's cosine to the class's few-shot clips) and the first ``k`` are kept.
+
 The per-motion matrix is cached under ``cache_dir/<encoder name>/<key>.safetensors`` where the
 key hashes the encoder name, the sub-clip policy, the ids and the bytes of their caption files:
 an edited caption gives a new key, so the stale entry is never read (and is removed when the
-new one for the same folder is written). Writes are atomic.
+new one for the same folder is written). Writes are atomic. Only these caption embeddings are
+cached, never a selection, so the filter leaves the cache as it is.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ from kinemic.io.humanml3d import Caption, HumanML3DDataset, parse_caption_line
 from kinemic.text import TextEncoder, default_cache_dir, get_text_encoder
 
 Subclips = Literal["include", "exclude"]
+Filter = Literal["none", "kinematic"]
+FILTERS = ("none", "kinematic")
 CACHE_FORMAT = "kinemic-motion-text/1"
 DEFAULT_K = 250
 ENCODE_BATCH = 512
@@ -238,7 +245,10 @@ class SoftPositives:
 
     ``indices`` (C, k) int64 into ``source_ids`` and ``scores`` (C, k) float32 cosine
     similarities, best first; row c belongs to ``captions[c]``. ``split`` is the source split
-    drawn from (None: every id); ``notes`` say what was adjusted (k capped, split absent)."""
+    drawn from (None: every id); ``notes`` say what was adjusted (k capped, split absent).
+    ``filter`` records the selection: ``{"name": "none"}`` (caption ranking), or
+    ``{"name": "kinematic", "pool": P, "encoder": T-MOR folder or None for the shipped one}``,
+    and then ``scores`` are the kinematic scores (best window cosine to the class prototype)."""
 
     captions: list[str]
     source_ids: list[str]
@@ -247,6 +257,7 @@ class SoftPositives:
     encoder: str
     split: str | None
     notes: list[str] = field(default_factory=list)
+    filter: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
 
     @property
     def k(self) -> int:
@@ -259,6 +270,7 @@ class SoftPositives:
     def to_json(self) -> dict[str, Any]:
         return {
             "encoder": self.encoder, "split": self.split, "k": self.k, "notes": self.notes,
+            "filter": self.filter,
             "classes": [{"caption": cap, "ids": self.ids(c),
                          "scores": [round(float(s), 5) for s in self.scores[c]]}
                         for c, cap in enumerate(self.captions)],
@@ -315,3 +327,72 @@ def soft_positives(
     indices, scores = rank(queries, motions.embeddings, k)
     return SoftPositives(captions, motions.source_ids, indices, scores, motions.encoder,
                          motions.split, notes)  # fmt: skip
+
+
+def filter_problems(filter: str, pool: int | None, encoder: str | None, k: int) -> list[str]:
+    """What is wrong with a soft-positive filter setting (empty when nothing is)."""
+    if filter not in FILTERS:
+        return [f"filter must be one of {', '.join(FILTERS)}, found {filter!r}"]
+    if filter == "none" and (pool is not None or encoder is not None):
+        return ["filter_pool and filter_encoder apply to filter 'kinematic' only"]
+    if pool is not None and pool < k:
+        return [f"filter_pool ({pool}) must be at least k ({k}): the filter keeps k of the pool"]
+    return []
+
+
+def select_soft_positives(
+    source_dir: str | Path,
+    captions: list[str],
+    *,
+    target: str | Path,
+    fewshot_ids: list[list[str]],
+    encoder: TextEncoder | str = "minilm",
+    k: int = DEFAULT_K,
+    filter: Filter = "none",
+    filter_pool: int | None = None,
+    filter_encoder: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    split: str | None = "train",
+    progress: bool = True,
+) -> SoftPositives:
+    """The soft positives of each caption: the caption top-``k`` (``filter="none"``), or
+    (``"kinematic"``) the caption top-``filter_pool`` (default 2k; both capped at the source
+    size) re-ranked by the kinematic filter against class c's few-shot clips
+    (``fewshot_ids[c]``, joints read from ``target``) with the T-MOR encoder
+    ``filter_encoder`` (None: the shipped one), of which the first ``k`` are kept."""
+    problems = filter_problems(filter, filter_pool, filter_encoder, k)
+    if problems:
+        raise KinemicError("soft positives: " + "; ".join(problems))
+    if filter == "none" or k < 1:  # soft_positives refuses k < 1
+        return soft_positives(source_dir, captions, encoder=encoder, k=k, cache_dir=cache_dir,
+                              split=split, progress=progress)  # fmt: skip
+    from kinemic.io.ntu_vibe import NTUVibeDataset
+    from kinemic.tmor.encoder import SHIPPED_TMOR, load_tmor
+    from kinemic.tmor.filter import kinematic_rerank
+
+    if len(fewshot_ids) != len(captions):
+        raise KinemicError(f"{len(fewshot_ids)} classes of few-shot clips for {len(captions)} "
+                           "captions")  # fmt: skip
+    tmor = load_tmor(filter_encoder)  # before any work: a wrong folder fails at once
+    n = len(source_ids(source_dir, split)[0])
+    wanted = 2 * k if filter_pool is None else filter_pool
+    pool = min(wanted, n)
+    text = soft_positives(source_dir, captions, encoder=encoder, k=pool, cache_dir=cache_dir,
+                          split=split, progress=progress)  # fmt: skip
+    ds = NTUVibeDataset(target)
+    joints = [[ds.joints(i) for i in ids] for ids in fewshot_ids]
+    order, scores = kinematic_rerank(tmor, source_dir, text.source_ids, text.indices, joints,
+                                     progress=progress)  # fmt: skip
+    keep = min(k, pool)
+    where = f"split {text.split!r}" if text.split else "the source"
+    notes = list(text.notes)
+    if pool < wanted:
+        notes.append(f"filter pool {wanted} capped at the {n} motions of {where}")
+    if keep < k:
+        notes.append(f"k={k} capped at the {n} motions of {where}")
+    shipped = Path(tmor.path).resolve() == SHIPPED_TMOR.resolve()
+    record = {"name": "kinematic", "pool": pool,
+              "encoder": None if shipped else str(Path(tmor.path).resolve())}  # fmt: skip
+    return SoftPositives(list(captions), text.source_ids, order[:, :keep],
+                         scores[:, :keep].astype(np.float32), text.encoder, text.split, notes,
+                         record)  # fmt: skip

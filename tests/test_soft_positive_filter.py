@@ -1,0 +1,136 @@
+"""The kinematic filter as a soft-positive selection: ``select_soft_positives``, ``kinemic mine
+--filter`` and ``kinemic finetune --filter`` (tiny world, the shipped T-MOR encoder)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kinemic.cli import main
+from kinemic.errors import KinemicError
+from kinemic.finetune import FinetuneConfig, finetune
+from kinemic.io.ntu_vibe import NTUVibeDataset
+from kinemic.mining.soft_positives import select_soft_positives, soft_positives
+from kinemic.prior import SHIPPED_PRIOR
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+KINEMATIC = {"name": "kinematic", "pool": 12, "encoder": None}
+
+
+def _classes(world: Path) -> tuple[list[str], list[list[str]]]:
+    """The class captions of split S0000 and each class's shots."""
+    target = NTUVibeDataset(world / "target")
+    fs = target.fewshot_split("S0000")
+    captions = target.class_captions()
+    shots = [[i for i, y in zip(fs.train_ids, fs.train_labels, strict=True) if y == c]
+             for c in fs.class_list]  # fmt: skip
+    return [captions[c] for c in fs.class_list], shots
+
+
+def test_kinematic_selection_keeps_k_of_the_reranked_caption_pool(tiny_world, tmp_path) -> None:
+    captions, shots = _classes(tiny_world)
+    source = tiny_world / "source"
+    opts = dict(encoder="hash-64", cache_dir=tmp_path, progress=False)
+    pick = dict(target=tiny_world / "target", fewshot_ids=shots, **opts)
+    text = soft_positives(source, captions, k=12, **opts)
+    kin = select_soft_positives(source, captions, k=6, filter="kinematic", filter_pool=12, **pick)
+    assert kin.k == 6 and kin.source_ids == text.source_ids and kin.filter == KINEMATIC
+    for row, pool in zip(kin.indices, text.indices, strict=True):
+        assert len(set(row.tolist())) == 6 and set(row.tolist()) <= set(pool.tolist())
+    assert not np.array_equal(kin.indices, text.indices[:, :6])  # the filter changes the pick
+    assert (np.diff(kin.scores, axis=1) <= 1e-6).all()  # best kinematic score first
+    assert kin.to_json()["filter"] == KINEMATIC
+    # the default pool is 2k; the caption ranking is the "none" selection
+    again = select_soft_positives(source, captions, k=6, filter="kinematic", **pick)
+    np.testing.assert_array_equal(again.indices, kin.indices)
+    none = select_soft_positives(source, captions, k=6, **pick)
+    np.testing.assert_array_equal(none.indices, text.indices[:, :6])
+    assert none.filter == {"name": "none"}
+    # k and the pool are capped at the 48 train motions, with notes
+    big = select_soft_positives(source, captions, k=40, filter="kinematic", **pick)
+    assert big.k == 40 and big.filter["pool"] == 48
+    assert big.notes == ["filter pool 80 capped at the 48 motions of split 'train'"]
+    # only the caption embeddings are cached, never a selection
+    assert len(list(tmp_path.rglob("*.safetensors"))) == 1
+
+
+def test_bad_filter_settings_are_refused(tiny_world, tmp_path) -> None:
+    captions, shots = _classes(tiny_world)
+    pick = dict(target=tiny_world / "target", fewshot_ids=shots, encoder="hash-64", k=6,
+                cache_dir=tmp_path, progress=False)  # fmt: skip
+    source = tiny_world / "source"
+    cases = [
+        (dict(filter="bogus"), "filter must be one of none, kinematic, found 'bogus'"),
+        (dict(filter="kinematic", filter_pool=3), r"filter_pool \(3\) must be at least k \(6\)"),
+        (dict(filter_pool=12), "apply to filter 'kinematic' only"),
+        (dict(filter="kinematic", filter_encoder=tmp_path), f"{tmp_path}: not a T-MOR encoder"),
+        (dict(filter="kinematic", filter_encoder=SHIPPED_PRIOR),
+         f"{SHIPPED_PRIOR}/config.json: format 'kinemic-prior', expected 'kinemic-tmor'"),
+    ]  # fmt: skip
+    for kwargs, message in cases:
+        with pytest.raises(KinemicError, match=message):
+            select_soft_positives(source, captions, **{**pick, **kwargs})
+    for kwargs, message in [
+        (dict(filter="bogus"), "filter must be one of"),
+        (dict(k=10, filter="kinematic", filter_pool=5), r"filter_pool \(5\) must be at least k"),
+        (dict(method="mdm-ft", filter="kinematic"), "mdm-ft has no soft positives"),
+    ]:
+        with pytest.raises(KinemicError, match=message):
+            FinetuneConfig(**kwargs)
+    out = tmp_path / "run"
+    config = FinetuneConfig(filter="kinematic", filter_encoder=str(tmp_path))
+    with pytest.raises(KinemicError, match=f"{tmp_path}: not a T-MOR encoder"):
+        finetune(tiny_world / "target", out, source=source, config=config, progress=False)
+    assert not out.exists()
+
+
+def test_mine_verb_with_the_kinematic_filter(tiny_world, tmp_path, capsys) -> None:
+    out = tmp_path / "mine.json"
+    base = ["mine", "--source", str(tiny_world / "source"), "--target",
+            str(tiny_world / "target"), "--split", "S0000", "--k", "6", "--show", "1",
+            "--encoder", "hash-64", "--no-progress"]  # fmt: skip
+    assert main([*base, "--filter", "kinematic", "--filter-pool", "12", "--json", str(out)]) == 0
+    assert "kinematic filter: the caption top 12 re-ranked by" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["filter"] == KINEMATIC and report["k"] == 6
+    assert all(len(c["soft_positives"]) == 6 for c in report["classes"])
+    assert 0 <= report["precision"]["overall"]["retrieval"] <= 1
+    assert main([*base, "--filter", "kinematic", "--filter-pool", "3"]) == 2
+    assert "filter_pool (3) must be at least k (6)" in capsys.readouterr().err
+    assert main([*base, "--filter", "kinematic", "--filter-encoder", str(tmp_path)]) == 2
+    assert f"{tmp_path}: not a T-MOR encoder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--filter", "bogus"])
+    assert "invalid choice: 'bogus'" in capsys.readouterr().err
+
+
+def test_finetune_records_the_filter_and_mine_reuses_it(tiny_world, tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    args = ["finetune", "--target", str(tiny_world / "target"), "--source",
+            str(tiny_world / "source"), "--batch-size", "2", "--k", "4", "--filter", "kinematic",
+            "--filter-pool", "12", "--checkpoint-every", "1", "--out", str(run)]  # fmt: skip
+    assert main([*args, "--steps", "1"]) == 0
+    ckpt = run / "checkpoints" / "step-00000001"
+    config = json.loads((ckpt / "config.json").read_text())
+    assert config["finetune"]["filter"] == "kinematic" and config["finetune"]["filter_pool"] == 12
+    assert config["soft_positives"]["filter"] == KINEMATIC and config["soft_positives"]["k"] == 4
+    fingerprint = json.loads((ckpt / "trainer.json").read_text())["fingerprint"]
+    assert fingerprint["filter"] == "kinematic" and fingerprint["filter_pool"] == 12
+    # resuming takes the same filter (another selection changes the pairing: refused)
+    assert main([*args, "--steps", "2", "--resume", str(run)]) == 0
+    changed = [a if a != "12" else "8" for a in args]
+    assert main([*changed, "--steps", "3", "--resume", str(run)]) == 2
+    assert "filter_pool: checkpoint 12, now 8" in capsys.readouterr().err
+    # mine --model selects as the run did
+    out = tmp_path / "mine.json"
+    assert main(["mine", "--source", str(tiny_world / "source"), "--target",
+                 str(tiny_world / "target"), "--model", str(run), "--show", "0", "--t", "20",
+                 "--no-progress", "--json", str(out)]) == 0  # fmt: skip
+    report = json.loads(out.read_text())
+    assert report["filter"] == KINEMATIC and report["k"] == 4
+    top = [c["soft_positives"] for c in report["classes"]]
+    assert top == config["soft_positives"]["top"]
