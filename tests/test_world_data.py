@@ -22,6 +22,7 @@ from kinemic.world import captions as cap
 from kinemic.world import generate as gen
 from kinemic.world import target as tgt
 from kinemic.world.compose import Segment
+from kinemic.world.pose import D, rest
 from kinemic.world.primitives import PRIMITIVES, PrimitiveParams
 from kinemic.world.visual import Camera, project, visual_proxy
 
@@ -222,6 +223,36 @@ def test_target_noise_is_visible_but_bounded():
     for clip in clips:
         assert 0 <= clip.action_span[0] < clip.action_span[1] <= len(clip.joints)
         assert np.median(np.linalg.norm(clip.joints - clip.clean, axis=-1)) < 0.06
+
+
+def test_target_clips_are_finite_and_humanly_fast():
+    """Target style (faster tempo, personal deviations) must keep the physical limits."""
+    plans = tgt.plan_clips(np.random.default_rng(3), tgt.CLASSES, train_per_class=12,
+                           val_per_class=0)  # fmt: skip
+    for plan in plans:
+        clip = gen.make_target_clip(3, plan)
+        assert np.isfinite(clip.joints).all()
+        speed = np.linalg.norm(np.diff(clip.clean, axis=0), axis=-1) * tgt.FPS_OUT
+        assert speed.max() < 12.0, (plan.target.name, clip.primitive, speed.max())
+
+
+def test_personal_style_is_the_performers_own():
+    target = tgt.class_of(102)
+    a, b = (tgt.make_performer(i, np.random.default_rng(i)) for i in (1, 2))
+
+    def deviation(performer, clip_seed):
+        style = tgt.personal_style(performer, target, np.random.default_rng(clip_seed), fps=30.0)
+        track = rest(40)
+        style(track)
+        return track.aa
+
+    same, other = deviation(a, 0), deviation(b, 0)
+    again = deviation(a, 1)  # another clip of the same performer: the same way, ±20 %
+    assert np.abs(same).max() > 5 * D  # visible
+    cos = float((same * again).sum() / np.linalg.norm(same) / np.linalg.norm(again))
+    assert cos > 0.999
+    assert np.linalg.norm(same - other) > 0.5 * np.linalg.norm(same)
+    assert np.abs(np.diff(same, axis=0)).max() * 30.0 <= tgt.STYLE_MAX_SPEED + 1e-9
 
 
 # ---------------------------------------------------------------------------------------------

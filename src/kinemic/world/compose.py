@@ -14,6 +14,7 @@ tempo until the sequence lasts between ``min_seconds`` and ``max_seconds``.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, replace
 
@@ -122,13 +123,19 @@ def compose_sequence(
     *,
     fps: float = 20.0,
     transition_s: float = 0.4,
+    styles: Seq[Callable[[Track], None] | None] = (),
 ) -> Sequence:
     """Play ``specs`` (primitive name, params) in order on ``body``; see the module docstring.
 
     The first primitive's ``facing`` sets the initial heading; later ones continue the heading.
     ``rng`` draws the natural variation (pose drift, tempo); the same seed gives the same joints.
+    ``styles[i]``, where given and not None, changes the i-th primitive's track in place before
+    the sequence is assembled (a performer's personal way of doing it, see ``world.target``).
     """
     tracks = [_track(name, body, params, rng, fps) for name, params in specs]
+    for track, style in zip(tracks, styles, strict=False):
+        if style is not None:
+            style(track)
     return _compose(body, list(specs), tracks, fps=fps, transition_s=transition_s)
 
 
