@@ -9,9 +9,9 @@ skeleton encoder, and the candidate's score is its best window's cosine to the c
 (the mean embedding of the class' few-shot clips). Candidates are re-ordered by that score;
 the best window's start comes along (a window miner of its own).
 
-:func:`kinematic_rerank` is what ``kinemic mine`` / ``finetune`` call; :func:`text_soft_positives`
-reproduces the text ranking it starts from (``../shared/SPEC.md`` §5: source captions
-L2-normalised, averaged per motion, top-k by cosine) for evaluations.
+:func:`kinematic_rerank` is what ``kinemic mine`` / ``finetune`` call (through
+``kinemic.mining.soft_positives.select_soft_positives``), on the text ranking of
+``kinemic.mining.soft_positives.soft_positives``.
 """
 
 from __future__ import annotations
@@ -152,33 +152,3 @@ def kinematic_rerank(
     order = np.argsort(-ks.score, axis=1, kind="stable")
     cand = np.asarray(candidate_indices)
     return np.take_along_axis(cand, order, 1), np.take_along_axis(ks.score, order, 1)
-
-
-def text_soft_positives(
-    source_dir: str | Path,
-    class_captions: Sequence[str],
-    *,
-    k: int = 250,
-    split: str | None = "train",
-    text_encoder: str = "minilm",
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """KineMIC's text soft positives: (source ids, top-k indices (C, k), cosines (C, k)).
-
-    Every caption of the source split is embedded and L2-normalised, averaged per motion; each
-    class caption takes the k motions of highest cosine (``../shared/SPEC.md`` §5)."""
-    from kinemic.text import get_text_encoder
-
-    root = Path(source_dir)
-    ds = HumanML3DDataset(root)
-    ids = ds.split(split) if split and (root / f"{split}.txt").is_file() else ds.ids()
-    caps = {i: [c.text for c in ds.captions(i)] for i in ids}
-    texts = sorted({t for v in caps.values() for t in v})
-    enc = get_text_encoder(text_encoder)
-    emb = torch.nn.functional.normalize(enc.encode(texts), dim=-1)
-    row = {t: n for n, t in enumerate(texts)}
-    motion = torch.stack([emb[[row[t] for t in caps[i]]].mean(0) for i in ids])  # (N, E)
-    query = torch.nn.functional.normalize(enc.encode(list(class_captions)), dim=-1)
-    sim = query @ torch.nn.functional.normalize(motion, dim=-1).T  # (C, N)
-    k = min(k, len(ids))
-    top = torch.topk(sim, k, dim=1)
-    return ids, top.indices.numpy(), top.values.numpy()

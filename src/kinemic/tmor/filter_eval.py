@@ -78,8 +78,9 @@ def evaluate_filter(
     progress: bool = True,
 ) -> FilterReport:
     """The figures of the module docstring on the world folder ``world`` (source/ + target/)."""
+    from kinemic.mining.soft_positives import soft_positives
     from kinemic.tmor.encoder import TMOREncoder, load_tmor
-    from kinemic.tmor.filter import kinematic_scores, text_soft_positives
+    from kinemic.tmor.filter import kinematic_scores
     from kinemic.world.target import class_of
 
     if pool < k:
@@ -94,8 +95,9 @@ def evaluate_filter(
     names = ds.class_names()
     shots = [[ds.joints(i) for i, y in zip(fs.train_ids, fs.train_labels, strict=True) if y == c]
              for c in classes]  # fmt: skip
-    ids, cand, _ = text_soft_positives(source, [captions[c] for c in classes], k=pool,
-                                       text_encoder=enc.text_spec["name"])  # fmt: skip
+    text = soft_positives(source, [captions[c] for c in classes], encoder=enc.text_spec["name"],
+                          k=pool, progress=progress)  # fmt: skip
+    ids, cand = text.source_ids, text.indices
     segs = {}
     for i in {int(x) for x in cand.ravel()}:
         path = source / "segments" / f"{ids[i]}.json"
