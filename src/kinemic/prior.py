@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch import nn
 
 from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule, from_mdm_checkpoint
 from kinemic.errors import KinemicError
 from kinemic.features import Normalizer
 from kinemic.io.atomic import write_bytes, write_text
+from kinemic.training import cpu_state_dict
 
 __all__ = [
     "SHIPPED_PRIOR",
@@ -79,12 +79,6 @@ class Prior:
         return self.denoiser.config.text_dim
 
 
-def _state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {
-        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in module.state_dict().items()
-    }
-
-
 def save_prior(
     folder: str | Path,
     *,
@@ -124,10 +118,10 @@ def save_prior(
     meta = {"format": FORMAT, "version": str(VERSION)}
     files = {WEIGHTS_FILE: "ema" if ema is not None else "raw"}
     write_bytes(
-        folder / WEIGHTS_FILE, st_save(_state_dict(ema if ema is not None else denoiser), meta)
+        folder / WEIGHTS_FILE, st_save(cpu_state_dict(ema if ema is not None else denoiser), meta)
     )
     if ema is not None:
-        write_bytes(folder / RAW_WEIGHTS_FILE, st_save(_state_dict(denoiser), meta))
+        write_bytes(folder / RAW_WEIGHTS_FILE, st_save(cpu_state_dict(denoiser), meta))
         files[RAW_WEIGHTS_FILE] = "raw"
     normalizer.save(folder / NORMALIZER_FILE)
     config = {

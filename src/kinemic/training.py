@@ -134,6 +134,13 @@ class TrainResult:
     terms: list[tuple[int, dict[str, float]]] = field(default_factory=list)
 
 
+def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A module's weights as contiguous float32 CPU tensors, ready for safetensors."""
+    return {
+        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in module.state_dict().items()
+    }
+
+
 def make_accelerator(*, cpu: bool, mixed_precision: str, project_dir: Path | None = None):
     """An ``accelerate.Accelerator``. Works in a plain process (single CPU or GPU) and under
     ``accelerate launch``. In a single process, accelerate's process-wide state is reset when

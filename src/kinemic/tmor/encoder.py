@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from kinemic.errors import KinemicError
@@ -31,6 +30,7 @@ from kinemic.io.atomic import write_bytes, write_text
 from kinemic.tmor.data import pad_joints
 from kinemic.tmor.inputs import motion_input
 from kinemic.tmor.model import TMOR, TMORConfig
+from kinemic.training import cpu_state_dict
 
 FORMAT = "kinemic-tmor"
 VERSION = 1
@@ -39,12 +39,6 @@ WEIGHTS_FILE = "model.safetensors"
 RAW_WEIGHTS_FILE = "model_raw.safetensors"
 #: The encoder that ships in the package (the README gives the command that reproduces it).
 SHIPPED_TMOR = Path(__file__).resolve().parents[1] / "assets" / "tmor-small"
-
-
-def _state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {
-        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in module.state_dict().items()
-    }
 
 
 def save_tmor(
@@ -68,9 +62,9 @@ def save_tmor(
             f"text encoder {text_encoder} does not give the model's {model.config.text_dim}-d input"
         )
     weights = {WEIGHTS_FILE: "ema" if ema is not None else "raw"}
-    write_bytes(folder / WEIGHTS_FILE, st_save(_state_dict(ema if ema is not None else model)))
+    write_bytes(folder / WEIGHTS_FILE, st_save(cpu_state_dict(ema if ema is not None else model)))
     if ema is not None and raw:
-        write_bytes(folder / RAW_WEIGHTS_FILE, st_save(_state_dict(model)))
+        write_bytes(folder / RAW_WEIGHTS_FILE, st_save(cpu_state_dict(model)))
         weights[RAW_WEIGHTS_FILE] = "raw"
     config = {
         "format": FORMAT,
