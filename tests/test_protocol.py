@@ -221,6 +221,20 @@ def test_cli_evaluate(tiny_world, tmp_path, capsys):
     assert "not in split S0000" in capsys.readouterr().err
 
 
+def test_cli_evaluate_min_epochs_sets_the_epochs_of_a_small_budget(tiny_world, tmp_path):
+    """--steps 2 would give the 30 few-shot clips one epoch; --min-epochs 3 raises it to 3."""
+    out = tmp_path / "res"
+    argv = ["evaluate", "--target", str(tiny_world / "target"), "--split", "S0000", "--modes",
+            "real", "--seeds", "1", "--width", "0.125", "--frames", "12", "--steps", "2",
+            "--min-epochs", "3", "--evaluations", "1", "--cpu", "--threads", "1",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["modes"][0]["epochs"] == 3
+    assert doc["settings"]["train"]["min_epochs"] == 3
+    assert main([*argv[:-2], "--min-epochs", "5", "--max-epochs", "4", "--out", str(out)]) == 2
+
+
 def test_cli_defaults_match_the_configs():
     from kinemic.cli_har import _Defaults
 

@@ -34,6 +34,16 @@ def _add_training(p: argparse.ArgumentParser) -> None:
         help=f"optimiser steps aimed at; epochs = ceil(steps / batches per epoch) "
         f"within [{d.min_epochs}, {d.max_epochs}] ({d.steps})",
     )
+    g.add_argument(
+        "--min-epochs",
+        type=int,
+        default=d.min_epochs,
+        help=f"fewest epochs any training set gets, so that a large one is fitted too "
+        f"({d.min_epochs})",
+    )
+    g.add_argument(
+        "--max-epochs", type=int, default=d.max_epochs, help=f"most epochs ({d.max_epochs})"
+    )
     g.add_argument("--epochs", type=int, help="a fixed number of epochs instead of --steps")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"({d.batch_size})")
     g.add_argument("--lr", type=float, default=d.lr, help=f"SGD learning rate ({d.lr:g})")
@@ -52,7 +62,8 @@ def _train_config(args: argparse.Namespace, **extra):
     from kinemic.har.train import HARTrainConfig
 
     return HARTrainConfig(
-        epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        epochs=args.epochs, steps=args.steps, min_epochs=args.min_epochs,
+        max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr,
         mixed_precision="bf16" if args.bf16 else "no", cpu=args.cpu, **extra,
     )  # fmt: skip
 
