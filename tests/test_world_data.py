@@ -219,7 +219,9 @@ def test_target_noise_is_visible_but_bounded():
     target = np.median([_bone_variation(c.joints) for c in clips])
     clean = np.median([_bone_variation(c.clean) for c in clips])
     source = np.median([_bone_variation(gen.make_source_sequence(0, i).joints) for i in range(8)])
-    assert max(source, clean) < 0.005 < target < 0.05, (source, clean, target)
+    # a depth-camera skeleton's bones stretch by a few per cent (the median over the default
+    # world's clips is 5.0%: the noise plus irregular sampling of fast limbs); mocap's do not
+    assert max(source, clean) < 0.005 < target < 0.07, (source, clean, target)
     for clip in clips:
         assert 0 <= clip.action_span[0] < clip.action_span[1] <= len(clip.joints)
         assert np.median(np.linalg.norm(clip.joints - clip.clean, axis=-1)) < 0.06
@@ -236,23 +238,62 @@ def test_target_clips_are_finite_and_humanly_fast():
         assert speed.max() < 12.0, (plan.target.name, clip.primitive, speed.max())
 
 
-def test_personal_style_is_the_performers_own():
+def _style_deviation(performer, target, clip_seed, n=40):
+    style = tgt.personal_style(performer, target, np.random.default_rng(clip_seed), fps=30.0)
+    track = rest(n)
+    style(track)
+    return track.aa
+
+
+def _performers_by_way(target, count=40):
+    """Performers grouped by their habitual way of doing ``target``."""
+    groups: dict[int, list] = {}
+    for i in range(count):
+        performer = tgt.make_performer(i, np.random.default_rng(i))
+        groups.setdefault(tgt.habitual_way(performer, target), []).append(performer)
+    return groups
+
+
+def _habitual_clip_seeds(count=2):
+    """Clip seeds with which a performer does a class their habitual way (the style's first
+    draw from the clip's generator decides)."""
+    seeds = [s for s in range(100) if np.random.default_rng(s).random() < tgt.HABITUAL_WAY]
+    return seeds[:count]
+
+
+def test_personal_style_is_a_class_way_plus_the_performers_own():
+    """Performers who share a habitual way deviate alike, those with different ways less so;
+    every performer's deviation is their own and changes little between their clips."""
     target = tgt.class_of(102)
-    a, b = (tgt.make_performer(i, np.random.default_rng(i)) for i in (1, 2))
+    groups = _performers_by_way(target)
+    assert len(groups) >= 3  # the repertoire is used
+    sharing = next(g for g in groups.values() if len(g) >= 2)
+    a, b = sharing[:2]
+    other = next(g[0] for w, g in groups.items() if a not in g)
+    first, second = _habitual_clip_seeds()
+    dev = {p.id: _style_deviation(p, target, first) for p in (a, b, other)}
 
-    def deviation(performer, clip_seed):
-        style = tgt.personal_style(performer, target, np.random.default_rng(clip_seed), fps=30.0)
-        track = rest(40)
-        style(track)
-        return track.aa
+    def cos(x, y):
+        return float((x * y).sum() / np.linalg.norm(x) / np.linalg.norm(y))
 
-    same, other = deviation(a, 0), deviation(b, 0)
-    again = deviation(a, 1)  # another clip of the same performer: the same way, ±20 %
-    assert np.abs(same).max() > 5 * D  # visible
-    cos = float((same * again).sum() / np.linalg.norm(same) / np.linalg.norm(again))
-    assert cos > 0.999
-    assert np.linalg.norm(same - other) > 0.5 * np.linalg.norm(same)
-    assert np.abs(np.diff(same, axis=0)).max() * 30.0 <= tgt.STYLE_MAX_SPEED + 1e-9
+    assert np.abs(dev[a.id]).max() > 10 * D  # visible
+    assert cos(dev[a.id], dev[b.id]) > 0.6  # the same way, each with their own departure
+    assert cos(dev[a.id], dev[b.id]) < 0.999
+    assert cos(dev[a.id], dev[b.id]) > cos(dev[a.id], dev[other.id]) + 0.3
+    again = _style_deviation(a, target, second)  # another clip: the same way, ±20 %
+    assert cos(again, dev[a.id]) > 0.999
+    for p in (a, b, other):
+        assert np.abs(np.diff(dev[p.id], axis=0)).max() * 30.0 <= tgt.STYLE_MAX_SPEED + 1e-9
+
+
+def test_class_ways_differ_between_classes_and_ways():
+    u = np.linspace(0.0, 1.0, 30)[:, None, None]
+    side_kick, stretch = tgt.class_of(102), tgt.class_of(104)
+    ways = [tgt.class_way(side_kick, w)(u) for w in range(tgt.WAYS)]
+    for w, x in enumerate(ways[1:], start=1):
+        assert np.linalg.norm(x - ways[0]) > 0.5 * np.linalg.norm(ways[0]), w
+    assert np.linalg.norm(tgt.class_way(stretch, 0)(u) - ways[0]) > 0.5 * np.linalg.norm(ways[0])
+    np.testing.assert_array_equal(tgt.class_way(side_kick, 0)(u), ways[0])  # fixed repertoire
 
 
 # ---------------------------------------------------------------------------------------------

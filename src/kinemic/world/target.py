@@ -7,9 +7,10 @@ The domain is *shifted* from the source corpus the way a Kinect capture differs 
 
 - other body proportions and another style distribution: amplitude drawn smaller and tempo
   faster than in the source, each performer with a personal bias, a dominant side, a
-  habitual way of doing some classes (``TargetClass.variants``: some stretch by twisting)
-  and, for every class, a personal departure from the textbook motion (``personal_style``:
-  how far each joint deviates, and when, over the action);
+  habitual variant of some classes (``TargetClass.variants``: some stretch by twisting) and,
+  for every class, a habitual *way* of doing it out of the class's repertoire of ``WAYS``
+  (``class_way``: how the arms are held in a side kick, how far the trunk leans, …) plus a
+  personal departure of their own (``personal_style``);
 - the clip does not start and end with the action: it is padded with idle or unrelated
   motion and cropped at a random offset (sometimes cutting the action short);
 - generated at 30 fps, then degraded: temporal jitter (irregular sampling times), a
@@ -17,10 +18,10 @@ The domain is *shifted* from the source corpus the way a Kinect capture differs 
   and feet), brief left/right leg swaps, occasional dropped frames (held or interpolated),
   and finally resampled 30 → 20 fps by linear interpolation, as NTU data is.
 
-The personal styles are what make ten shots too few: a classifier trained on ten clips of a
-class sees ten performers' ways of doing it, and must recognise new performers' ways; one
-trained on every training clip sees dozens. ``IDIOSYNCRASY`` is calibrated with the HAR
-protocol (``kinemic evaluate --modes real,gt``; figures in the README).
+The ways and personal styles are what make ten shots too few: a classifier trained on ten
+clips of a class sees a few of its ways, done by ten people, and must recognise the others;
+one trained on every training clip sees all of them many times. ``WAY_DEVIATION`` is
+calibrated with the HAR protocol (``kinemic evaluate --modes real,gt``; figures in the README).
 """
 
 from __future__ import annotations
@@ -120,11 +121,16 @@ FIT_BIAS[list(_LIMBS)] = 0.02
 FIT_BIAS[list(_EXTREMITIES)] = 0.03
 STYLE_SPREAD = 0.25  # std of a performer's log amplitude and log tempo bias
 CLIP_SPREAD = 0.15  # std of a clip's log amplitude and log tempo around the performer's
-# A performer's personal way of doing each class (``personal_style``): std (radians) of the
-# deviation of each joint's rotation from the textbook motion, and the relative weight of the
-# joints (the limbs that move most deviate most).
-IDIOSYNCRASY = 26.0 * P.D
-STYLE_MAX_SPEED = 3.0  # rad/s: the fastest the personal deviation turns a joint
+# How each class is performed (``personal_style``): every class has a repertoire of ``WAYS``
+# distinct ways (a joint-rotation pattern of std ``WAY_DEVIATION`` radians at the limbs, the
+# same in every world), each performer habitually uses one of them, and adds a personal
+# departure of std ``IDIOSYNCRASY``; ``_STYLE_JOINTS`` weighs the joints (the limbs that move
+# most deviate most).
+WAYS = 6
+WAY_DEVIATION = 35.0 * P.D
+HABITUAL_WAY = 0.85  # how often a performer does a class their habitual way
+IDIOSYNCRASY = 12.0 * P.D
+STYLE_MAX_SPEED = 6.0  # rad/s: the fastest the deviation from the textbook turns a joint
 _STYLE_JOINTS = {
     P.SPINE1: 0.4, P.SPINE2: 0.4, P.SPINE3: 0.4, P.NECK: 0.5, P.HEAD: 0.6,
     P.L_COLLAR: 0.4, P.R_COLLAR: 0.4, P.L_SHOULDER: 1.0, P.R_SHOULDER: 1.0,
@@ -165,32 +171,64 @@ class Performer:
         return target.primitives[int(rng.choice(len(target.primitives), p=target.weights))]
 
 
+Pattern = Callable[[np.ndarray], np.ndarray]  # action progress (n, 1, 1) -> rotations (n, J, 3)
+
+
+def _deviation_pattern(rng: np.random.Generator, scale: float) -> Pattern:
+    """A slow joint-rotation pattern over an action, drawn from ``rng``: for each joint of
+    ``_STYLE_JOINTS`` a constant offset and two harmonics (half to one, and one to two cycles
+    over the action), of std ``scale`` × the joint's weight; a function of the action's
+    progress u (n, 1, 1) in [0, 1] giving rotation vectors (n, joints, 3)."""
+    weight = np.array(list(_STYLE_JOINTS.values()))[:, None] * scale
+    offset = rng.normal(0.0, 0.5, size=(len(weight), 3)) * weight
+    amp = rng.normal(0.0, 1.0, size=(2, *offset.shape)) * weight / np.sqrt(2)
+    freq = np.array([rng.uniform(0.5, 1.0), rng.uniform(1.0, 2.0)])
+    phase = rng.uniform(0.0, 2 * np.pi, size=(2, *offset.shape))
+
+    def at(u: np.ndarray) -> np.ndarray:
+        return offset + sum(amp[k] * np.sin(2 * np.pi * freq[k] * u + phase[k]) for k in range(2))
+
+    return at
+
+
+def class_way(target: TargetClass, way: int) -> Pattern:
+    """The ``way``-th way (0 … ``WAYS`` - 1) of performing ``target``: a deviation pattern
+    (``_deviation_pattern``) of std ``WAY_DEVIATION``, fixed by the class and the way alone."""
+    return _deviation_pattern(np.random.default_rng([0x3A75, target.action, way]), WAY_DEVIATION)
+
+
+def habitual_way(performer: Performer, target: TargetClass) -> int:
+    """The way of ``target`` that ``performer`` habitually uses (the same in all their clips)."""
+    return int(np.random.default_rng([performer.habit_seed, target.action, 2]).integers(WAYS))
+
+
 def personal_style(
     performer: Performer, target: TargetClass, rng: np.random.Generator, *, fps: float
 ) -> Callable[[P.Track], None]:
-    """How ``performer`` departs from the textbook ``target`` motion, as a change to its track:
-    for each joint of ``_STYLE_JOINTS`` a constant offset and two slow harmonics over the
-    action (half to one, and one to two cycles), fixed per performer and class (drawn from the
-    performer's habit seed), scaled by ``IDIOSYNCRASY`` and varied ±20 % per clip by ``rng``,
+    """How ``performer`` departs from the textbook ``target`` motion in one clip, as a change
+    to its track: one of the class's ``WAYS`` ways (``class_way``; their habitual one
+    ``HABITUAL_WAY`` of the time, otherwise one drawn by ``rng``), plus their own departure
+    (a pattern of std ``IDIOSYNCRASY`` fixed per performer and class), varied ±20 % per clip,
     faded in and out over the first and last 15 % so transitions stay smooth, and slowed
     where needed so that no joint turns faster than ``STYLE_MAX_SPEED`` (a short, fast
-    performance cannot carry a large slow pattern). Ten clips of a class show ten such ways;
-    all training clips show the class's core under many more."""
-    own = np.random.default_rng([performer.habit_seed, target.action, 1])
+    performance cannot carry a large slow pattern).
+
+    This is what makes ten shots too few: ten clips of a class show a few of its ways, done
+    by ten people; every training clip shows all of them, many times."""
     joints = np.array(list(_STYLE_JOINTS))
-    weight = np.array(list(_STYLE_JOINTS.values()))[:, None] * IDIOSYNCRASY
-    offset = own.normal(0.0, 0.5, size=(len(joints), 3)) * weight
-    amp = own.normal(0.0, 1.0, size=(2, len(joints), 3)) * weight / np.sqrt(2)
-    freq = np.array([own.uniform(0.5, 1.0), own.uniform(1.0, 2.0)])
-    phase = own.uniform(0.0, 2 * np.pi, size=(2, len(joints), 3))
+    way = habitual_way(performer, target)
+    if rng.random() >= HABITUAL_WAY:
+        way = int(rng.integers(WAYS))
+    shared = class_way(target, way)
+    own = _deviation_pattern(np.random.default_rng([performer.habit_seed, target.action, 1]),
+                             IDIOSYNCRASY)  # fmt: skip
     gain = float(np.clip(rng.normal(1.0, 0.2), 0.5, 1.5))
 
     def apply(track: P.Track) -> None:
         u = np.linspace(0.0, 1.0, track.n)[:, None, None]
         fade = np.clip(np.minimum(u, 1.0 - u) / 0.15, 0.0, 1.0)
         fade = fade * fade * (3 - 2 * fade)
-        wave = sum(amp[k] * np.sin(2 * np.pi * freq[k] * u + phase[k]) for k in range(2))
-        change = gain * fade * (offset + wave)
+        change = gain * fade * (shared(u) + own(u))
         speed = np.abs(np.diff(change, axis=0)).max(initial=0.0) * fps
         if speed > STYLE_MAX_SPEED:
             change *= STYLE_MAX_SPEED / speed
