@@ -456,7 +456,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
             "reuses finished stages and resumes an interrupted fine-tune."
         ),
         epilog="""examples:
-  kinemic demo                          # default world, 5 seeds (about 15 minutes on 2 cores)
+  kinemic demo                          # default world, 5 seeds (14–17 minutes on 2 cores)
   kinemic demo --quick                  # tiny world, 2 seeds, few steps (about 3 minutes)
   kinemic demo --out runs/demo --json runs/demo.json --seeds 10""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
