@@ -254,10 +254,11 @@ def _performers_by_way(target, count=40):
     return groups
 
 
-def _habitual_clip_seeds(count=2):
-    """Clip seeds with which a performer does a class their habitual way (the style's first
-    draw from the clip's generator decides)."""
-    seeds = [s for s in range(100) if np.random.default_rng(s).random() < tgt.HABITUAL_WAY]
+def _habitual_clip_seeds(performers, target, count=2):
+    """Clip seeds with which every one of ``performers`` does ``target`` their habitual way."""
+    seeds = [s for s in range(100) if all(
+        tgt.clip_way(p, target, np.random.default_rng(s)) == tgt.habitual_way(p, target)
+        for p in performers)]  # fmt: skip
     return seeds[:count]
 
 
@@ -270,7 +271,7 @@ def test_personal_style_is_a_class_way_plus_the_performers_own():
     sharing = next(g for g in groups.values() if len(g) >= 2)
     a, b = sharing[:2]
     other = next(g[0] for w, g in groups.items() if a not in g)
-    first, second = _habitual_clip_seeds()
+    first, second = _habitual_clip_seeds((a, b, other), target)
     dev = {p.id: _style_deviation(p, target, first) for p in (a, b, other)}
 
     def cos(x, y):

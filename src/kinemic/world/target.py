@@ -202,13 +202,22 @@ def habitual_way(performer: Performer, target: TargetClass) -> int:
     return int(np.random.default_rng([performer.habit_seed, target.action, 2]).integers(WAYS))
 
 
+def clip_way(performer: Performer, target: TargetClass, rng: np.random.Generator) -> int:
+    """The way ``performer`` does ``target`` in one clip: their habitual one ``HABITUAL_WAY`` of
+    the time, otherwise one drawn by ``rng`` (the style's first draws from the clip's
+    generator)."""
+    if rng.random() < HABITUAL_WAY:
+        return habitual_way(performer, target)
+    return int(rng.integers(WAYS))
+
+
 def personal_style(
     performer: Performer, target: TargetClass, rng: np.random.Generator, *, fps: float
 ) -> Callable[[P.Track], None]:
     """How ``performer`` departs from the textbook ``target`` motion in one clip, as a change
-    to its track: one of the class's ``WAYS`` ways (``class_way``; their habitual one
-    ``HABITUAL_WAY`` of the time, otherwise one drawn by ``rng``), plus their own departure
-    (a pattern of std ``IDIOSYNCRASY`` fixed per performer and class), varied ±20 % per clip,
+    to its track: one of the class's ``WAYS`` ways (``class_way``, chosen by ``clip_way``),
+    plus their own departure (a pattern of std ``IDIOSYNCRASY`` fixed per performer and
+    class), varied ±20 % per clip,
     faded in and out over the first and last 15 % so transitions stay smooth, and slowed
     where needed so that no joint turns faster than ``STYLE_MAX_SPEED`` (a short, fast
     performance cannot carry a large slow pattern).
@@ -216,10 +225,7 @@ def personal_style(
     This is what makes ten shots too few: ten clips of a class show a few of its ways, done
     by ten people; every training clip shows all of them, many times."""
     joints = np.array(list(_STYLE_JOINTS))
-    way = habitual_way(performer, target)
-    if rng.random() >= HABITUAL_WAY:
-        way = int(rng.integers(WAYS))
-    shared = class_way(target, way)
+    shared = class_way(target, clip_way(performer, target, rng))
     own = _deviation_pattern(np.random.default_rng([performer.habit_seed, target.action, 1]),
                              IDIOSYNCRASY)  # fmt: skip
     gain = float(np.clip(rng.normal(1.0, 0.2), 0.5, 1.5))
