@@ -168,13 +168,17 @@ def class_clips(
     return classes, [per_class[c] for c in classes], split
 
 
+def clip_lengths(ds: NTUVibeDataset, clip_ids: list[list[str]]) -> list[list[int]]:
+    """Each clip's length (feature rows), per class."""
+    return [[_clip_rows(ds, i) for i in ids] for ids in clip_ids]
+
+
 def target_classes(
     target: str | Path, split: str | None
 ) -> tuple[list[int], list[list[int]], str | None]:
     """``class_clips`` with each clip's length (feature rows) in place of its id."""
     classes, ids, split = class_clips(target, split)
-    ds = NTUVibeDataset(target)
-    return classes, [[_clip_rows(ds, i) for i in c] for c in ids], split
+    return classes, clip_lengths(NTUVibeDataset(target), ids), split
 
 
 def _closest_captions(source: Path, soft: SoftPositives, encoder, show: int) -> list[list[dict]]:
@@ -255,7 +259,7 @@ def mine(
     text_encoder = text_encoder or as_encoder(encoder or "minilm")
     labels, clip_ids, split = class_clips(target, split)
     ntu = NTUVibeDataset(target)
-    lengths = [[_clip_rows(ntu, i) for i in ids] for ids in clip_ids]
+    lengths = clip_lengths(ntu, clip_ids)
     names, captions = ntu.class_names(), ntu.class_captions()
     class_captions = [captions.get(c, f"A person does the action: {names[c]}.") for c in labels]
     uncaptioned = [names[c] for c in labels if c not in captions]
