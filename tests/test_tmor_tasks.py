@@ -142,3 +142,22 @@ def test_the_shipped_encoder() -> None:
 
     z = enc.embed_motions([walking_clip(60, seed=0).astype(np.float32)])
     assert z.shape == (1, enc.embed_dim)
+
+
+def test_filter_figures_agree_with_the_candidates_truth(enc, tiny_world: Path) -> None:
+    from kinemic.tmor.filter_eval import evaluate_filter, score_candidates
+
+    fc = score_candidates(tiny_world, encoder=enc, split="S0000", pool=20, progress=False)
+    assert fc.indices.shape == fc.text_scores.shape == fc.kinematic.score.shape == fc.hits.shape
+    assert fc.names == ["run on the spot", "side kick", "stretch oneself"]
+    assert (np.diff(fc.text_scores, axis=1) <= 1e-6).all()  # text order
+    for r, prim in enumerate(fc.primitives):
+        for j, i in enumerate(fc.indices[r]):
+            assert fc.hits[r, j] == any(s["primitive"] == prim for s in fc.segments[int(i)])
+    rep = evaluate_filter(tiny_world, encoder=enc, split="S0000", k=10, pool=20, progress=False)
+    for r, name in enumerate(fc.names):
+        assert rep.text_precision[name] == pytest.approx(100 * fc.hits[r, :10].mean())
+    same = evaluate_filter(tiny_world, encoder=enc, split="S0000", k=20, pool=20, progress=False)
+    assert same.filtered_precision == pytest.approx(same.text_precision)  # same set, reordered
+    with pytest.raises(KinemicError, match="pool"):
+        evaluate_filter(tiny_world, encoder=enc, split="S0000", k=20, pool=10, progress=False)

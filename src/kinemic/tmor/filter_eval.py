@@ -20,11 +20,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kinemic.errors import DataError, KinemicError
 from kinemic.io.ntu_vibe import NTUVibeDataset
+
+if TYPE_CHECKING:
+    from kinemic.tmor.filter import KinematicScores
 
 
 @dataclass
@@ -66,25 +70,41 @@ def _iou(a0: int, a1: int, b0: int, b1: int) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def evaluate_filter(
+@dataclass
+class FilterCandidates:
+    """A split's text soft-positive pools on a world, scored both ways, with the truth: per
+    class row r (``classes[r]``, ``names[r]``), ``indices[r]`` into ``source_ids`` in text
+    order, ``text_scores[r]`` and ``kinematic`` scores aligned with them, and ``hits[r]`` True
+    where the candidate's ground-truth segments contain the class's primitive; ``segments``
+    maps each candidate index to its segments."""
+
+    classes: list[int]
+    names: list[str]
+    primitives: list[str]
+    source_ids: list[str]
+    indices: np.ndarray  # (C, pool)
+    text_scores: np.ndarray  # (C, pool)
+    kinematic: KinematicScores
+    hits: np.ndarray  # (C, pool) bool
+    segments: dict[int, list[dict]]
+
+
+def score_candidates(
     world: str | Path,
     *,
     encoder=None,
     split: str = "S0001",
-    k: int = 250,
     pool: int = 1000,
     stride: int = 8,
-    seed: int = 0,
     progress: bool = True,
-) -> FilterReport:
-    """The figures of the module docstring on the world folder ``world`` (source/ + target/)."""
+) -> FilterCandidates:
+    """Text top-``pool`` of each class of ``split`` on the world folder ``world``, their
+    kinematic scores against the class's shots, and which contain the class's primitive."""
     from kinemic.mining.soft_positives import soft_positives
     from kinemic.tmor.encoder import TMOREncoder, load_tmor
     from kinemic.tmor.filter import kinematic_scores
     from kinemic.world.target import class_of
 
-    if pool < k:
-        raise KinemicError(f"pool ({pool}) must be at least k ({k})")
     world = Path(world)
     source, target = world / "source", world / "target"
     enc = encoder if isinstance(encoder, TMOREncoder) else load_tmor(encoder)
@@ -105,15 +125,40 @@ def evaluate_filter(
             raise DataError(path, "missing segment sidecar: the filter figures need a world source")
         segs[i] = json.loads(path.read_text(encoding="utf-8"))["segments"]
     ks = kinematic_scores(enc, source, ids, cand, shots, stride=stride, progress=progress)
+    prims = [class_of(c + 1).primitive for c in classes]
+    hits = np.array([[any(s["primitive"] == prim for s in segs[int(i)]) for i in row]
+                     for prim, row in zip(prims, cand, strict=True)])  # fmt: skip
+    return FilterCandidates(classes, [names[c] for c in classes], prims, ids, cand, text.scores,
+                            ks, hits, segs)  # fmt: skip
+
+
+def evaluate_filter(
+    world: str | Path,
+    *,
+    encoder=None,
+    split: str = "S0001",
+    k: int = 250,
+    pool: int = 1000,
+    stride: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+) -> FilterReport:
+    """The figures of the module docstring on the world folder ``world`` (source/ + target/)."""
+    from kinemic.tmor.encoder import TMOREncoder, load_tmor
+
+    if pool < k:
+        raise KinemicError(f"pool ({pool}) must be at least k ({k})")
+    enc = encoder if isinstance(encoder, TMOREncoder) else load_tmor(encoder)
+    fc = score_candidates(world, encoder=enc, split=split, pool=pool, stride=stride,
+                          progress=progress)  # fmt: skip
+    cand, segs, ks = fc.indices, fc.segments, fc.kinematic
     rng = np.random.default_rng(seed)
     out: dict[str, dict[str, float]] = {key: {} for key in (
         "text", "filtered", "text_top", "filtered_top", "window", "random")}  # fmt: skip
     top = max(1, k // 5)
-    for row, c in enumerate(classes):
-        prim = class_of(c + 1).primitive
-        has = np.array([any(s["primitive"] == prim for s in segs[int(i)]) for i in cand[row]])
+    for row, (name, prim) in enumerate(zip(fc.names, fc.primitives, strict=True)):
+        has = fc.hits[row]
         order = np.argsort(-ks.score[row], kind="stable")
-        name = names[c]
         out["text"][name] = 100 * has[:k].mean()
         out["filtered"][name] = 100 * has[order[:k]].mean()
         out["text_top"][name] = 100 * has[:top].mean()
@@ -137,6 +182,6 @@ def evaluate_filter(
         k=k, pool=pool, text_precision=out["text"], filtered_precision=out["filtered"],
         text_precision_top=out["text_top"], filtered_precision_top=out["filtered_top"],
         window_precision=out["window"], random_window_precision=out["random"],
-        settings={"encoder": str(enc.path), "world": str(world), "split": split,
+        settings={"encoder": str(enc.path), "world": str(Path(world)), "split": split,
                   "stride": stride, "seed": seed},
     )  # fmt: skip
