@@ -3,9 +3,11 @@
 For each class of a few-shot split, the text top-``pool`` source motions are ranked by
 ``w · z(motion) + (1 - w) · z(text)``, where z standardises a score within the class's pool,
 the motion score is the kinematic filter's (best T-MOR window cosine to the class's shots) and
-the text score the caption cosine; precision@k is the share of the first k whose ground-truth
-segments contain the class's primitive. w = 0 is KineMIC's text ranking, w = 1 the kinematic
-filter of ``--filter kinematic``. Prints a table and appends it to bench/results.md.
+the text score the caption cosine (``kinemic.tmor.filter.fused_scores``, the key of
+``--filter kinematic --filter-weight w``); precision@k is the share of the first k whose
+ground-truth segments contain the class's primitive. w = 0 is KineMIC's text ranking, w = 1 the
+motion ranking alone, w = 0.5 the filter's default. Prints a table and appends it to
+bench/results.md.
 
 Run: ``python bench/filter_fusion.py --world out/world [--pools 500 1000] [--weights 0 0.5 1]``.
 """
@@ -17,12 +19,9 @@ import sys
 
 import numpy as np
 
+from kinemic.tmor.filter import fused_scores
 from kinemic.tmor.filter_eval import score_candidates
 from results_log import append, heading
-
-
-def _z(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean()) / (x.std() + 1e-9)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,12 +45,9 @@ def main(argv: list[str] | None = None) -> int:
             "|---:|---:|---:|" + "---:|" * len(fc.names)]  # fmt: skip
     for pool in args.pools:
         for w in args.weights:
-            prec = []
-            for r in range(len(fc.names)):
-                text = fc.text_scores[r, :pool].astype(np.float64)
-                motion = fc.kinematic.score[r, :pool]
-                order = np.argsort(-(w * _z(motion) + (1 - w) * _z(text)), kind="stable")
-                prec.append(100 * fc.hits[r, :pool][order[: args.k]].mean())
+            key = fused_scores(fc.text_scores[:, :pool], fc.kinematic.score[:, :pool], w)
+            order = np.argsort(-key, axis=1, kind="stable")[:, : args.k]
+            prec = 100 * np.take_along_axis(fc.hits[:, :pool], order, 1).mean(1)
             cells = " | ".join(f"{p:.1f}" for p in prec)
             rows.append(f"| {pool} | {w:g} | {np.mean(prec):.1f} | {cells} |")
     text = "\n".join([heading("soft-positive precision: text, motion and their sum"),

@@ -15,10 +15,11 @@ from kinemic.finetune import FinetuneConfig, finetune
 from kinemic.io.ntu_vibe import NTUVibeDataset
 from kinemic.mining.soft_positives import select_soft_positives, soft_positives
 from kinemic.prior import SHIPPED_PRIOR
+from kinemic.tmor.filter import fused_scores, kinematic_scores
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-KINEMATIC = {"name": "kinematic", "pool": 12, "encoder": None}
+KINEMATIC = {"name": "kinematic", "pool": 12, "encoder": None, "weight": 0.5}
 
 
 def _classes(world: Path) -> tuple[list[str], list[list[str]]]:
@@ -50,6 +51,24 @@ def test_kinematic_selection_keeps_k_of_the_reranked_caption_pool(tiny_world, tm
     none = select_soft_positives(source, captions, k=6, **pick)
     np.testing.assert_array_equal(none.indices, text.indices[:, :6])
     assert none.filter == {"name": "none"}
+    # the order is the fused key: half the standardised motion score, half the caption score
+    fewshot = [[NTUVibeDataset(tiny_world / "target").joints(i) for i in ids] for ids in shots]
+    motion = kinematic_scores(None, source, text.source_ids, text.indices, fewshot,
+                              progress=False).score  # fmt: skip
+    z = lambda x: (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)  # noqa: E731
+    key = 0.5 * z(motion) + 0.5 * z(text.scores.astype(np.float64))
+    expect = np.take_along_axis(text.indices, np.argsort(-key, 1, kind="stable")[:, :6], 1)
+    np.testing.assert_array_equal(kin.indices, expect)
+    # weight 1 ranks by motion alone; weight 0 keeps the caption order
+    alone = select_soft_positives(source, captions, k=6, filter="kinematic", filter_pool=12,
+                                  filter_weight=1.0, **pick)  # fmt: skip
+    expect = np.take_along_axis(text.indices, np.argsort(-motion, 1, kind="stable")[:, :6], 1)
+    np.testing.assert_array_equal(alone.indices, expect)
+    np.testing.assert_allclose(alone.scores, -np.sort(-motion, 1)[:, :6], rtol=1e-6)
+    assert alone.filter["weight"] == 1.0
+    caption = select_soft_positives(source, captions, k=6, filter="kinematic", filter_pool=12,
+                                    filter_weight=0.0, **pick)  # fmt: skip
+    np.testing.assert_array_equal(caption.indices, text.indices[:, :6])
     # k and the pool are capped at the 48 train motions, with notes
     big = select_soft_positives(source, captions, k=40, filter="kinematic", **pick)
     assert big.k == 40 and big.filter["pool"] == 48
@@ -67,6 +86,9 @@ def test_bad_filter_settings_are_refused(tiny_world, tmp_path) -> None:
         (dict(filter="bogus"), "filter must be one of none, kinematic, found 'bogus'"),
         (dict(filter="kinematic", filter_pool=3), r"filter_pool \(3\) must be at least k \(6\)"),
         (dict(filter_pool=12), "apply to filter 'kinematic' only"),
+        (dict(filter_weight=0.5), "apply to filter 'kinematic' only"),
+        (dict(filter="kinematic", filter_weight=1.5), r"filter_weight must be in \[0, 1\]"),
+        (dict(filter="kinematic", filter_weight=-0.1), r"filter_weight must be in \[0, 1\]"),
         (dict(filter="kinematic", filter_encoder=tmp_path), f"{tmp_path}: not a T-MOR encoder"),
         (dict(filter="kinematic", filter_encoder=SHIPPED_PRIOR),
          f"{SHIPPED_PRIOR}/config.json: format 'kinemic-prior', expected 'kinemic-tmor'"),
@@ -78,6 +100,8 @@ def test_bad_filter_settings_are_refused(tiny_world, tmp_path) -> None:
         (dict(filter="bogus"), "filter must be one of"),
         (dict(k=10, filter="kinematic", filter_pool=5), r"filter_pool \(5\) must be at least k"),
         (dict(method="mdm-ft", filter="kinematic"), "mdm-ft has no soft positives"),
+        (dict(filter="kinematic", filter_weight=2.0), r"filter_weight must be in \[0, 1\]"),
+        (dict(filter_weight=0.5), "apply to filter 'kinematic' only"),
     ]:
         with pytest.raises(KinemicError, match=message):
             FinetuneConfig(**kwargs)
@@ -118,13 +142,17 @@ def test_finetune_records_the_filter_and_mine_reuses_it(tiny_world, tmp_path, ca
     config = json.loads((ckpt / "config.json").read_text())
     assert config["finetune"]["filter"] == "kinematic" and config["finetune"]["filter_pool"] == 12
     assert config["soft_positives"]["filter"] == KINEMATIC and config["soft_positives"]["k"] == 4
+    assert config["finetune"]["filter_weight"] == 0.5  # the default, recorded as a number
     fingerprint = json.loads((ckpt / "trainer.json").read_text())["fingerprint"]
     assert fingerprint["filter"] == "kinematic" and fingerprint["filter_pool"] == 12
+    assert fingerprint["filter_weight"] == 0.5
     # resuming takes the same filter (another selection changes the pairing: refused)
     assert main([*args, "--steps", "2", "--resume", str(run)]) == 0
     changed = [a if a != "12" else "8" for a in args]
     assert main([*changed, "--steps", "3", "--resume", str(run)]) == 2
     assert "filter_pool: checkpoint 12, now 8" in capsys.readouterr().err
+    assert main([*args, "--filter-weight", "1", "--steps", "3", "--resume", str(run)]) == 2
+    assert "filter_weight: checkpoint 0.5, now absent" in capsys.readouterr().err
     # mine --model selects as the run did
     out = tmp_path / "mine.json"
     assert main(["mine", "--source", str(tiny_world / "source"), "--target",
@@ -134,3 +162,47 @@ def test_finetune_records_the_filter_and_mine_reuses_it(tiny_world, tmp_path, ca
     assert report["filter"] == KINEMATIC and report["k"] == 4
     top = [c["soft_positives"] for c in report["classes"]]
     assert top == config["soft_positives"]["top"]
+
+
+def test_fused_scores_standardise_each_row_then_weigh() -> None:
+    text = np.array([[0.9, 0.8, 0.7, 0.1], [0.5, 0.5, 0.5, 0.5]])
+    motion = np.array([[0.1, 0.2, 0.9, 0.3], [0.4, 0.1, 0.2, 0.3]])
+    np.testing.assert_allclose(fused_scores(text, motion, 0.0)[0].argsort(), [3, 2, 1, 0])
+    np.testing.assert_allclose(fused_scores(text, motion, 1.0)[0].argsort(), [0, 1, 3, 2])
+    fused = fused_scores(text, motion, 0.5)
+    z = (motion[1] - motion[1].mean()) / motion[1].std()
+    np.testing.assert_allclose(fused[1], 0.5 * z)  # a constant caption row adds nothing
+    np.testing.assert_allclose(fused.mean(1), 0, atol=1e-12)
+    # scaling one score leaves the key as it was: only the order within the pool counts
+    np.testing.assert_allclose(fused_scores(10 * text, motion, 0.5), fused, atol=1e-12)
+    with pytest.raises(KinemicError, match=r"filter weight must be in \[0, 1\]"):
+        fused_scores(text, motion, 1.5)
+    with pytest.raises(KinemicError, match="differ"):
+        fused_scores(text, motion[:, :3], 0.5)
+
+
+def test_a_run_from_before_the_weight_resumes_and_mines_by_motion_alone(tiny_world, tmp_path,
+                                                                       capsys) -> None:  # fmt: skip
+    """Runs of the filter before the weight option ranked by motion alone (weight 1) and
+    recorded no weight: weight 1 leaves no trace in the fingerprint, and ``mine --model``
+    reads a record without a weight as 1."""
+    run = tmp_path / "run"
+    args = ["finetune", "--target", str(tiny_world / "target"), "--source",
+            str(tiny_world / "source"), "--batch-size", "2", "--k", "4", "--filter", "kinematic",
+            "--filter-pool", "12", "--filter-weight", "1", "--checkpoint-every", "1",
+            "--out", str(run)]  # fmt: skip
+    assert main([*args, "--steps", "1"]) == 0
+    ckpt = run / "checkpoints" / "step-00000001"
+    assert "filter_weight" not in json.loads((ckpt / "trainer.json").read_text())["fingerprint"]
+    config_path = ckpt / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["soft_positives"]["filter"]["weight"]  # as written before the option
+    config_path.write_text(json.dumps(config))
+    out = tmp_path / "mine.json"
+    assert main(["mine", "--source", str(tiny_world / "source"), "--target",
+                 str(tiny_world / "target"), "--model", str(run), "--show", "0", "--t", "20",
+                 "--no-progress", "--json", str(out)]) == 0  # fmt: skip
+    report = json.loads(out.read_text())
+    assert report["filter"] == {**KINEMATIC, "weight": 1.0}
+    assert [c["soft_positives"] for c in report["classes"]] == config["soft_positives"]["top"]
+    assert "scores: best window cosine" in capsys.readouterr().out

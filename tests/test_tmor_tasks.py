@@ -17,7 +17,7 @@ from kinemic.io.ntu_vibe import NTUVibeDataset
 from kinemic.tmor.classify import evaluate_classification
 from kinemic.tmor.detect import concat_clips, detect_concat, detect_world, frame_scores_from_windows
 from kinemic.tmor.encoder import SHIPPED_TMOR, load_tmor, window_starts
-from kinemic.tmor.filter import kinematic_rerank
+from kinemic.tmor.filter import fused_scores, kinematic_rerank
 from kinemic.tmor.pretrain import pretrain_tmor
 from kinemic.tmor.retrieve import evaluate_retrieval
 
@@ -157,7 +157,20 @@ def test_filter_figures_agree_with_the_candidates_truth(enc, tiny_world: Path) -
     rep = evaluate_filter(tiny_world, encoder=enc, split="S0000", k=10, pool=20, progress=False)
     for r, name in enumerate(fc.names):
         assert rep.text_precision[name] == pytest.approx(100 * fc.hits[r, :10].mean())
+    assert rep.weight == 0.5 and rep.pool == 20
+    key = fused_scores(fc.text_scores, fc.kinematic.score, 0.5)
+    for r, name in enumerate(fc.names):
+        kept = np.argsort(-key[r], kind="stable")[:10]
+        assert rep.filtered_precision[name] == pytest.approx(100 * fc.hits[r, kept].mean())
+    alone = evaluate_filter(tiny_world, encoder=enc, split="S0000", k=10, weight=1.0,
+                            progress=False)  # fmt: skip
+    assert alone.pool == 20  # 2k by default, as finetune
+    for r, name in enumerate(fc.names):
+        kept = np.argsort(-fc.kinematic.score[r], kind="stable")[:10]
+        assert alone.filtered_precision[name] == pytest.approx(100 * fc.hits[r, kept].mean())
     same = evaluate_filter(tiny_world, encoder=enc, split="S0000", k=20, pool=20, progress=False)
     assert same.filtered_precision == pytest.approx(same.text_precision)  # same set, reordered
     with pytest.raises(KinemicError, match="pool"):
         evaluate_filter(tiny_world, encoder=enc, split="S0000", k=20, pool=10, progress=False)
+    with pytest.raises(KinemicError, match="weight must be in"):
+        evaluate_filter(tiny_world, encoder=enc, split="S0000", k=10, weight=2, progress=False)

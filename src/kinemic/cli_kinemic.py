@@ -29,7 +29,8 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
             "Adapt a text-to-motion prior to the classes of a few-shot split with LoRA adapters "
             "and an action table (one copy of the prior's weights). --method kinemic pairs each "
             "shot with a soft positive source clip (top-k by caption similarity; --filter "
-            "kinematic re-ranks a larger caption pool by T-MOR motion similarity to the shots), "
+            "kinematic re-ranks a larger caption pool by T-MOR motion similarity to the shots, "
+            "weighed with the caption similarity), "
             "trains MIC (attention-pooled BiGRU, supervised InfoNCE with a memory bank) and "
             "reconstructs the source window MIC attends to under the target's condition; mdm-ft "
             "is the reconstruction loss alone. Inputs are checked before training. Writes "
@@ -64,11 +65,15 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, default=d.k, help=f"soft positives per class ({d.k})")
     p.add_argument("--filter", choices=["none", "kinematic"], default=d.filter,
                    help="kinematic: re-rank the caption top --filter-pool by T-MOR motion "
-                   f"similarity to the shots, keep k ({d.filter})")  # fmt: skip
+                   "similarity to the shots and caption similarity, keep k "
+                   f"({d.filter})")  # fmt: skip
     p.add_argument("--filter-pool", type=int,
                    help="caption candidates the kinematic filter re-ranks (2k)")  # fmt: skip
     p.add_argument("--filter-encoder", help="T-MOR encoder folder or run of the kinematic "
                    "filter (the shipped one)")  # fmt: skip
+    p.add_argument("--filter-weight", type=float, help="the motion score's share of the "
+                   "kinematic filter's ranking key, the caption score's being the rest; 1 ranks "
+                   "by motion alone (0.5)")  # fmt: skip
     p.add_argument(
         "--diffusion-steps", type=int, default=d.diffusion_steps,
         help=f"fine-tuning schedule S; the net gets ceil(t·P/S) ({d.diffusion_steps})",
@@ -91,7 +96,8 @@ def _run_finetune(args: argparse.Namespace) -> int:
         method=args.method, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         lora=LoraSettings(rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout),
         k=args.k, filter=args.filter, filter_pool=args.filter_pool,
-        filter_encoder=args.filter_encoder, diffusion_steps=args.diffusion_steps,
+        filter_encoder=args.filter_encoder, filter_weight=args.filter_weight,
+        diffusion_steps=args.diffusion_steps,
         window_weight=args.window_weight, distill_weight=args.distill_weight, seed=args.seed,
         mixed_precision="bf16" if args.bf16 else "no", checkpoint_every=args.checkpoint_every,
     )  # fmt: skip

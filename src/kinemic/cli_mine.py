@@ -69,8 +69,11 @@ class MineReport:
         how = self.soft.filter
         if how["name"] == "kinematic":
             tmor = how["encoder"] or "the shipped T-MOR encoder"
+            w = how.get("weight", 1.0)
+            key = ("best window cosine to the class's clips" if w == 1.0 else
+                   f"{w:g} × motion + {1 - w:g} × caption, standardised")  # fmt: skip
             how_text = (f"; kinematic filter: the caption top {how['pool']} re-ranked by "
-                        f"{tmor} (scores: best window cosine to the class's clips)")  # fmt: skip
+                        f"{tmor} (scores: {key})")  # fmt: skip
         else:
             how_text = ""
         lines = [
@@ -218,6 +221,7 @@ def mine(
     filter: str | None = None,
     filter_pool: int | None = None,
     filter_encoder: str | Path | None = None,
+    filter_weight: float | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> MineReport:
@@ -229,10 +233,10 @@ def mine(
     (``kinemic.mining.windows``) and scored; ``split``, ``k`` and ``encoder`` then default to
     the ones it was fine-tuned with (else: all classes, 250, "minilm"). Without it, only the
     random-window and whole-clip figures are computed, with the target clips' lengths. See
-    ``kinemic.mining.precision``. ``filter``, ``filter_pool``, ``filter_encoder``: the
-    soft-positive selection (``kinemic.mining.soft_positives.select_soft_positives``; the
-    kinematic filter compares with the target clips of each class); default: a ``model``'s
-    own, else "none".
+    ``kinemic.mining.precision``. ``filter``, ``filter_pool``, ``filter_encoder``,
+    ``filter_weight``: the soft-positive selection
+    (``kinemic.mining.soft_positives.select_soft_positives``; the kinematic filter compares
+    with the target clips of each class); default: a ``model``'s own, else "none".
     """
     if show < 0:
         raise KinemicError(f"--show must be 0 or more, got {show}")
@@ -251,6 +255,8 @@ def mine(
         if filter == own["name"] == "kinematic":
             filter_pool = own.get("pool") if filter_pool is None else filter_pool
             filter_encoder = own.get("encoder") if filter_encoder is None else filter_encoder
+            # a record from before the weight option ranked by motion alone
+            filter_weight = own.get("weight", 1.0) if filter_weight is None else filter_weight
         if encoder is None and generator.text_spec is not None:
             from kinemic.text import encoder_from_spec
 
@@ -266,7 +272,7 @@ def mine(
     soft = select_soft_positives(
         source, class_captions, target=target, fewshot_ids=clip_ids, encoder=text_encoder, k=k,
         filter=filter or "none", filter_pool=filter_pool, filter_encoder=filter_encoder,
-        cache_dir=cache_dir, split=source_split, progress=progress,
+        filter_weight=filter_weight, cache_dir=cache_dir, split=source_split, progress=progress,
     )  # fmt: skip
     tops = _closest_captions(source, soft, text_encoder, show)
     summaries = [
@@ -421,7 +427,8 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
             "the class's motion, and the precision of a random window and of the whole clip; "
             "with --model, the precision of the fine-tuned model's attention windows (hit: "
             "temporal IoU ≥ 0.5 with a true segment). --filter kinematic re-ranks a larger "
-            "caption pool by T-MOR motion similarity to the class's target clips first. "
+            "caption pool by T-MOR motion similarity to the class's target clips, weighed "
+            "with the caption similarity (--filter-weight), first. "
             "Embeddings are cached on disk."
         ),
         epilog="""examples:
@@ -451,11 +458,14 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
                    "drawn uniformly per batch of windows, as in training)")  # fmt: skip
     p.add_argument("--filter", choices=["none", "kinematic"], help="kinematic: re-rank the "
                    "caption top --filter-pool by T-MOR motion similarity to the class's target "
-                   "clips, keep k (none; a --model's own)")  # fmt: skip
+                   "clips and caption similarity, keep k (none; a --model's own)")  # fmt: skip
     p.add_argument("--filter-pool", type=int, help="caption candidates the kinematic filter "
                    "re-ranks (2k; a --model's own)")  # fmt: skip
     p.add_argument("--filter-encoder", help="T-MOR encoder folder or run of the kinematic "
                    "filter (the shipped one; a --model's own)")  # fmt: skip
+    p.add_argument("--filter-weight", type=float, help="the motion score's share of the "
+                   "kinematic filter's ranking key, the caption score's being the rest; 1 ranks "
+                   "by motion alone (0.5; a --model's own)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -466,7 +476,7 @@ def _run_mine(args: argparse.Namespace) -> int:
         source_split=None if args.source_split == "all" else args.source_split,
         seed=args.seed, random_draws=args.random_draws, mine_t=args.mine_t,
         filter=args.filter, filter_pool=args.filter_pool, filter_encoder=args.filter_encoder,
-        progress=not args.no_progress,
+        filter_weight=args.filter_weight, progress=not args.no_progress,
     )  # fmt: skip
     print(report.text())
     if args.json is not None:

@@ -222,7 +222,10 @@ def _add_filter(sub) -> None:
     p.add_argument("--world", type=Path, required=True, help="a world folder")
     p.add_argument("--split", default="S0001", help="few-shot split of the target (S0001)")
     p.add_argument("--k", type=int, default=250, help="soft positives kept per class (250)")
-    p.add_argument("--pool", type=int, default=1000, help="text candidates re-ranked (1000)")
+    p.add_argument("--pool", type=int, help="text candidates re-ranked (2k, as finetune)")
+    p.add_argument("--weight", type=float, help="the motion score's share of the ranking key, "
+                   "the caption score's being the rest; 1 ranks by motion alone (0.5, as "
+                   "finetune)")  # fmt: skip
     _common(p)
 
 
@@ -230,7 +233,7 @@ def _run_filter(args: argparse.Namespace) -> int:
     from kinemic.tmor.filter_eval import evaluate_filter
 
     rep = evaluate_filter(args.world, encoder=_encoder(args), split=args.split, k=args.k,
-                          pool=args.pool)  # fmt: skip
+                          pool=args.pool, weight=args.weight)  # fmt: skip
     print(rep.table())
     _json_out(args.json, rep.to_dict())
     return 0

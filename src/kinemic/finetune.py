@@ -4,7 +4,8 @@ Per step, B few-shot target clips (normalised with the *prior's* normaliser; con
 class caption's embedding + the action id) are each paired with one soft positive source clip,
 drawn uniformly from its class's top-k (``kinemic.mining.soft_positives``; with
 ``filter="kinematic"`` the caption top-``filter_pool`` re-ranked by the T-MOR kinematic filter
-against the class's shots). With shared noise ε
+against the class's shots, fused with the caption score by ``filter_weight``). With shared
+noise ε
 and a shared step t of the fine-tuning schedule (S steps; the network gets the prior's step,
 see ``kinemic.generator.prior_timestep``):
 
@@ -72,6 +73,7 @@ class FinetuneConfig:
     filter: Filter = "none"  # "kinematic": re-rank the caption top-filter_pool by T-MOR
     filter_pool: int | None = None  # caption candidates the filter re-ranks (None: 2k)
     filter_encoder: str | None = None  # the filter's T-MOR encoder folder or run (None: shipped)
+    filter_weight: float | None = None  # the motion score's share of the filter's key (None: 0.5)
     diffusion_steps: int = 100  # the fine-tuning schedule (the prior's steps: no mapping)
     contrastive_weight: float = 1.0
     window_weight: float = 1.0
@@ -94,7 +96,13 @@ class FinetuneConfig:
             self.lora = LoraSettings(**self.lora)
         if self.filter_encoder is not None:
             self.filter_encoder = str(self.filter_encoder)  # a Path would not go into JSON
-        problems = filter_problems(self.filter, self.filter_pool, self.filter_encoder, self.k)
+        problems = filter_problems(
+            self.filter, self.filter_pool, self.filter_encoder, self.k, self.filter_weight
+        )
+        if self.filter == "kinematic" and self.filter_weight is None:
+            from kinemic.tmor.filter import DEFAULT_WEIGHT
+
+            self.filter_weight = DEFAULT_WEIGHT  # recorded as a number: a run stays exact
         if self.method == "mdm-ft" and self.filter != "none":
             problems.append("filter applies to method 'kinemic' (mdm-ft has no soft positives)")
         if self.method not in METHODS:
@@ -346,7 +354,8 @@ def finetune(
             source_dir, targets.class_captions, encoder=encoder, k=config.k,
             normalizer=p.normalizer, target=target, fewshot_ids=targets.class_ids(),
             filter=config.filter, filter_pool=config.filter_pool,
-            filter_encoder=config.filter_encoder, progress=progress,
+            filter_encoder=config.filter_encoder, filter_weight=config.filter_weight,
+            progress=progress,
         )  # fmt: skip
     steps = config.diffusion_steps
     pointer = prior_pointer(p)
@@ -372,7 +381,9 @@ def finetune(
     }  # fmt: skip
     free = {"steps", "checkpoint_every", "keep_checkpoints", "log_every"}
     if config.filter == "none":  # runs from before the filter option resume as they did
-        free |= {"filter", "filter_pool", "filter_encoder"}
+        free |= {"filter", "filter_pool", "filter_encoder", "filter_weight"}
+    elif config.filter_weight == 1.0:  # the motion-only ranking, the filter before the weight
+        free.add("filter_weight")
     fingerprint = {
         **{k: v for k, v in config.to_dict().items() if k not in free},
         "prior": pointer, "target": generator_config["target"], "split": split,

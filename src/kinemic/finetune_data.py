@@ -128,6 +128,7 @@ def load_sources(
     filter: str = "none",
     filter_pool: int | None = None,
     filter_encoder: str | None = None,
+    filter_weight: float | None = None,
     progress: bool = True,
 ) -> tuple[SourceClips, np.ndarray, dict[str, Any]]:
     """The soft positives of each class caption (``kinemic.mining.soft_positives.
@@ -143,7 +144,8 @@ def load_sources(
     root = Path(source)
     sp = select_soft_positives(
         root, class_captions, target=target, fewshot_ids=fewshot_ids, encoder=encoder, k=k,
-        filter=filter, filter_pool=filter_pool, filter_encoder=filter_encoder, progress=progress,
+        filter=filter, filter_pool=filter_pool, filter_encoder=filter_encoder,
+        filter_weight=filter_weight, progress=progress,
     )  # fmt: skip
     if sp.indices.ndim != 2 or sp.indices.shape[0] != len(class_captions) or sp.k < 1:
         raise KinemicError(

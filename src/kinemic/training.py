@@ -190,8 +190,12 @@ def _check_resumable(ckpt: Path, fingerprint: dict, *, ema: bool) -> dict:
     now = json.loads(json.dumps(fingerprint))  # tuples -> lists, as stored
     diff = {k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k)}
     if diff:
+
+        def shown(d: dict, k: str) -> str:
+            return repr(d[k]) if k in d else "absent"
+
         lines = "\n".join(
-            f"  {k}: checkpoint {saved.get(k)!r}, now {now.get(k)!r}" for k in sorted(diff)
+            f"  {k}: checkpoint {shown(saved, k)}, now {shown(now, k)}" for k in sorted(diff)
         )
         raise KinemicError(
             f"{ckpt}: was trained with different settings, cannot resume exactly:\n{lines}\n"

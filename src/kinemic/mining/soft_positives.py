@@ -29,7 +29,8 @@ Choices, and why:
 
 With the kinematic filter (``select_soft_positives(..., filter="kinematic")``) the caption
 top-``pool`` of each class is re-ranked by ``kinemic.tmor.filter.kinematic_rerank`` (the best
-T-MOR window's cosine to the class's few-shot clips) and the first ``k`` are kept.
+T-MOR window's cosine to the class's few-shot clips, fused with the caption cosine by the
+motion weight ``filter_weight``, default 0.5) and the first ``k`` are kept.
 
 The per-motion matrix is cached under ``cache_dir/<encoder name>/<key>.safetensors`` where the
 key hashes the encoder name, the sub-clip policy, the ids and the bytes of their caption files:
@@ -247,8 +248,10 @@ class SoftPositives:
     similarities, best first; row c belongs to ``captions[c]``. ``split`` is the source split
     drawn from (None: every id); ``notes`` say what was adjusted (k capped, split absent).
     ``filter`` records the selection: ``{"name": "none"}`` (caption ranking), or
-    ``{"name": "kinematic", "pool": P, "encoder": T-MOR folder or None for the shipped one}``,
-    and then ``scores`` are the kinematic scores (best window cosine to the class prototype)."""
+    ``{"name": "kinematic", "pool": P, "encoder": T-MOR folder or None for the shipped one,
+    "weight": w}``, and then ``scores`` are the ranking keys (``kinemic.tmor.filter``: the best
+    window cosine to the class prototype for w = 1, else its fusion with the caption cosine).
+    A record without ``"weight"`` comes from before the option and means w = 1."""
 
     captions: list[str]
     source_ids: list[str]
@@ -329,15 +332,24 @@ def soft_positives(
                          motions.split, notes)  # fmt: skip
 
 
-def filter_problems(filter: str, pool: int | None, encoder: str | None, k: int) -> list[str]:
+def filter_problems(
+    filter: str, pool: int | None, encoder: str | None, k: int, weight: float | None = None
+) -> list[str]:
     """What is wrong with a soft-positive filter setting (empty when nothing is)."""
     if filter not in FILTERS:
         return [f"filter must be one of {', '.join(FILTERS)}, found {filter!r}"]
-    if filter == "none" and (pool is not None or encoder is not None):
-        return ["filter_pool and filter_encoder apply to filter 'kinematic' only"]
+    if filter == "none" and (pool is not None or encoder is not None or weight is not None):
+        return ["filter_pool, filter_encoder and filter_weight apply to filter 'kinematic' only"]
+    problems = []
     if pool is not None and pool < k:
-        return [f"filter_pool ({pool}) must be at least k ({k}): the filter keeps k of the pool"]
-    return []
+        problems.append(
+            f"filter_pool ({pool}) must be at least k ({k}): the filter keeps k of the pool"
+        )
+    if weight is not None and not 0.0 <= weight <= 1.0:
+        problems.append(
+            f"filter_weight must be in [0, 1] (the motion score's share), found {weight}"
+        )
+    return problems
 
 
 def select_soft_positives(
@@ -351,6 +363,7 @@ def select_soft_positives(
     filter: Filter = "none",
     filter_pool: int | None = None,
     filter_encoder: str | Path | None = None,
+    filter_weight: float | None = None,
     cache_dir: str | Path | None = None,
     split: str | None = "train",
     progress: bool = True,
@@ -359,8 +372,11 @@ def select_soft_positives(
     (``"kinematic"``) the caption top-``filter_pool`` (default 2k; both capped at the source
     size) re-ranked by the kinematic filter against class c's few-shot clips
     (``fewshot_ids[c]``, joints read from ``target``) with the T-MOR encoder
-    ``filter_encoder`` (None: the shipped one), of which the first ``k`` are kept."""
-    problems = filter_problems(filter, filter_pool, filter_encoder, k)
+    ``filter_encoder`` (None: the shipped one), of which the first ``k`` are kept. The ranking
+    key is ``filter_weight`` (default 0.5) times the standardised motion score plus the rest
+    times the standardised caption score (``kinemic.tmor.filter.fused_scores``); 1 ranks by
+    motion alone."""
+    problems = filter_problems(filter, filter_pool, filter_encoder, k, filter_weight)
     if problems:
         raise KinemicError("soft positives: " + "; ".join(problems))
     if filter == "none" or k < 1:  # soft_positives refuses k < 1
@@ -368,7 +384,7 @@ def select_soft_positives(
                               split=split, progress=progress)  # fmt: skip
     from kinemic.io.ntu_vibe import NTUVibeDataset
     from kinemic.tmor.encoder import SHIPPED_TMOR, load_tmor
-    from kinemic.tmor.filter import kinematic_rerank
+    from kinemic.tmor.filter import DEFAULT_WEIGHT, kinematic_rerank
 
     if len(fewshot_ids) != len(captions):
         raise KinemicError(f"{len(fewshot_ids)} classes of few-shot clips for {len(captions)} "
@@ -381,7 +397,9 @@ def select_soft_positives(
                           split=split, progress=progress)  # fmt: skip
     ds = NTUVibeDataset(target)
     joints = [[ds.joints(i) for i in ids] for ids in fewshot_ids]
+    weight = DEFAULT_WEIGHT if filter_weight is None else float(filter_weight)
     order, scores = kinematic_rerank(tmor, source_dir, text.source_ids, text.indices, joints,
+                                     text_scores=text.scores, weight=weight,
                                      progress=progress)  # fmt: skip
     keep = min(k, pool)
     where = f"split {text.split!r}" if text.split else "the source"
@@ -392,7 +410,8 @@ def select_soft_positives(
         notes.append(f"k={k} capped at the {n} motions of {where}")
     shipped = Path(tmor.path).resolve() == SHIPPED_TMOR.resolve()
     record = {"name": "kinematic", "pool": pool,
-              "encoder": None if shipped else str(Path(tmor.path).resolve())}  # fmt: skip
+              "encoder": None if shipped else str(Path(tmor.path).resolve()),
+              "weight": weight}  # fmt: skip
     return SoftPositives(list(captions), text.source_ids, order[:, :keep],
                          scores[:, :keep].astype(np.float32), text.encoder, text.split, notes,
                          record)  # fmt: skip

@@ -2,8 +2,10 @@
 
 For each target class of a few-shot split: the text soft positives (the ``pool`` source
 motions of highest caption similarity to the class caption) are re-ranked by
-:func:`kinemic.tmor.filter.kinematic_scores` against the class' few-shot clips. Figures, per
-class and averaged over classes:
+:func:`kinemic.tmor.filter.kinematic_scores` against the class' few-shot clips, fused with the
+caption score by the motion weight (:func:`kinemic.tmor.filter.fused_scores`; 1: motion
+alone), as ``kinemic finetune --filter kinematic`` does. Figures, per class and averaged over
+classes:
 
 - **soft-positive precision@k**: the share of a class' k kept source motions whose
   ground-truth segments (``source/segments/<id>.json``) contain the class' primitive
@@ -37,6 +39,7 @@ class FilterReport:
 
     k: int
     pool: int
+    weight: float  # the motion score's share of the ranking key
     text_precision: dict[str, float]
     filtered_precision: dict[str, float]
     text_precision_top: dict[str, float]  # precision@(k // 5) of the text order
@@ -51,7 +54,8 @@ class FilterReport:
     def table(self) -> str:
         top = max(1, self.k // 5)
         rows = [
-            f"| class | text P@{self.k} | filtered P@{self.k} (pool {self.pool}) | text P@{top} | "
+            f"| class | text P@{self.k} | filtered P@{self.k} (pool {self.pool}, motion weight "
+            f"{self.weight:g}) | text P@{top} | "
             f"filtered P@{top} | best-window P (IoU≥0.5) | random window |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
@@ -138,16 +142,23 @@ def evaluate_filter(
     encoder=None,
     split: str = "S0001",
     k: int = 250,
-    pool: int = 1000,
+    pool: int | None = None,
+    weight: float | None = None,
     stride: int = 8,
     seed: int = 0,
     progress: bool = True,
 ) -> FilterReport:
-    """The figures of the module docstring on the world folder ``world`` (source/ + target/)."""
+    """The figures of the module docstring on the world folder ``world`` (source/ + target/);
+    ``pool`` defaults to 2k and ``weight`` to the filter's default, as in ``finetune``."""
     from kinemic.tmor.encoder import TMOREncoder, load_tmor
+    from kinemic.tmor.filter import DEFAULT_WEIGHT, fused_scores
 
+    pool = 2 * k if pool is None else pool
+    weight = DEFAULT_WEIGHT if weight is None else weight
     if pool < k:
         raise KinemicError(f"pool ({pool}) must be at least k ({k})")
+    if not 0.0 <= weight <= 1.0:
+        raise KinemicError(f"weight must be in [0, 1] (the motion score's share), found {weight}")
     enc = encoder if isinstance(encoder, TMOREncoder) else load_tmor(encoder)
     fc = score_candidates(world, encoder=enc, split=split, pool=pool, stride=stride,
                           progress=progress)  # fmt: skip
@@ -156,9 +167,10 @@ def evaluate_filter(
     out: dict[str, dict[str, float]] = {key: {} for key in (
         "text", "filtered", "text_top", "filtered_top", "window", "random")}  # fmt: skip
     top = max(1, k // 5)
+    key = fused_scores(fc.text_scores, ks.score, weight) if weight < 1.0 else ks.score
     for row, (name, prim) in enumerate(zip(fc.names, fc.primitives, strict=True)):
         has = fc.hits[row]
-        order = np.argsort(-ks.score[row], kind="stable")
+        order = np.argsort(-key[row], kind="stable")
         out["text"][name] = 100 * has[:k].mean()
         out["filtered"][name] = 100 * has[order[:k]].mean()
         out["text_top"][name] = 100 * has[:top].mean()
@@ -179,7 +191,8 @@ def evaluate_filter(
     for d in out.values():
         d["mean"] = float(np.mean(list(d.values())))
     return FilterReport(
-        k=k, pool=pool, text_precision=out["text"], filtered_precision=out["filtered"],
+        k=k, pool=pool, weight=weight, text_precision=out["text"],
+        filtered_precision=out["filtered"],
         text_precision_top=out["text_top"], filtered_precision_top=out["filtered_top"],
         window_precision=out["window"], random_window_precision=out["random"],
         settings={"encoder": str(enc.path), "world": str(Path(world)), "split": split,
