@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,14 @@ import pytest
 from kinemic.cli import main
 from kinemic.errors import DataError, KinemicError
 from kinemic.har.data import load_protocol_data
-from kinemic.har.protocol import ProtocolConfig, evaluate, mean_ci95, results_table
+from kinemic.har.protocol import (
+    ProtocolConfig,
+    evaluate,
+    mean_ci95,
+    prerun,
+    results_table,
+    run_record_path,
+)
 from kinemic.har.train import HARTrainConfig
 from kinemic.io.ntu_vibe import NTUVibeDataset
 
@@ -113,6 +121,55 @@ def test_results_markdown(evaluated):
         assert section in md
     assert results_table(doc) in md
     assert md.count("\n| real |") == 2  # the main table and the per-class table
+
+
+def test_finished_runs_are_reused_when_their_key_matches(evaluated, tiny_world, tmp_path):
+    """An evaluation into a folder with run records reuses those whose key (data, settings,
+    seed, threads) matches; a changed setting or training set trains again."""
+    out, first = evaluated
+    res = tmp_path / "res"
+    shutil.copytree(out / "res", res)
+    syn = out / "syn"
+    config = tiny_config(modes=("real", "synth", "mixed", "gt"))
+    records = sorted(p.name for p in (res / "runs").glob("*.json"))
+    assert len(records) == 8 and "mixed-fake-seed1.json" in records
+    run_record_path(res / "runs", "gt", 1).unlink()
+    again = evaluate(tiny_world / "target", "S0000", synthetic=[syn], config=config, out=res,
+                     progress=False)  # fmt: skip
+    assert again["timing"]["reused_runs"] == 7
+    assert again["modes"] == first["modes"]  # the retrained run gives the same numbers
+    assert [r["history"] for r in again["runs"]] == [r["history"] for r in first["runs"]]
+    assert "8 runs (7 of them reused from `runs/`)" in (res / "results.md").read_text()
+    # another synthetic set: the modes that use it train again, real and gt are reused
+    other = make_synthetic(tiny_world, tmp_path / "other", per_class=3)
+    doc = evaluate(tiny_world / "target", "S0000", synthetic=[other], config=config, out=res,
+                   progress=False)  # fmt: skip
+    assert doc["timing"]["reused_runs"] == 4
+    assert [m["train_synthetic"] for m in doc["modes"]] == [0, 9, 9, 0]
+    # another training length: every key changes
+    longer = replace(config, train=replace(config.train, steps=5), modes=("real",), seeds=1)
+    doc = evaluate(tiny_world / "target", "S0000", config=longer, out=res, progress=False)
+    assert doc["timing"]["reused_runs"] == 0
+
+
+def test_prerun_trains_until_stopped_and_evaluate_reuses_it(tiny_world, tmp_path):
+    config = tiny_config(seeds=2)
+    asked = []
+
+    def stop() -> bool:  # let two runs start, then stop
+        asked.append(1)
+        return len(asked) > 2
+
+    assert prerun(tiny_world / "target", "S0000", out=tmp_path, config=config, stop=stop) == 2
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "real-seed0.json",
+        "real-seed1.json",
+    ]
+    doc = evaluate(tiny_world / "target", "S0000", config=config, out=tmp_path, progress=False)
+    assert doc["timing"]["reused_runs"] == 2 and len(doc["runs"]) == 4
+    with pytest.raises(KinemicError, match="jobs=1 and the later evaluation's threads"):
+        prerun(tiny_world / "target", "S0000", out=tmp_path, config=tiny_config(jobs=2),
+               stop=stop)  # fmt: skip
 
 
 @pytest.mark.slow  # two spawned processes import torch: ~10 s alone

@@ -86,7 +86,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
             "final epoch (the protocol's figure) and at the best validation epoch (optimistic, "
             "labelled), per-class accuracy and confusion matrices; writes OUT/results.json and "
             "OUT/results.md. Inputs are checked first: synthetic classes outside the split, "
-            "missing clips, empty sets and wrong joint shapes are refused, naming the file."
+            "missing clips, empty sets and wrong joint shapes are refused, naming the file. "
+            "Each finished run is recorded in OUT/runs/ with a key of its data, settings, seed "
+            "and thread count; rerunning into the same OUT reuses the runs whose key matches "
+            "(an interrupted evaluation resumes; an added mode trains only that mode). Delete "
+            "OUT/runs/ to train everything again."
         ),
         epilog="""examples:
   kinemic evaluate --target out/world/target --split S0000 --modes real,gt --seeds 5 --out runs/eval
@@ -107,7 +111,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--evaluations", type=int, default=d.evaluations,
                    help=f"validation passes per run, evenly spaced, last epoch included "
                         f"({d.evaluations})")  # fmt: skip
-    p.add_argument("--out", type=Path, help="folder for results.json and results.md")
+    p.add_argument("--out", type=Path,
+                   help="folder for results.json, results.md and runs/ (reused)")  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the results JSON here")
     _add_training(p)
 

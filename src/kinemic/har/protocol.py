@@ -19,6 +19,15 @@ count (floating-point sums), not on ``jobs``: the same ``threads`` give the same
 serially and in parallel. Under ``accelerate launch`` (several processes or GPUs) every run is
 trained by all processes together, with ``jobs=1``; the main process writes the results.
 
+With an output folder, every finished run is also written to ``out/runs/<mode>-seed<s>.json``
+with a key: the SHA-256 of everything its figures depend on (the mode's training clips and
+labels, the validation clips, the model and training settings, the seed and the thread
+count). A later evaluation into the same folder reuses a run whose key matches instead of
+training it again, so an interrupted ``kinemic evaluate`` resumes where it stopped, adding a
+mode trains only that mode, and runs trained ahead of time (:func:`prerun`, which the demo
+uses while a core would idle) are picked up. A record whose key differs is trained again and
+overwritten.
+
 ``results.json`` (also written to ``json_path``)::
 
     {"format": "kinemic-har-evaluation", "version": 1, "target", "split", "protocol",
@@ -37,11 +46,14 @@ Accuracies are percentages; an interval of a single seed is ``null``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import multiprocessing
 import os
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -156,16 +168,83 @@ def _run_one(mode: str, seed: int, payload: dict[str, Any] | None = None) -> dic
 # ------------------------------------------------------------------------------- protocol
 
 
+def _digest(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def run_keys(data: ProtocolData, config: ProtocolConfig, threads: int) -> dict[str, str]:
+    """Per mode label, the SHA-256 of everything a run's figures depend on but its seed."""
+    settings = {**asdict(config), "train": {**asdict(config.train), "progress": None}}
+    for free in ("modes", "seeds", "jobs", "threads"):  # what picks runs, not what they compute
+        settings.pop(free)
+    from kinemic import __version__
+
+    common = json.dumps({"settings": settings, "threads": threads, "classes": data.num_classes,
+                         "val": _digest(data.val.x, data.val.y), "kinemic": __version__},
+                        sort_keys=True)  # fmt: skip
+    return {
+        label: hashlib.sha256(f"{common}\0{label}\0{_digest(s.x, s.y)}".encode()).hexdigest()
+        for label, s in data.train.items()
+    }
+
+
+def run_record_path(runs_dir: Path, mode: str, seed: int) -> Path:
+    """Where a run's record lives: ``runs/<mode as a file name>-seed<s>.json``."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", mode).strip("-").lower()
+    return Path(runs_dir) / f"{slug}-seed{seed}.json"
+
+
+def _load_record(runs_dir: Path | None, mode: str, seed: int, key: str) -> dict | None:
+    if runs_dir is None:
+        return None
+    path = run_record_path(runs_dir, mode, seed)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent or damaged: train it
+        return None
+    if record.get("key") != key or record.get("mode") != mode or record.get("seed") != seed:
+        return None
+    return record
+
+
+def _save_record(runs_dir: Path | None, record: dict, key: str) -> dict:
+    record = {**record, "key": key}
+    if runs_dir is not None and _is_main_process():
+        from kinemic.io.atomic import write_text
+
+        path = run_record_path(runs_dir, record["mode"], record["seed"])
+        write_text(path, json.dumps(record, allow_nan=False) + "\n")
+    return record
+
+
 def run_protocol(
-    data: ProtocolData, config: ProtocolConfig, *, progress: bool = True
+    data: ProtocolData,
+    config: ProtocolConfig,
+    *,
+    progress: bool = True,
+    runs_dir: str | Path | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Train every (mode, seed) run on prepared ``data``; the results document (module doc)."""
+    """Train every (mode, seed) run on prepared ``data``; the results document (module doc).
+
+    ``runs_dir``: where run records are read (reused when their key matches) and written.
+    ``stop`` (``jobs=1`` only): asked before each run; when it answers True no further run
+    starts and the document covers the runs done so far (``prerun``)."""
     threads = config.run_threads()
     if config.jobs > 1 and _world_size() > 1:
         raise KinemicError(
             "--jobs runs separate processes; under `accelerate launch` every run already uses "
             "all processes: use --jobs 1 there"
         )
+    if stop is not None and config.jobs > 1:
+        raise KinemicError("stop applies to jobs=1 (runs one after another)")
+    runs_dir = None if runs_dir is None else Path(runs_dir)
+    keys = run_keys(data, config, threads)
     payload = {
         "config": config,
         "threads": threads,
@@ -176,35 +255,49 @@ def run_protocol(
     }
     work = [(m.label, s) for m in data.modes for s in range(config.seeds)]
     runs: dict[tuple[str, int], dict] = {}
+    for mode, seed in work:
+        found = _load_record(runs_dir, mode, seed, keys[mode])
+        if found is not None:
+            runs[mode, seed] = found
+    reused = len(runs)
+    todo = [w for w in work if w not in runs]
     t0 = time.perf_counter()
-    bar = tqdm(total=len(work), desc="HAR runs", unit="run", disable=not progress or None)
+    bar = tqdm(total=len(work), initial=reused, desc="HAR runs", unit="run",
+               disable=not progress or None)  # fmt: skip
+    if reused:
+        bar.set_postfix_str(f"{reused} reused from {runs_dir}")
     if config.jobs == 1:
-        for mode, seed in work:
+        for mode, seed in todo:
+            if stop is not None and stop():
+                break
             bar.set_postfix_str(f"{mode}, seed {seed}")
-            runs[mode, seed] = _run_one(mode, seed, payload)
+            runs[mode, seed] = _save_record(runs_dir, _run_one(mode, seed, payload), keys[mode])
             bar.update(1)
     else:
         ctx = multiprocessing.get_context("spawn")  # fork after torch threads can deadlock
         with ProcessPoolExecutor(
             config.jobs, mp_context=ctx, initializer=_init_worker, initargs=(payload,)
         ) as pool:
-            futures = {pool.submit(_run_one, m, s): (m, s) for m, s in work}
+            futures = {pool.submit(_run_one, m, s): (m, s) for m, s in todo}
             for fut in as_completed(futures):
-                runs[futures[fut]] = fut.result()
-                bar.set_postfix_str(f"{futures[fut][0]}, seed {futures[fut][1]}")
+                mode, seed = futures[fut]
+                runs[mode, seed] = _save_record(runs_dir, fut.result(), keys[mode])
+                bar.set_postfix_str(f"{mode}, seed {seed}")
                 bar.update(1)
     bar.close()
     seconds = time.perf_counter() - t0
-    ordered = [runs[w] for w in work]
-    return _document(data, config, ordered, seconds=seconds, threads=threads)
+    ordered = [runs[w] for w in work if w in runs]
+    return _document(data, config, ordered, seconds=seconds, threads=threads, reused=reused)
 
 
 def _document(data: ProtocolData, config: ProtocolConfig, runs: list[dict], *, seconds: float,
-              threads: int) -> dict[str, Any]:  # fmt: skip
+              threads: int, reused: int = 0) -> dict[str, Any]:  # fmt: skip
     k = data.num_classes
     modes = []
     for spec in data.modes:
         rs = [r for r in runs if r["mode"] == spec.label]
+        if not rs:  # a stopped prerun: the mode was not reached
+            continue
         ts = data.train[spec.label]
         final = [r["final_top1"] for r in rs]
         best = [r["best_top1"] for r in rs]
@@ -233,7 +326,8 @@ def _document(data: ProtocolData, config: ProtocolConfig, runs: list[dict], *, s
         "validation": {"clips": len(data.val), "per_class": data.val.counts(k)},
         "seeds": list(range(config.seeds)),
         "settings": {**asdict(config), "model": "ST-GCN", "graph": "smpl22"},
-        "timing": {"seconds": seconds, "jobs": config.jobs, "threads": threads},
+        "timing": {"seconds": seconds, "jobs": config.jobs, "threads": threads,
+                   "reused_runs": reused},
         "modes": modes, "runs": runs,
     }  # fmt: skip
 
@@ -254,7 +348,8 @@ def evaluate(
     progress: bool = True,
 ) -> dict[str, Any]:
     """``kinemic evaluate``: read and check every input, run the protocol, write
-    ``out/results.json`` and ``out/results.md`` (and ``json_path``); returns the document."""
+    ``out/results.json`` and ``out/results.md`` (and ``json_path``); returns the document.
+    Runs already recorded under ``out/runs/`` with the same key are reused (module doc)."""
     import json
 
     from kinemic.io.atomic import write_text
@@ -264,7 +359,8 @@ def evaluate(
         target, split, synthetic=synthetic, modes=config.modes, frames=config.frames,
         centre=config.centre, progress=progress,
     )  # fmt: skip
-    doc = run_protocol(data, config, progress=progress)
+    runs_dir = None if out is None else Path(out) / "runs"
+    doc = run_protocol(data, config, progress=progress, runs_dir=runs_dir)
     if not _is_main_process():  # under `accelerate launch`: every process trains, one writes
         return doc
     text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
@@ -274,6 +370,30 @@ def evaluate(
     if json_path is not None:
         write_text(json_path, text)
     return doc
+
+
+def prerun(
+    target: str | Path,
+    split: str,
+    *,
+    out: str | Path,
+    synthetic: Sequence[str | Path] = (),
+    config: ProtocolConfig,
+    stop: Callable[[], bool],
+    progress: bool = False,
+) -> int:
+    """Train runs of ``config.modes`` one after another into ``out/runs/`` until ``stop()``
+    answers True (asked before each run), for a later :func:`evaluate` into ``out`` to reuse.
+    ``config`` must be the later evaluation's with ``jobs=1`` and its ``threads`` given (the
+    key holds the thread count). Returns the number of runs trained now."""
+    if config.jobs != 1 or config.threads is None:
+        raise KinemicError("prerun: give jobs=1 and the later evaluation's threads")
+    data = load_protocol_data(
+        target, split, synthetic=synthetic, modes=config.modes, frames=config.frames,
+        centre=config.centre, progress=progress,
+    )  # fmt: skip
+    doc = run_protocol(data, config, progress=progress, runs_dir=Path(out) / "runs", stop=stop)
+    return len(doc["runs"]) - doc["timing"]["reused_runs"]
 
 
 # ------------------------------------------------------------------------------- Markdown
@@ -344,8 +464,9 @@ def results_markdown(doc: dict[str, Any]) -> str:
                 for n, row in zip(names, m["confusion"], strict=True)]  # fmt: skip
         out.append("")
     tm = doc["timing"]
+    reused = tm.get("reused_runs", 0)
     out.append(
-        f"{len(doc['runs'])} runs in {tm['seconds']:.0f} s ({tm['jobs']} job(s), "
-        f"{tm['threads']} torch thread(s) each)."
+        f"{len(doc['runs'])} runs ({reused} of them reused from `runs/`) in {tm['seconds']:.0f} s "
+        f"({tm['jobs']} job(s), {tm['threads']} torch thread(s) each)."
     )
     return "\n".join(out) + "\n"
