@@ -1,9 +1,12 @@
-"""Benchmark: ST-GCN training and evaluation throughput (samples/s) on this machine.
+"""Benchmark: ST-GCN training and evaluation throughput (samples/s) on this machine, and the
+demo's wall time per stage.
 
 Prints a table and appends it to bench/results.md. Run: ``python bench/har.py`` (``--widths
 1 0.25 0.125``, ``--threads N`` (default 1: on a machine shared with other jobs one thread per
 process measures more stably, and the protocol's ``--jobs`` runs one process per core),
 ``--cuda`` to use a GPU when one is visible, ``--no-append`` to only print).
+``--demo-json out/demo/demo.json`` (what ``kinemic demo`` wrote) adds the demo's stage times,
+with what its second process did meanwhile; ``--widths`` with no value skips the throughput.
 
 Each row builds the protocol's classifier (``kinemic.har.stgcn.STGCN`` on SMPL-22, spatial
 partitioning, 100 frames, 3 classes) and times, after one untimed warm-up step each,
@@ -15,8 +18,10 @@ and the evaluator's features do). ``samples/s`` = clips per second.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -66,14 +71,55 @@ def measure(width: float, *, steps: int, frames: int, device: str, bf16: bool):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--widths", type=float, nargs="+", default=[1.0, 0.25, 0.125])
+    parser.add_argument("--widths", type=float, nargs="*", default=[1.0, 0.25, 0.125])
     parser.add_argument("--steps", type=int, default=3, help="timed steps per row (3)")
     parser.add_argument("--frames", type=int, default=100, help="frames per clip (100)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")
     parser.add_argument("--cuda", action="store_true", help="use the GPU when one is visible")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument("--demo-json", type=Path, help="a demo.json: tabulate its stage times")
     parser.add_argument("--no-append", action="store_true", help="print only")
     args = parser.parse_args()
+    text = throughput(args) if args.widths else ""
+    if args.demo_json is not None:
+        text += demo_stages(args.demo_json)
+    if args.no_append:
+        print(text)
+    else:
+        append(text)
+
+
+def demo_stages(path: Path) -> str:
+    """The stage wall times of a ``kinemic demo`` run (its demo.json), as a table."""
+    figures = json.loads(path.read_text(encoding="utf-8"))
+    timing = dict(figures["timing_s"])
+    side = timing.pop("second process", None)
+    s = figures["settings"]
+    rows = [f"| {stage} | {seconds:.1f} |" for stage, seconds in timing.items()]
+    total = sum(timing.values())
+    lines = [
+        heading("kinemic demo, wall time per stage"),
+        "",
+        f"{path}: {s['scale']} world, split {s['split']}, {s['finetune_steps']} fine-tuning "
+        f"steps, {s['seeds']} seeds × {len(figures['accuracy'])} modes, ST-GCN width "
+        f"{s['har_width']} for {s['har_steps']} steps, {s['jobs']} jobs",
+        "",
+        "| stage | wall time (s) |",
+        "|---|---:|",
+        *rows,
+        f"| **total** | **{total:.1f}** ({total / 60:.1f} min) |",
+    ]
+    if side:
+        lines += ["", "The second process, during stages 2–5 (its own clock):", "",
+                  "| work | seconds |", "|---|---:|",
+                  *(f"| {k} | {v:.1f} |" for k, v in side.items())]  # fmt: skip
+        if "har_runs_ahead" in figures:
+            lines.append(f"\nHAR runs trained there ahead of stage 6: {figures['har_runs_ahead']}")
+    return "\n".join(lines) + "\n"
+
+
+def throughput(args: argparse.Namespace) -> str:
+    """The ST-GCN throughput table (one row per width)."""
     torch.set_num_threads(args.threads)
     device = "cuda" if args.cuda and torch.cuda.is_available() else "cpu"
     load = os.getloadavg()[0]
@@ -97,11 +143,7 @@ def main() -> None:
         "|---:|---:|---:|---:|",
         *rows,
     ]
-    text = "\n".join(lines) + "\n"
-    if args.no_append:
-        print(text)
-    else:
-        append(text)
+    return "\n".join(lines) + "\n\n"
 
 
 if __name__ == "__main__":

@@ -15,10 +15,18 @@ inspected or rerun on its own with the verb named in brackets):
    (``kinemic evaluate``);
 7. ``report.md`` and a self-contained ``report.html``.
 
+With two or more jobs the cores are kept busy: while the main process embeds the captions
+(stage 2) and fine-tunes ``kinemic`` (stage 3, the long one), a second process fine-tunes
+``mdm-ft`` (three times faster), synthesises its set and then trains HAR runs that need no
+KineMIC output (``real``, ``gt``, ``mixed (mdm-ft)``) into ``out/eval/runs/`` until KineMIC is
+done; stage 6 reuses them (``kinemic.har.protocol.prerun``). The figures are the same as when
+every run trains in stage 6: a run's numbers depend on its data, settings, seed and thread
+count, which are the same.
+
 A rerun reuses what is complete (a world of the same scale and seed, finished fine-tunes,
-synthetic sets with the same settings) and resumes an interrupted fine-tune; ``fresh=True``
-starts over. The numbers are what the same verbs give on a user's data: nothing here is tuned
-on the validation clips, and the seeds are recorded.
+synthetic sets with the same settings, HAR runs with the same key) and resumes an interrupted
+fine-tune; ``fresh=True`` starts over. The numbers are what the same verbs give on a user's
+data: nothing here is tuned on the validation clips, and the seeds are recorded.
 """
 
 from __future__ import annotations
@@ -115,24 +123,51 @@ def run_demo(
 
     from kinemic.cli_mine import mine
 
-    t0 = _stage(2, "soft positives: source motions whose captions match each class")
-    soft = mine(source, target, split=config.split, show=3, progress=progress)
-    print(soft.text())
-    _done(t0, timing, "soft positives")
+    two = min(config.jobs, os.cpu_count() or 1) >= 2
+    side = _SideWork.start(config, target, source, out) if two else None
+    ahead = 0  # HAR runs the second process trained
+    try:
+        t0 = _stage(2, "soft positives: source motions whose captions match each class")
+        if side is not None:
+            print(
+                "   meanwhile a second process fine-tunes mdm-ft, synthesises its set and "
+                "trains HAR runs that need no KineMIC output: real, gt, mixed (mdm-ft)"
+            )
+        soft = mine(source, target, split=config.split, show=3, progress=progress)
+        print(soft.text())
+        _done(t0, timing, "soft positives")
 
-    t0 = _stage(3, f"fine-tuning the shipped prior ({config.finetune_steps} steps per method)")
-    runs = _finetune_all(config, target, source, out, progress)
-    _done(t0, timing, "fine-tuning")
+        t0 = _stage(3, f"fine-tuning the shipped prior ({config.finetune_steps} steps per method)")
+        if side is None:
+            runs = _finetune_all(config, target, source, out, progress)
+        else:
+            runs = {"kinemic": _finetune(config, "kinemic", target, source, out / "kinemic",
+                                         progress)}  # fmt: skip
+            side.stop()  # no new HAR run starts there; the one under way finishes
+        _done(t0, timing, "fine-tuning")
 
-    t0 = _stage(4, "mining precision of the attention windows (world ground truth)")
-    mined = mine(source, target, model=runs["kinemic"], show=0, seed=config.seed, progress=progress)
-    if mined.precision is not None:
-        print(mined.precision.table())
-    _done(t0, timing, "mining precision")
+        t0 = _stage(4, "mining precision of the attention windows (world ground truth)")
+        mined = mine(source, target, model=runs["kinemic"], show=0, seed=config.seed,
+                     progress=progress)  # fmt: skip
+        if mined.precision is not None:
+            print(mined.precision.table())
+        _done(t0, timing, "mining precision")
 
-    t0 = _stage(5, f"synthesis: {config.per_class} clips per class from each generator")
-    synth = {m: _synthesize(config, runs[m], out / f"synth-{m}", progress) for m in METHODS}
-    _done(t0, timing, "synthesis")
+        t0 = _stage(5, f"synthesis: {config.per_class} clips per class from each generator")
+        synth = {"kinemic": _synthesize(config, runs["kinemic"], out / "synth-kinemic", progress)}
+        if side is None:
+            synth["mdm-ft"] = _synthesize(config, runs["mdm-ft"], out / "synth-mdm-ft", progress)
+        else:
+            done = side.join()
+            runs["mdm-ft"], synth["mdm-ft"] = Path(done["run"]), Path(done["synth"])
+            timing["second process"], ahead = done["seconds"], done["preruns"]
+            print(f"   second process: mdm-ft fine-tuned and synthesised, {done['preruns']} HAR "
+                  f"runs trained ahead ({done['seconds']['total']:.0f} s)")  # fmt: skip
+        synth = {m: synth[m] for m in METHODS}
+        _done(t0, timing, "synthesis")
+    finally:
+        if side is not None:
+            side.close()
 
     t0 = _stage(6, f"HAR protocol: ST-GCN, {len(MODES)} modes × {config.seeds} seeds")
     results = _evaluate(config, target, synth, out / "eval", progress)
@@ -160,6 +195,7 @@ def run_demo(
     md, page = write_report(report, out)
     _done(t0, timing, "report")
     figures["timing_s"] = timing
+    figures["har_runs_ahead"] = ahead
     _write_json(figures, out / "demo.json", json_path)
     print(f"\nreport: {page}\n        {md}\nfigures: {out / 'demo.json'}")
     return figures
@@ -259,6 +295,85 @@ def _finetune(
     return run
 
 
+SIDE_MODES = ("real", "gt", "mixed (mdm-ft)")  # the HAR modes that need no KineMIC output
+SIDE_RESULT = "second-process.json"
+SIDE_STOP = ".stop-second-process"
+
+
+class _SideWork:
+    """The second process of a demo with two or more jobs (see the module docstring): its
+    result is ``out/second-process.json``; ``stop()`` asks it to start no new HAR run."""
+
+    def __init__(self, process, out: Path, threads: int):
+        self.process, self.out, self.threads = process, out, threads
+
+    @classmethod
+    def start(cls, config: DemoConfig, target: Path, source: Path, out: Path) -> _SideWork:
+        import multiprocessing
+
+        for stale in (out / SIDE_RESULT, out / SIDE_STOP):
+            stale.unlink(missing_ok=True)
+        threads = _protocol(config).run_threads()  # stage 6's, so that its runs are reused
+        context = multiprocessing.get_context("spawn")  # fork after torch threads can deadlock
+        process = context.Process(target=_side_work, args=(config, target, source, out, threads),
+                                  name="kinemic-demo-second", daemon=True)  # fmt: skip
+        process.start()
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)  # the main process now has one core
+        return cls(process, out, before)
+
+    def stop(self) -> None:
+        (self.out / SIDE_STOP).touch()
+
+    def join(self) -> dict[str, Any]:
+        from kinemic.errors import KinemicError
+
+        self.process.join()
+        result = self.out / SIDE_RESULT
+        if self.process.exitcode != 0 or not result.is_file():
+            raise KinemicError(
+                f"the demo's second process (mdm-ft fine-tune, synthesis, HAR runs ahead) "
+                f"failed with exit code {self.process.exitcode}; its error is printed above"
+            )
+        return json.loads(result.read_text(encoding="utf-8"))
+
+    def close(self) -> None:
+        """Stop the process if it still runs (the main process failed or was interrupted)."""
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+        (self.out / SIDE_STOP).unlink(missing_ok=True)
+        import torch
+
+        torch.set_num_threads(self.threads)
+
+
+def _side_work(config: DemoConfig, target: Path, source: Path, out: Path, threads: int) -> None:
+    """The second process: mdm-ft fine-tune, its synthetic set, then HAR runs of SIDE_MODES
+    into ``out/eval/runs/`` until the stop file appears; the result goes to SIDE_RESULT."""
+    import torch
+
+    from kinemic.har.protocol import prerun
+    from kinemic.io.atomic import write_text
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    run = _finetune(config, "mdm-ft", target, source, out / "mdm-ft", progress=False)
+    t1 = time.perf_counter()
+    synth = _synthesize(config, run, out / "synth-mdm-ft", progress=False)
+    t2 = time.perf_counter()
+    protocol = replace(_protocol(config), modes=SIDE_MODES, jobs=1, threads=threads)
+    preruns = prerun(target, config.split, out=out / "eval", synthetic=[synth], config=protocol,
+                     stop=(out / SIDE_STOP).exists)  # fmt: skip
+    t3 = time.perf_counter()
+    seconds = {"mdm-ft fine-tune": round(t1 - t0, 1), "mdm-ft synthesis": round(t2 - t1, 1),
+               "HAR runs ahead": round(t3 - t2, 1), "total": round(t3 - t0, 1)}  # fmt: skip
+    result = {"run": str(run), "synth": str(synth), "preruns": preruns, "seconds": seconds}
+    write_text(out / SIDE_RESULT, json.dumps(result) + "\n")
+
+
 def _synthesize(config: DemoConfig, model: Path, folder: Path, progress: bool) -> Path:
     from kinemic.synthesis import synthesize
 
@@ -287,10 +402,9 @@ def _synthesize(config: DemoConfig, model: Path, folder: Path, progress: bool) -
     return folder
 
 
-def _evaluate(
-    config: DemoConfig, target: Path, synth: dict[str, Path], folder: Path, progress: bool
-) -> dict[str, Any]:
-    from kinemic.har.protocol import ProtocolConfig, evaluate
+def _protocol(config: DemoConfig):
+    """The HAR protocol settings of stage 6."""
+    from kinemic.har.protocol import ProtocolConfig
 
     protocol = ProtocolConfig(
         modes=MODES,
@@ -301,7 +415,15 @@ def _evaluate(
     train = replace(protocol.train, steps=config.har_steps, min_epochs=3, evaluations=2)
     if config.har_epochs is not None:
         train = replace(train, epochs=config.har_epochs)
-    protocol = replace(protocol, train=train)
+    return replace(protocol, train=train)
+
+
+def _evaluate(
+    config: DemoConfig, target: Path, synth: dict[str, Path], folder: Path, progress: bool
+) -> dict[str, Any]:
+    from kinemic.har.protocol import evaluate
+
+    protocol = _protocol(config)
     return evaluate(
         target,
         config.split,
