@@ -114,7 +114,10 @@ def demo_stages(path: Path) -> str:
                   "| work | seconds |", "|---|---:|",
                   *(f"| {k} | {v:.1f} |" for k, v in side.items())]  # fmt: skip
         if "har_runs_ahead" in figures:
-            lines.append(f"\nHAR runs trained there ahead of stage 6: {figures['har_runs_ahead']}")
+            lines.append(
+                f"\nHAR runs trained there: {figures['har_runs_ahead']} ahead of stage 6, "
+                f"{figures.get('har_runs_shared', 0)} in it"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -150,6 +155,41 @@ def test_finished_runs_are_reused_when_their_key_matches(evaluated, tiny_world, 
     longer = replace(config, train=replace(config.train, steps=5), modes=("real",), seeds=1)
     doc = evaluate(tiny_world / "target", "S0000", config=longer, out=res, progress=False)
     assert doc["timing"]["reused_runs"] == 0
+
+
+def test_runs_claimed_by_a_live_process_are_waited_for_and_stale_claims_taken(
+    evaluated, tiny_world, tmp_path
+):
+    """Several processes can share an evaluation folder: a run another live process has
+    claimed is not trained again but read when its record appears; a claim whose process is
+    gone is taken over."""
+    out, _ = evaluated
+    res = tmp_path / "res"
+    shutil.copytree(out / "res", res)
+    config = tiny_config(modes=("real", "gt"))
+    record = run_record_path(res / "runs", "gt", 1)
+    kept = record.read_text()
+    record.unlink()
+    claim = record.with_suffix(".claim")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        claim.write_text(json.dumps({"pid": child.pid, "host": socket.gethostname()}))
+
+        def finish() -> None:  # the other process writes its record, then drops its claim
+            time.sleep(2)
+            record.write_text(kept)
+            claim.unlink()
+
+        threading.Thread(target=finish).start()
+        doc = evaluate(tiny_world / "target", "S0000", config=config, out=res, progress=False)
+        assert doc["timing"]["reused_runs"] == 4  # gt seed 1 was read, not trained
+    finally:
+        child.kill()
+        child.wait()
+    record.unlink()
+    claim.write_text(json.dumps({"pid": child.pid, "host": socket.gethostname()}))  # dead now
+    doc = evaluate(tiny_world / "target", "S0000", config=config, out=res, progress=False)
+    assert doc["timing"]["reused_runs"] == 3 and record.is_file() and not claim.exists()
 
 
 def test_prerun_trains_until_stopped_and_evaluate_reuses_it(tiny_world, tmp_path):

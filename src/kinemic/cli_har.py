@@ -89,8 +89,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
             "missing clips, empty sets and wrong joint shapes are refused, naming the file. "
             "Each finished run is recorded in OUT/runs/ with a key of its data, settings, seed "
             "and thread count; rerunning into the same OUT reuses the runs whose key matches "
-            "(an interrupted evaluation resumes; an added mode trains only that mode). Delete "
-            "OUT/runs/ to train everything again."
+            "(an interrupted evaluation resumes; an added mode trains only that mode), and "
+            "several evaluations into one OUT share the runs (each is claimed before it "
+            "trains). Delete OUT/runs/ to train everything again."
         ),
         epilog="""examples:
   kinemic evaluate --target out/world/target --split S0000 --modes real,gt --seeds 5 --out runs/eval

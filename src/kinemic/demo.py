@@ -18,10 +18,12 @@ inspected or rerun on its own with the verb named in brackets):
 With two or more jobs the cores are kept busy: while the main process embeds the captions
 (stage 2) and fine-tunes ``kinemic`` (stage 3, the long one), a second process fine-tunes
 ``mdm-ft`` (three times faster), synthesises its set and then trains HAR runs that need no
-KineMIC output (``real``, ``gt``, ``mixed (mdm-ft)``) into ``out/eval/runs/`` until KineMIC is
-done; stage 6 reuses them (``kinemic.har.protocol.prerun``). The figures are the same as when
-every run trains in stage 6: a run's numbers depend on its data, settings, seed and thread
-count, which are the same.
+KineMIC output (``real``, ``gt``, ``mixed (mdm-ft)``) into ``out/eval/runs/``
+(``kinemic.har.protocol.prerun``) until KineMIC's synthetic set exists; in stage 6 it is one
+of the jobs, the two processes sharing the remaining runs by claiming them in that folder
+(``kinemic.har.protocol.run_protocol``). The figures are the same as when every run trains in
+stage 6: a run's numbers depend on its data, settings, seed and thread count, which are the
+same (the CI's quick demo gives identical tables either way).
 
 A rerun reuses what is complete (a world of the same scale and seed, finished fine-tunes,
 synthetic sets with the same settings, HAR runs with the same key) and resumes an interrupted
@@ -125,7 +127,6 @@ def run_demo(
 
     two = min(config.jobs, os.cpu_count() or 1) >= 2
     side = _SideWork.start(config, target, source, out) if two else None
-    ahead = 0  # HAR runs the second process trained
     try:
         t0 = _stage(2, "soft positives: source motions whose captions match each class")
         if side is not None:
@@ -143,7 +144,6 @@ def run_demo(
         else:
             runs = {"kinemic": _finetune(config, "kinemic", target, source, out / "kinemic",
                                          progress)}  # fmt: skip
-            side.stop()  # no new HAR run starts there; the one under way finishes
         _done(t0, timing, "fine-tuning")
 
         t0 = _stage(4, "mining precision of the attention windows (world ground truth)")
@@ -158,23 +158,29 @@ def run_demo(
         if side is None:
             synth["mdm-ft"] = _synthesize(config, runs["mdm-ft"], out / "synth-mdm-ft", progress)
         else:
-            done = side.join()
-            runs["mdm-ft"], synth["mdm-ft"] = Path(done["run"]), Path(done["synth"])
-            timing["second process"], ahead = done["seconds"], done["preruns"]
-            print(f"   second process: mdm-ft fine-tuned and synthesised, {done['preruns']} HAR "
-                  f"runs trained ahead ({done['seconds']['total']:.0f} s)")  # fmt: skip
+            runs["mdm-ft"], synth["mdm-ft"] = side.ready()
+            side.go()  # every mode's data is there now: it joins stage 6
         synth = {m: synth[m] for m in METHODS}
         _done(t0, timing, "synthesis")
+
+        t0 = _stage(6, f"HAR protocol: ST-GCN, {len(MODES)} modes × {config.seeds} seeds")
+        if side is not None:
+            print("   the second process trains its share of the runs (claimed in eval/runs/)")
+        results = _evaluate(config, target, synth, out / "eval", progress, shared=side is not None)
+        from kinemic.har.protocol import results_table
+
+        print(results_table(results))
+        ahead = shared = 0  # HAR runs the second process trained before and in stage 6
+        if side is not None:
+            done = side.join()
+            timing["second process"], ahead = done["seconds"], done["runs_ahead"]
+            shared = done["runs_shared"]
+            print(f"   second process: mdm-ft fine-tuned and synthesised; HAR runs trained "
+                  f"{ahead} ahead of this stage and {shared} in it")  # fmt: skip
+        _done(t0, timing, "evaluation")
     finally:
         if side is not None:
             side.close()
-
-    t0 = _stage(6, f"HAR protocol: ST-GCN, {len(MODES)} modes × {config.seeds} seeds")
-    results = _evaluate(config, target, synth, out / "eval", progress)
-    from kinemic.har.protocol import results_table
-
-    print(results_table(results))
-    _done(t0, timing, "evaluation")
 
     t0 = _stage(7, "report")
     from kinemic.report.demo import build_report
@@ -195,7 +201,7 @@ def run_demo(
     md, page = write_report(report, out)
     _done(t0, timing, "report")
     figures["timing_s"] = timing
-    figures["har_runs_ahead"] = ahead
+    figures["har_runs_ahead"], figures["har_runs_shared"] = ahead, shared
     _write_json(figures, out / "demo.json", json_path)
     print(f"\nreport: {page}\n        {md}\nfigures: {out / 'demo.json'}")
     return figures
@@ -296,13 +302,18 @@ def _finetune(
 
 
 SIDE_MODES = ("real", "gt", "mixed (mdm-ft)")  # the HAR modes that need no KineMIC output
+SIDE_READY = "second-process-ready.json"
 SIDE_RESULT = "second-process.json"
-SIDE_STOP = ".stop-second-process"
+SIDE_GO = ".second-process-go"
 
 
 class _SideWork:
-    """The second process of a demo with two or more jobs (see the module docstring): its
-    result is ``out/second-process.json``; ``stop()`` asks it to start no new HAR run."""
+    """The second process of a demo with two or more jobs (see the module docstring).
+
+    Phase 1 (stages 2–5): the mdm-ft fine-tune and synthesis (then ``SIDE_READY`` is written),
+    then runs of ``SIDE_MODES`` until ``go()`` says every synthetic set exists. Phase 2 (stage
+    6): one job of the protocol beside the main process's, sharing the runs by claims in
+    ``out/eval/runs``; it ends when every run has a record. Its figures: ``SIDE_RESULT``."""
 
     def __init__(self, process, out: Path, threads: int):
         self.process, self.out, self.threads = process, out, threads
@@ -311,9 +322,9 @@ class _SideWork:
     def start(cls, config: DemoConfig, target: Path, source: Path, out: Path) -> _SideWork:
         import multiprocessing
 
-        for stale in (out / SIDE_RESULT, out / SIDE_STOP):
+        for stale in (out / SIDE_READY, out / SIDE_RESULT, out / SIDE_GO):
             stale.unlink(missing_ok=True)
-        threads = _protocol(config).run_threads()  # stage 6's, so that its runs are reused
+        threads = _protocol(config).run_threads()  # stage 6's, so that the run keys agree
         context = multiprocessing.get_context("spawn")  # fork after torch threads can deadlock
         process = context.Process(target=_side_work, args=(config, target, source, out, threads),
                                   name="kinemic-demo-second", daemon=True)  # fmt: skip
@@ -324,19 +335,32 @@ class _SideWork:
         torch.set_num_threads(1)  # the main process now has one core
         return cls(process, out, before)
 
-    def stop(self) -> None:
-        (self.out / SIDE_STOP).touch()
-
-    def join(self) -> dict[str, Any]:
+    def _failed(self) -> Exception:
         from kinemic.errors import KinemicError
 
+        return KinemicError(
+            f"the demo's second process (mdm-ft fine-tune and synthesis, HAR runs) failed with "
+            f"exit code {self.process.exitcode}; its error is printed above"
+        )
+
+    def ready(self) -> tuple[Path, Path]:
+        """The mdm-ft run and synthetic set, once the second process has made them."""
+        path = self.out / SIDE_READY
+        while not path.is_file():
+            if not self.process.is_alive():
+                raise self._failed()
+            time.sleep(0.5)
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return Path(info["run"]), Path(info["synth"])
+
+    def go(self) -> None:
+        (self.out / SIDE_GO).touch()
+
+    def join(self) -> dict[str, Any]:
         self.process.join()
         result = self.out / SIDE_RESULT
         if self.process.exitcode != 0 or not result.is_file():
-            raise KinemicError(
-                f"the demo's second process (mdm-ft fine-tune, synthesis, HAR runs ahead) "
-                f"failed with exit code {self.process.exitcode}; its error is printed above"
-            )
+            raise self._failed()
         return json.loads(result.read_text(encoding="utf-8"))
 
     def close(self) -> None:
@@ -344,18 +368,18 @@ class _SideWork:
         if self.process.is_alive():
             self.process.terminate()
             self.process.join()
-        (self.out / SIDE_STOP).unlink(missing_ok=True)
+        (self.out / SIDE_GO).unlink(missing_ok=True)
         import torch
 
         torch.set_num_threads(self.threads)
 
 
 def _side_work(config: DemoConfig, target: Path, source: Path, out: Path, threads: int) -> None:
-    """The second process: mdm-ft fine-tune, its synthetic set, then HAR runs of SIDE_MODES
-    into ``out/eval/runs/`` until the stop file appears; the result goes to SIDE_RESULT."""
+    """The second process (``_SideWork``)."""
     import torch
 
-    from kinemic.har.protocol import prerun
+    from kinemic.har.data import load_protocol_data
+    from kinemic.har.protocol import prerun, run_protocol
     from kinemic.io.atomic import write_text
 
     torch.set_num_threads(1)
@@ -363,14 +387,26 @@ def _side_work(config: DemoConfig, target: Path, source: Path, out: Path, thread
     run = _finetune(config, "mdm-ft", target, source, out / "mdm-ft", progress=False)
     t1 = time.perf_counter()
     synth = _synthesize(config, run, out / "synth-mdm-ft", progress=False)
+    write_text(out / SIDE_READY, json.dumps({"run": str(run), "synth": str(synth)}) + "\n")
     t2 = time.perf_counter()
-    protocol = replace(_protocol(config), modes=SIDE_MODES, jobs=1, threads=threads)
-    preruns = prerun(target, config.split, out=out / "eval", synthetic=[synth], config=protocol,
-                     stop=(out / SIDE_STOP).exists)  # fmt: skip
+    protocol = replace(_protocol(config), jobs=1, threads=threads)
+    go = (out / SIDE_GO).exists
+    ahead = prerun(target, config.split, out=out / "eval", synthetic=[synth],
+                   config=replace(protocol, modes=SIDE_MODES), stop=go)  # fmt: skip
     t3 = time.perf_counter()
+    while not go():  # every side mode is done before KineMIC's set exists
+        time.sleep(0.5)
+    t4 = time.perf_counter()
+    data = load_protocol_data(target, config.split, synthetic=[synth, out / "synth-kinemic"],
+                              modes=MODES, progress=False)  # fmt: skip
+    doc = run_protocol(data, protocol, progress=False, runs_dir=out / "eval" / "runs")
+    shared = len(doc["runs"]) - doc["timing"]["reused_runs"]
+    t5 = time.perf_counter()
     seconds = {"mdm-ft fine-tune": round(t1 - t0, 1), "mdm-ft synthesis": round(t2 - t1, 1),
-               "HAR runs ahead": round(t3 - t2, 1), "total": round(t3 - t0, 1)}  # fmt: skip
-    result = {"run": str(run), "synth": str(synth), "preruns": preruns, "seconds": seconds}
+               "HAR runs ahead": round(t3 - t2, 1), "idle": round(t4 - t3, 1),
+               "HAR runs in stage 6": round(t5 - t4, 1), "total": round(t5 - t0, 1)}  # fmt: skip
+    result = {"run": str(run), "synth": str(synth), "runs_ahead": ahead, "runs_shared": shared,
+              "seconds": seconds}  # fmt: skip
     write_text(out / SIDE_RESULT, json.dumps(result) + "\n")
 
 
@@ -419,11 +455,22 @@ def _protocol(config: DemoConfig):
 
 
 def _evaluate(
-    config: DemoConfig, target: Path, synth: dict[str, Path], folder: Path, progress: bool
+    config: DemoConfig,
+    target: Path,
+    synth: dict[str, Path],
+    folder: Path,
+    progress: bool,
+    *,
+    shared: bool = False,
 ) -> dict[str, Any]:
+    """Stage 6; ``shared``: the second process is one of the jobs (its runs are claimed in
+    ``folder/runs``), so this process runs one job fewer, with the same threads per run."""
     from kinemic.har.protocol import evaluate
 
     protocol = _protocol(config)
+    if shared:
+        protocol = replace(protocol, jobs=max(1, protocol.jobs - 1),
+                           threads=protocol.run_threads())  # fmt: skip
     return evaluate(
         target,
         config.split,

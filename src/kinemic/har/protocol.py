@@ -26,7 +26,10 @@ count). A later evaluation into the same folder reuses a run whose key matches i
 training it again, so an interrupted ``kinemic evaluate`` resumes where it stopped, adding a
 mode trains only that mode, and runs trained ahead of time (:func:`prerun`, which the demo
 uses while a core would idle) are picked up. A record whose key differs is trained again and
-overwritten.
+overwritten. Before a run trains it is claimed (``runs/<mode>-seed<s>.claim``, holding the
+process id), so several processes evaluating into the same folder share the runs: a run that
+another live process has claimed is waited for and read, and a claim whose process is gone is
+taken over.
 
 ``results.json`` (also written to ``json_path``)::
 
@@ -52,9 +55,10 @@ import math
 import multiprocessing
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,6 +226,57 @@ def _save_record(runs_dir: Path | None, record: dict, key: str) -> dict:
     return record
 
 
+def _claim_path(runs_dir: Path, mode: str, seed: int) -> Path:
+    return run_record_path(runs_dir, mode, seed).with_suffix(".claim")
+
+
+def _claim_alive(path: Path) -> bool:
+    """Whether the process that wrote a claim may still be training its run."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):  # being written now, or left empty by a killed process
+        return time.time() - path.stat().st_mtime < 30
+    if info.get("host") != socket.gethostname():
+        return True  # another machine's process: trust it
+    try:
+        os.kill(int(info["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, KeyError, ValueError):
+        return True
+    return True
+
+
+def _claim(runs_dir: Path, mode: str, seed: int) -> bool:
+    """Claim a run for this process (an exclusive ``.claim`` file beside its record); False
+    when a live process holds it. A claim whose process is gone is taken over."""
+    path = _claim_path(runs_dir, mode, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _claim_alive(path):
+                return False
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+        return True
+    return False
+
+
+class _Inline:
+    """``submit`` runs the call at once in this process (``jobs=1``)."""
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args))
+        return future
+
+
 def run_protocol(
     data: ProtocolData,
     config: ProtocolConfig,
@@ -233,16 +288,17 @@ def run_protocol(
     """Train every (mode, seed) run on prepared ``data``; the results document (module doc).
 
     ``runs_dir``: where run records are read (reused when their key matches) and written.
-    ``stop`` (``jobs=1`` only): asked before each run; when it answers True no further run
-    starts and the document covers the runs done so far (``prerun``)."""
+    Each run is claimed there before it trains, so that several processes (several
+    ``kinemic evaluate`` calls, or the demo's two processes) can share the work: a run another
+    live process has claimed is waited for, and its record read, not trained again.
+    ``stop``: asked before each run is started; when it answers True no further run starts,
+    runs under way finish, and the document covers the runs done so far (``prerun``)."""
     threads = config.run_threads()
     if config.jobs > 1 and _world_size() > 1:
         raise KinemicError(
             "--jobs runs separate processes; under `accelerate launch` every run already uses "
             "all processes: use --jobs 1 there"
         )
-    if stop is not None and config.jobs > 1:
-        raise KinemicError("stop applies to jobs=1 (runs one after another)")
     runs_dir = None if runs_dir is None else Path(runs_dir)
     keys = run_keys(data, config, threads)
     payload = {
@@ -255,39 +311,70 @@ def run_protocol(
     }
     work = [(m.label, s) for m in data.modes for s in range(config.seeds)]
     runs: dict[tuple[str, int], dict] = {}
-    for mode, seed in work:
-        found = _load_record(runs_dir, mode, seed, keys[mode])
-        if found is not None:
-            runs[mode, seed] = found
-    reused = len(runs)
-    todo = [w for w in work if w not in runs]
+    todo = list(work)
+    mine: set[tuple[str, int]] = set()  # claimed here
     t0 = time.perf_counter()
-    bar = tqdm(total=len(work), initial=reused, desc="HAR runs", unit="run",
-               disable=not progress or None)  # fmt: skip
-    if reused:
-        bar.set_postfix_str(f"{reused} reused from {runs_dir}")
-    if config.jobs == 1:
-        for mode, seed in todo:
-            if stop is not None and stop():
-                break
-            bar.set_postfix_str(f"{mode}, seed {seed}")
-            runs[mode, seed] = _save_record(runs_dir, _run_one(mode, seed, payload), keys[mode])
-            bar.update(1)
-    else:
-        ctx = multiprocessing.get_context("spawn")  # fork after torch threads can deadlock
-        with ProcessPoolExecutor(
-            config.jobs, mp_context=ctx, initializer=_init_worker, initargs=(payload,)
-        ) as pool:
-            futures = {pool.submit(_run_one, m, s): (m, s) for m, s in todo}
-            for fut in as_completed(futures):
-                mode, seed = futures[fut]
-                runs[mode, seed] = _save_record(runs_dir, fut.result(), keys[mode])
-                bar.set_postfix_str(f"{mode}, seed {seed}")
+    bar = tqdm(total=len(work), desc="HAR runs", unit="run", disable=not progress or None)
+
+    def next_run() -> tuple[str, int] | None:
+        """The next run to train here; records finished meanwhile are picked up."""
+        for w in list(todo):
+            found = _load_record(runs_dir, *w, keys[w[0]])
+            if found is not None:
+                runs[w] = found
+                todo.remove(w)
                 bar.update(1)
+            elif runs_dir is None or _claim(runs_dir, *w):
+                todo.remove(w)
+                mine.add(w)
+                return w
+        return None
+
+    ctx = multiprocessing.get_context("spawn")  # fork after torch threads can deadlock
+    pool = (
+        _Inline() if config.jobs == 1 else
+        ProcessPoolExecutor(config.jobs, mp_context=ctx, initializer=_init_worker,
+                            initargs=(payload,))
+    )  # fmt: skip
+    args = (payload,) if config.jobs == 1 else ()
+    inflight: dict[Future, tuple[str, int]] = {}
+    trained, stopped = 0, False
+    try:
+        while True:
+            while len(inflight) < config.jobs and not stopped:
+                if stop is not None and stop():
+                    stopped = True
+                    break
+                w = next_run()
+                if w is None:
+                    break
+                bar.set_postfix_str(f"{w[0]}, seed {w[1]}")
+                inflight[pool.submit(_run_one, *w, *args)] = w
+            if inflight:
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    w = inflight.pop(fut)
+                    runs[w] = _save_record(runs_dir, fut.result(), keys[w[0]])
+                    if runs_dir is not None:  # the record is there: the claim has done its job
+                        _claim_path(runs_dir, *w).unlink(missing_ok=True)
+                        mine.discard(w)
+                    trained += 1
+                    bar.update(1)
+                continue
+            if stopped or not todo:
+                break
+            time.sleep(1.0)  # the rest is claimed by other processes: wait for their records
+    finally:
+        if isinstance(pool, ProcessPoolExecutor):
+            pool.shutdown(wait=True, cancel_futures=True)
+        if runs_dir is not None:  # runs that did not finish (an error, an interruption)
+            for w in mine:
+                _claim_path(runs_dir, *w).unlink(missing_ok=True)
     bar.close()
     seconds = time.perf_counter() - t0
     ordered = [runs[w] for w in work if w in runs]
-    return _document(data, config, ordered, seconds=seconds, threads=threads, reused=reused)
+    return _document(data, config, ordered, seconds=seconds, threads=threads,
+                     reused=len(ordered) - trained)  # fmt: skip
 
 
 def _document(data: ProtocolData, config: ProtocolConfig, runs: list[dict], *, seconds: float,
