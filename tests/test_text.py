@@ -283,6 +283,16 @@ def test_cache_survives_a_new_process(tmp_path, minilm):
     assert (tmp_path / "minilm-l6-v2").is_dir()
 
 
+def test_minilm_behind_a_warm_cache_never_loads_its_model(tmp_path, minilm):
+    first = CachedEncoder(minilm, tmp_path).encode(TEXTS)
+    fresh = MiniLMEncoder()  # the folder is checked, the model not loaded yet
+    assert fresh._loaded is None
+    again = CachedEncoder(fresh, tmp_path).encode(TEXTS)
+    assert fresh._loaded is None and torch.equal(again, first)
+    fresh.encode(TEXTS[:1])  # a miss loads it
+    assert fresh._loaded is not None
+
+
 def test_cache_sees_entries_another_process_wrote(tmp_path):
     one, two = Counting(HashEncoder()), Counting(HashEncoder())
     c1, c2 = CachedEncoder(one, tmp_path), CachedEncoder(two, tmp_path)

@@ -82,7 +82,10 @@ class MiniLMEncoder:
     """all-MiniLM-L6-v2 sentence embeddings: (N, 384) float32, unit norm.
 
     ``path``: a sentence-transformers model folder (default: the bundled one); ``device``
-    runs the model (outputs are always CPU); ``batch_size`` texts per forward pass.
+    runs the model (outputs are always CPU); ``batch_size`` texts per forward pass. The folder
+    is checked at once; the model is loaded on the first ``encode`` (importing
+    ``transformers`` and loading takes seconds, and behind a warm ``CachedEncoder`` it is never
+    needed).
     """
 
     name = MINILM_NAME
@@ -103,33 +106,42 @@ class MiniLMEncoder:
         self.path = folder
         self.device = torch.device(device)
         self.batch_size = batch_size
-        from transformers import AutoModel, AutoTokenizer
+        self._loaded: tuple | None = None  # (tokenizer, model) once loaded
 
-        # A local folder and local_files_only: transformers never asks the Hub.
-        with quiet_loading():
-            self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            model = AutoModel.from_pretrained(str(folder), local_files_only=True)
-        if model.config.hidden_size != self.dim:
-            raise KinemicError(
-                f"{folder}: hidden size {model.config.hidden_size}, expected {self.dim}"
-            )
-        self._model = model.to(self.device).eval()
+    def _load(self) -> tuple:
+        if self._loaded is None:
+            from transformers import AutoModel, AutoTokenizer
+
+            folder = self.path
+            # A local folder and local_files_only: transformers never asks the Hub.
+            with quiet_loading():
+                tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+                model = AutoModel.from_pretrained(str(folder), local_files_only=True)
+            if model.config.hidden_size != self.dim:
+                raise KinemicError(
+                    f"{folder}: hidden size {model.config.hidden_size}, expected {self.dim}"
+                )
+            self._loaded = (tokenizer, model.to(self.device).eval())
+        return self._loaded
 
     @torch.inference_mode()
     def encode(self, texts: list[str]) -> torch.Tensor:
         """(N, 384) float32 CPU embeddings of ``texts``, in order."""
         texts = check_texts(texts)
         out = torch.zeros(len(texts), self.dim)
+        if not texts:
+            return out
+        tokenizer, model = self._load()
         # Batches of similar length pad less; results do not depend on the batching beyond
         # float rounding (~1e-7).
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for a in range(0, len(order), self.batch_size):
             idx = order[a : a + self.batch_size]
-            batch = self._tokenizer(
+            batch = tokenizer(
                 [texts[i] for i in idx], padding=True, truncation=True,
                 max_length=self.max_tokens, return_tensors="pt",
             ).to(self.device)  # fmt: skip
-            hidden = self._model(**batch).last_hidden_state  # (B, L, 384)
+            hidden = model(**batch).last_hidden_state  # (B, L, 384)
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)  # (B, 384)
             if self.normalize:
