@@ -107,10 +107,11 @@ def demo_stages(path: Path) -> str:
         "| stage | wall time (s) |",
         "|---|---:|",
         *rows,
-        f"| **total** | **{total:.1f}** ({total / 60:.1f} min) |",
+        f"| **total of the stages** (the command's wall clock adds its start-up) | **{total:.1f}** "
+        f"({total / 60:.1f} min) |",
     ]
     if side:
-        lines += ["", "The second process, during stages 2–5 (its own clock):", "",
+        lines += ["", "The second process (its own clock, stages 2–6):", "",
                   "| work | seconds |", "|---|---:|",
                   *(f"| {k} | {v:.1f} |" for k, v in side.items())]  # fmt: skip
         if "har_runs_ahead" in figures:
