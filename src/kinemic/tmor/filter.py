@@ -148,18 +148,32 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     return np.divide(centred, std, out=np.zeros_like(centred), where=std > 1e-12)
 
 
+def check_weight(weight: float) -> None:
+    """Refuse a motion weight outside [0, 1] (before any scoring work)."""
+    if not 0.0 <= weight <= 1.0:
+        raise KinemicError(
+            f"filter weight must be in [0, 1] (the motion score's share), found {weight}"
+        )
+
+
 def fused_scores(
     text: np.ndarray, motion: np.ndarray, weight: float = DEFAULT_WEIGHT
 ) -> np.ndarray:
     """The ranking key of each candidate (rows: classes): ``weight`` times the motion score
     plus ``1 - weight`` times the caption score, each standardised within its row, so that
     the two cosines, of different spreads, count as the weights say."""
-    if not 0.0 <= weight <= 1.0:
-        raise KinemicError(f"filter weight must be in [0, 1], found {weight}")
+    check_weight(weight)
     text, motion = np.asarray(text), np.asarray(motion)
     if text.shape != motion.shape:
         raise KinemicError(f"text scores {text.shape} and motion scores {motion.shape} differ")
     return weight * _standardise(motion) + (1.0 - weight) * _standardise(text)
+
+
+def ranking_key(text: np.ndarray | None, motion: np.ndarray, weight: float) -> np.ndarray:
+    """What the filter sorts by: the kinematic scores themselves for ``weight`` 1 (the
+    motion-only filter, whose keys are cosines; ``text`` may be None), else
+    :func:`fused_scores`."""
+    return np.asarray(motion) if weight == 1.0 else fused_scores(text, motion, weight)
 
 
 def kinematic_rerank(
@@ -181,15 +195,14 @@ def kinematic_rerank(
     ``text_scores`` (C, k), the candidates' caption cosines (:func:`fused_scores`). Each row
     is a permutation of the input row (ties keep the text order). ``encoder``: a
     ``TMOREncoder``, a path, or None for the shipped one."""
-    if not 0.0 <= weight <= 1.0:
-        raise KinemicError(f"filter weight must be in [0, 1], found {weight}")
+    check_weight(weight)
     if weight < 1.0 and text_scores is None:
         raise KinemicError("a filter weight below 1 fuses with the caption scores: pass them")
     ks = kinematic_scores(
         encoder, source_dir, source_ids, candidate_indices, fewshot_joints, stride=stride,
         window=window, batch_size=batch_size, progress=progress,
     )  # fmt: skip
-    key = ks.score if weight == 1.0 else fused_scores(text_scores, ks.score, weight)
+    key = ranking_key(text_scores, ks.score, weight)
     order = np.argsort(-key, axis=1, kind="stable")
     cand = np.asarray(candidate_indices)
     return np.take_along_axis(cand, order, 1), np.take_along_axis(key, order, 1)

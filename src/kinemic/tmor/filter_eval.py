@@ -151,14 +151,13 @@ def evaluate_filter(
     """The figures of the module docstring on the world folder ``world`` (source/ + target/);
     ``pool`` defaults to 2k and ``weight`` to the filter's default, as in ``finetune``."""
     from kinemic.tmor.encoder import TMOREncoder, load_tmor
-    from kinemic.tmor.filter import DEFAULT_WEIGHT, fused_scores
+    from kinemic.tmor.filter import DEFAULT_WEIGHT, check_weight, ranking_key
 
     pool = 2 * k if pool is None else pool
     weight = DEFAULT_WEIGHT if weight is None else weight
     if pool < k:
         raise KinemicError(f"pool ({pool}) must be at least k ({k})")
-    if not 0.0 <= weight <= 1.0:
-        raise KinemicError(f"weight must be in [0, 1] (the motion score's share), found {weight}")
+    check_weight(weight)
     enc = encoder if isinstance(encoder, TMOREncoder) else load_tmor(encoder)
     fc = score_candidates(world, encoder=enc, split=split, pool=pool, stride=stride,
                           progress=progress)  # fmt: skip
@@ -167,7 +166,7 @@ def evaluate_filter(
     out: dict[str, dict[str, float]] = {key: {} for key in (
         "text", "filtered", "text_top", "filtered_top", "window", "random")}  # fmt: skip
     top = max(1, k // 5)
-    key = fused_scores(fc.text_scores, ks.score, weight) if weight < 1.0 else ks.score
+    key = ranking_key(fc.text_scores, ks.score, weight)
     for row, (name, prim) in enumerate(zip(fc.names, fc.primitives, strict=True)):
         has = fc.hits[row]
         order = np.argsort(-key[row], kind="stable")
