@@ -140,7 +140,7 @@ def run_demo(
 
         t0 = _stage(3, f"fine-tuning the shipped prior ({config.finetune_steps} steps per method)")
         if side is None:
-            runs = _finetune_all(config, target, source, out, progress)
+            runs = {m: _finetune(config, m, target, source, out / m, progress) for m in METHODS}
         else:
             runs = {"kinemic": _finetune(config, "kinemic", target, source, out / "kinemic",
                                          progress)}  # fmt: skip
@@ -233,28 +233,6 @@ def _world(config: DemoConfig, world: Path, timing: dict, progress: bool) -> tup
     return world, generated
 
 
-def _finetune_all(
-    config: DemoConfig, target: Path, source: Path, out: Path, progress: bool
-) -> dict[str, Path]:
-    """Both fine-tunes; with ``jobs >= 2`` at the same time in two processes of one torch
-    thread each (a tiny model gains nothing from a second thread, and two runs use both cores
-    fully), each with its own progress bar row."""
-    if config.jobs < 2:
-        return {m: _finetune(config, m, target, source, out / m, progress) for m in METHODS}
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(len(METHODS), mp_context=context) as pool:
-        futures = {
-            m: pool.submit(_finetune, config, m, target, source, out / m, progress, i, 1)
-            for i, m in enumerate(METHODS)
-        }
-        runs = {m: f.result() for m, f in futures.items()}
-    print("\n" * len(METHODS), end="")  # below the progress bar rows
-    return runs
-
-
 def _finetune(
     config: DemoConfig,
     method: str,
@@ -262,16 +240,10 @@ def _finetune(
     source: Path,
     run: Path,
     progress: bool,
-    position: int | None = None,
-    threads: int | None = None,
 ) -> Path:
     from kinemic.finetune import FinetuneConfig, finetune
     from kinemic.training import LATEST, TRAINER_FILE
 
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     settings = FinetuneConfig(
         method=method,
         steps=config.finetune_steps,
@@ -296,7 +268,6 @@ def _finetune(
         config=settings,
         resume=resume,
         progress=progress,
-        progress_position=position,
     )
     return run
 
@@ -378,8 +349,7 @@ def _side_work(config: DemoConfig, target: Path, source: Path, out: Path, thread
     """The second process (``_SideWork``)."""
     import torch
 
-    from kinemic.har.data import load_protocol_data
-    from kinemic.har.protocol import prerun, run_protocol
+    from kinemic.har.protocol import prerun
     from kinemic.io.atomic import write_text
 
     torch.set_num_threads(1)
@@ -397,10 +367,8 @@ def _side_work(config: DemoConfig, target: Path, source: Path, out: Path, thread
     while not go():  # every side mode is done before KineMIC's set exists
         time.sleep(0.5)
     t4 = time.perf_counter()
-    data = load_protocol_data(target, config.split, synthetic=[synth, out / "synth-kinemic"],
-                              modes=MODES, progress=False)  # fmt: skip
-    doc = run_protocol(data, protocol, progress=False, runs_dir=out / "eval" / "runs")
-    shared = len(doc["runs"]) - doc["timing"]["reused_runs"]
+    shared = prerun(target, config.split, out=out / "eval",
+                    synthetic=[synth, out / "synth-kinemic"], config=protocol)  # fmt: skip
     t5 = time.perf_counter()
     seconds = {"mdm-ft fine-tune": round(t1 - t0, 1), "mdm-ft synthesis": round(t2 - t1, 1),
                "HAR runs ahead": round(t3 - t2, 1), "idle": round(t4 - t3, 1),

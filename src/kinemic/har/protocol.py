@@ -244,7 +244,7 @@ def _claim_alive(path: Path) -> bool:
         os.kill(int(info["pid"]), 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError):  # not ours to signal, or an odd claim: trust it
         return True
     return True
 
@@ -442,10 +442,7 @@ def evaluate(
     from kinemic.io.atomic import write_text
 
     config = config or ProtocolConfig()
-    data = load_protocol_data(
-        target, split, synthetic=synthetic, modes=config.modes, frames=config.frames,
-        centre=config.centre, progress=progress,
-    )  # fmt: skip
+    data = _load(target, split, synthetic, config, progress)
     runs_dir = None if out is None else Path(out) / "runs"
     doc = run_protocol(data, config, progress=progress, runs_dir=runs_dir)
     if not _is_main_process():  # under `accelerate launch`: every process trains, one writes
@@ -459,6 +456,14 @@ def evaluate(
     return doc
 
 
+def _load(target: str | Path, split: str, synthetic: Sequence[str | Path],
+          config: ProtocolConfig, progress: bool) -> ProtocolData:  # fmt: skip
+    return load_protocol_data(
+        target, split, synthetic=synthetic, modes=config.modes, frames=config.frames,
+        centre=config.centre, progress=progress,
+    )  # fmt: skip
+
+
 def prerun(
     target: str | Path,
     split: str,
@@ -466,19 +471,17 @@ def prerun(
     out: str | Path,
     synthetic: Sequence[str | Path] = (),
     config: ProtocolConfig,
-    stop: Callable[[], bool],
+    stop: Callable[[], bool] | None = None,
     progress: bool = False,
 ) -> int:
     """Train runs of ``config.modes`` one after another into ``out/runs/`` until ``stop()``
-    answers True (asked before each run), for a later :func:`evaluate` into ``out`` to reuse.
-    ``config`` must be the later evaluation's with ``jobs=1`` and its ``threads`` given (the
-    key holds the thread count). Returns the number of runs trained now."""
+    answers True (asked before each run) or every run has a record (other processes' claimed
+    runs included), for a later :func:`evaluate` into ``out`` to reuse. ``config`` must be
+    the later evaluation's with ``jobs=1`` and its ``threads`` given (the key holds the thread
+    count). Returns the number of runs trained by this call."""
     if config.jobs != 1 or config.threads is None:
         raise KinemicError("prerun: give jobs=1 and the later evaluation's threads")
-    data = load_protocol_data(
-        target, split, synthetic=synthetic, modes=config.modes, frames=config.frames,
-        centre=config.centre, progress=progress,
-    )  # fmt: skip
+    data = _load(target, split, synthetic, config, progress)
     doc = run_protocol(data, config, progress=progress, runs_dir=Path(out) / "runs", stop=stop)
     return len(doc["runs"]) - doc["timing"]["reused_runs"]
 
