@@ -231,6 +231,13 @@ def test_cli_defaults_agree_with_the_config() -> None:
         assert getattr(_Defaults.lora, name) == getattr(d.lora, name), name
 
 
+def test_cli_filter_choices_are_the_library_filters() -> None:
+    from kinemic.cli_kinemic import FILTER_CHOICES
+    from kinemic.mining.soft_positives import FILTERS
+
+    assert FILTER_CHOICES == FILTERS
+
+
 def test_objective_terms_and_what_gets_gradients() -> None:
     """The objective on a small random denoiser: every configured term, gradients only into the
     adapters, the action table and MIC, and the bank filled with the prior embeddings."""

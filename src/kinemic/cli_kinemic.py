@@ -20,6 +20,27 @@ class _Defaults:
         rank, alpha, dropout = 16, 32.0, 0.1
 
 
+#: ``kinemic.mining.soft_positives.FILTERS``, repeated for the same reason (a test checks).
+FILTER_CHOICES = ("none", "kinematic")
+
+
+def add_filter_arguments(p: argparse.ArgumentParser, *, default: str | None, own: str) -> None:
+    """The kinematic filter's options, shared by ``finetune`` and ``mine``. ``default`` is
+    ``--filter``'s default; ``own`` is appended to every default the help text names (for
+    ``mine``: "; a --model's own")."""
+    p.add_argument("--filter", choices=FILTER_CHOICES, default=default,
+                   help="kinematic: re-rank the caption top --filter-pool by T-MOR motion "
+                   "similarity to the class's target clips and caption similarity, keep k "
+                   f"({default or 'none'}{own})")  # fmt: skip
+    p.add_argument("--filter-pool", type=int, help="caption candidates the kinematic filter "
+                   f"re-ranks (2k{own})")  # fmt: skip
+    p.add_argument("--filter-encoder", help="T-MOR encoder folder or run of the kinematic "
+                   f"filter (the shipped one{own})")  # fmt: skip
+    p.add_argument("--filter-weight", type=float, help="the motion score's share of the "
+                   "kinematic filter's ranking key, the caption score's being the rest; 1 ranks "
+                   f"by motion alone (0.5{own})")  # fmt: skip
+
+
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
     d = _Defaults
     p = sub.add_parser(
@@ -63,17 +84,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lora-alpha", type=float, default=d.lora.alpha, help=f"({d.lora.alpha:g})")
     p.add_argument("--lora-dropout", type=float, default=d.lora.dropout, help=f"({d.lora.dropout})")
     p.add_argument("--k", type=int, default=d.k, help=f"soft positives per class ({d.k})")
-    p.add_argument("--filter", choices=["none", "kinematic"], default=d.filter,
-                   help="kinematic: re-rank the caption top --filter-pool by T-MOR motion "
-                   "similarity to the shots and caption similarity, keep k "
-                   f"({d.filter})")  # fmt: skip
-    p.add_argument("--filter-pool", type=int,
-                   help="caption candidates the kinematic filter re-ranks (2k)")  # fmt: skip
-    p.add_argument("--filter-encoder", help="T-MOR encoder folder or run of the kinematic "
-                   "filter (the shipped one)")  # fmt: skip
-    p.add_argument("--filter-weight", type=float, help="the motion score's share of the "
-                   "kinematic filter's ranking key, the caption score's being the rest; 1 ranks "
-                   "by motion alone (0.5)")  # fmt: skip
+    add_filter_arguments(p, default=d.filter, own="")
     p.add_argument(
         "--diffusion-steps", type=int, default=d.diffusion_steps,
         help=f"fine-tuning schedule S; the net gets ceil(t·P/S) ({d.diffusion_steps})",

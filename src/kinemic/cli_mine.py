@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from kinemic.cli_kinemic import add_filter_arguments
 from kinemic.errors import KinemicError
 from kinemic.io.atomic import write_text
 from kinemic.io.humanml3d import HumanML3DDataset
@@ -456,16 +457,7 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--random-draws", type=int, help="random windows drawn (default: exact mean)")
     p.add_argument("--t", type=int, dest="mine_t", help="diffusion step to mine at (default: "
                    "drawn uniformly per batch of windows, as in training)")  # fmt: skip
-    p.add_argument("--filter", choices=["none", "kinematic"], help="kinematic: re-rank the "
-                   "caption top --filter-pool by T-MOR motion similarity to the class's target "
-                   "clips and caption similarity, keep k (none; a --model's own)")  # fmt: skip
-    p.add_argument("--filter-pool", type=int, help="caption candidates the kinematic filter "
-                   "re-ranks (2k; a --model's own)")  # fmt: skip
-    p.add_argument("--filter-encoder", help="T-MOR encoder folder or run of the kinematic "
-                   "filter (the shipped one; a --model's own)")  # fmt: skip
-    p.add_argument("--filter-weight", type=float, help="the motion score's share of the "
-                   "kinematic filter's ranking key, the caption score's being the rest; 1 ranks "
-                   "by motion alone (0.5; a --model's own)")  # fmt: skip
+    add_filter_arguments(p, default=None, own="; a --model's own")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
