@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from kinemic.diffusion import LORA_TARGET_MODULES, Denoiser, DenoiserConfig
+from kinemic.errors import KinemicError
 from tests.synthetic import SMALL_A, SMALL_E, SMALL_F, small_denoiser
 
 F, E, A = SMALL_F, SMALL_E, SMALL_A
@@ -42,7 +43,7 @@ def test_presets_and_parameter_counts():
         DenoiserConfig(latent_dim=30, num_heads=4)
     cfg = DenoiserConfig.preset("tiny")
     assert DenoiserConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(KinemicError, match=r"denoiser config: unknown settings \['n_embd'\]"):
         DenoiserConfig.from_dict({**cfg.to_dict(), "n_embd": 3})
 
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from kinemic.errors import KinemicError
 from kinemic.mining.mic import MIC, MICConfig, supervised_info_nce
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -66,6 +67,13 @@ def test_temperature_starts_at_0_07_and_the_scale_is_clamped() -> None:
     assert mic.scale.item() == 100.0
     with pytest.raises(ValueError, match="temperature"):
         MICConfig(latent_dim=8, temperature=0.001)
+
+
+def test_config_round_trips_and_refuses_unknown_settings() -> None:
+    cfg = MICConfig(latent_dim=8, hidden_dim=6)
+    assert MICConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(KinemicError, match=r"MIC config: unknown settings \['gru_layers'\]"):
+        MICConfig.from_dict({**cfg.to_dict(), "gru_layers": 2})
 
 
 def test_info_nce_falls_on_separable_toy_data() -> None:

@@ -138,6 +138,14 @@ def test_load_prior_rebuilds_and_samples(run: Path, tmp_path: Path) -> None:
         run / "checkpoints" / "step-00000010", solo, ignore=shutil.ignore_patterns("state")
     )
     assert load_prior(solo).denoiser.config == prior.denoiser.config
+    # a config from another version names the file and the setting
+    config = json.loads((solo / "config.json").read_text())
+    config["denoiser"]["n_embd"] = 3
+    (solo / "config.json").write_text(json.dumps(config))
+    with pytest.raises(KinemicError, match=r"solo/config\.json: bad denoiser config .*'n_embd'"):
+        load_prior(solo)
+    del config["denoiser"]["n_embd"]
+    (solo / "config.json").write_text(json.dumps(config))
     (solo / "normalizer.npz").unlink()
     (solo / "model.safetensors").unlink()
     with pytest.raises(

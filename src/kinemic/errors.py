@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 
 class KinemicError(Exception):
@@ -21,3 +24,12 @@ class DataError(KinemicError, ValueError):
         if line is not None:
             where += f", line {line}"
         super().__init__(f"{where}: {problem}" if where else problem)
+
+
+def check_known_settings(config_class: type, data: Mapping[str, Any], what: str) -> None:
+    """Refuse settings a dataclass config does not have (a config file from another version,
+    or a typo), naming them and the known ones."""
+    known = {f.name for f in fields(config_class)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise KinemicError(f"{what}: unknown settings {unknown}; known are {sorted(known)}")

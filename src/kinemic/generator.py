@@ -403,7 +403,10 @@ def load_generator(path: str | Path, *, device: str | torch.device = "cpu") -> G
         model.action_table.weight.copy_(table)
     mic = None
     if method == "kinemic":
-        mic = MIC(MICConfig.from_dict(config["mic"]))
+        try:
+            mic = MIC(MICConfig.from_dict(config["mic"]))
+        except (KeyError, ValueError, TypeError, KinemicError) as e:
+            raise KinemicError(f"{folder / CONFIG_FILE}: bad MIC config ({e})") from None
         mic.load_state_dict(load_file(folder / MIC_FILE))
         mic.requires_grad_(False).to(device).eval()
     model.requires_grad_(False).to(device).eval()  # an inference model

@@ -202,7 +202,7 @@ def load_prior(
             raise KinemicError(f"{folder}: incomplete prior folder, missing {file} (raw weights)")
     try:
         dcfg = DenoiserConfig.from_dict(config["denoiser"])
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, KinemicError) as e:
         raise KinemicError(f"{folder / CONFIG_FILE}: bad denoiser config ({e})") from None
     denoiser = Denoiser(dcfg)
     state = load_file(folder / file)

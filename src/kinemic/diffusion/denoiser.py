@@ -16,12 +16,14 @@ peft LoRA can target it by name (``LORA_TARGET_MODULES``).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from kinemic.errors import check_known_settings
 
 __all__ = [
     "LORA_TARGET_MODULES",
@@ -97,12 +99,7 @@ class DenoiserConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DenoiserConfig:
         """Inverse of ``to_dict``; unknown keys are an error (a config from another version)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"DenoiserConfig: unknown keys {unknown}; known keys are {sorted(known)}"
-            )
+        check_known_settings(cls, data, "denoiser config")
         return cls(**data)
 
 

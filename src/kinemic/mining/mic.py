@@ -26,13 +26,15 @@ Computation::
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from kinemic.errors import check_known_settings
 
 __all__ = ["MIC", "MICConfig", "MICOutput", "supervised_info_nce"]
 
@@ -66,10 +68,7 @@ class MICConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MICConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"MICConfig: unknown keys {unknown}; known keys are {sorted(known)}")
+        check_known_settings(cls, data, "MIC config")
         return cls(**data)
 
 

@@ -246,7 +246,10 @@ def load_tmor(
     file = RAW_WEIGHTS_FILE if weights == "raw" else WEIGHTS_FILE
     if not (folder / file).is_file():
         raise KinemicError(f"{folder}: missing {file}")
-    model = TMOR(TMORConfig.from_dict(config["model"]))
+    try:
+        model = TMOR(TMORConfig.from_dict(config["model"]))
+    except (KeyError, ValueError, TypeError, KinemicError) as e:
+        raise KinemicError(f"{folder / CONFIG_FILE}: bad T-MOR config ({e})") from None
     state = load_file(folder / file)
     try:
         model.load_state_dict(state)

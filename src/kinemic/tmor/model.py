@@ -30,14 +30,14 @@ Each pairing has its own learnable temperature (a logit scale, CLIP-style, clamp
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kinemic.errors import KinemicError
+from kinemic.errors import KinemicError, check_known_settings
 from kinemic.tmor.inputs import MOTION_DIM
 
 MAX_LOGIT_SCALE = 100.0
@@ -93,10 +93,7 @@ class TMORConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TMORConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise KinemicError(f"T-MOR config: unknown settings {unknown}")
+        check_known_settings(cls, data, "T-MOR config")
         return cls(**data)
 
     @classmethod
