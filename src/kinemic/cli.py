@@ -466,7 +466,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="tiny world, fewer seeds and steps")
     p.add_argument("--scale", choices=("tiny", "small", "default"), help="world scale")
     p.add_argument("--seeds", type=int, help="HAR seeds per mode (default 5; --quick 2)")
-    p.add_argument("--steps", type=int, help="fine-tuning steps per method")
+    p.add_argument("--steps", type=int, help="fine-tuning steps per method (200; --quick 30)")
     p.add_argument("--per-class", type=int, help="synthetic clips per class")
     p.add_argument("--jobs", type=int, help="HAR runs in parallel processes (default 2)")
     p.add_argument("--no-gifs", action="store_true", help="leave the clip GIFs out of the report")
