@@ -94,6 +94,21 @@ def test_uncond_per_sample_equals_no_condition():
     torch.testing.assert_close(model(x, t, text=torch.zeros(3, E)), none)
 
 
+def test_text_scale_multiplies_the_text_embedding():
+    # text_scale s with projection W computes what scale 1 computes with s·W (bias unscaled)
+    scaled = small(text_scale=4.0)
+    plain = small()
+    with torch.no_grad():
+        plain.embed_text.weight.mul_(4.0)
+    x, t, text, _ = inputs()
+    torch.testing.assert_close(scaled(x, t, text=text), plain(x, t, text=text))
+    # the dropped text (a zero vector) is unaffected, so the unconditional branch is too
+    torch.testing.assert_close(scaled(x, t), small()(x, t))
+    assert DenoiserConfig.preset("mdm").text_scale == 1.0  # the official MDM computation
+    assert DenoiserConfig.from_dict({k: v for k, v in scaled.config.to_dict().items()
+                                     if k != "text_scale"}).text_scale == 1.0  # fmt: skip
+
+
 def test_training_drops_text_and_action_independently():
     model = small(dropout=0.0, cond_drop_prob=1.0).train()
     x, t, text, action = inputs()

@@ -136,6 +136,21 @@ def test_export_round_trip():
         assert k == k2 and torch.equal(v, v2)
 
 
+def test_export_folds_the_text_scale_into_the_projection():
+    torch.manual_seed(0)
+    model = Denoiser(
+        DenoiserConfig(feature_dim=F, latent_dim=D, num_layers=2, ff_dim=40, text_dim=E,
+                       max_len=50, text_scale=7.0)
+    ).eval()  # fmt: skip
+    back = from_mdm_checkpoint({"state_dict": to_mdm_state_dict(model)})
+    assert back.config.text_scale == 1.0  # the official computation, weights rescaled
+    x, t, text, mask = batch()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            back.eval()(x, t, text=text, mask=mask), model(x, t, text=text, mask=mask)
+        )
+
+
 def test_bad_checkpoints_are_explained(tmp_path):
     state = reference().state_dict()
     with pytest.raises(ValueError, match=r"unknown key.*'extra\.weight'"):

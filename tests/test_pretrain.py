@@ -220,7 +220,7 @@ def test_import_mdm_writes_a_prior_folder(tmp_path: Path) -> None:
     from kinemic.prior import import_mdm
 
     torch.manual_seed(0)
-    mdm = Denoiser(DenoiserConfig.preset("tiny", **TINY, text_dim=64))
+    mdm = Denoiser(DenoiserConfig.preset("tiny", **TINY, text_dim=64, text_scale=1.0))  # official
     torch.save({"model": to_mdm_state_dict(mdm)}, tmp_path / "model000.pt")
     write_mean_std(tmp_path / "stats", np.zeros(263), np.ones(263))
     out = import_mdm(tmp_path / "model000.pt", tmp_path / "prior", mean_std=tmp_path / "stats",

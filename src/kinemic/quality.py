@@ -5,6 +5,15 @@ used in training captions) must be recognised as that primitive by a classifier 
 world segments. The same classifier on random features (put through ``features_to_joints``)
 gives the floor. Physical plausibility: the fraction of samples with foot sliding or joint
 speeds above 12 m/s.
+
+Two diagnostics say where a failing prior falls short:
+
+- the same gate from *seen* captions: whole captions of the training sequences that do one
+  action only. Far above the unseen figure: the prior knows the motions but not the words.
+- the *text probe*: real validation windows of single-action sequences are diffused to the
+  noisiest step and denoised once, with their caption and without. At that step the input is
+  nearly pure noise, so the predicted x0 is recognisable only through the text: a prior that
+  ignores its text scores the same both ways, near the floor.
 """
 
 from __future__ import annotations
@@ -41,6 +50,10 @@ class QualityReport:
     too_fast: float
     sliding: float
     classifier_val_top1: float  # the judge on held-out real segments (val split)
+    seen_top1: float  # the gate from training captions of single-action sequences
+    probe_text_top1: float  # text probe: x0 from the noisiest step, with the caption
+    probe_null_top1: float  # ... and without text
+    probe_clips: int
     real_implausible: float  # the same plausibility flags on those real segments, for reference
     samples_per_primitive: int
     settings: dict = field(default_factory=dict)
@@ -55,6 +68,9 @@ class QualityReport:
             f"| top-1 of samples from unseen paraphrases | {self.top1:.1f}% |",
             f"| floor: random features through features_to_joints | {self.floor_top1:.1f}% |",
             f"| judge on held-out real segments | {self.classifier_val_top1:.1f}% |",
+            f"| top-1 of samples from seen (training) captions | {self.seen_top1:.1f}% |",
+            f"| text probe ({self.probe_clips} real clips, noisiest step): with caption / "
+            f"without | {self.probe_text_top1:.1f}% / {self.probe_null_top1:.1f}% |",
             f"| implausible samples (skating or > 12 m/s) | {100 * self.implausible:.1f}% |",
             f"|   of which joint speed > 12 m/s | {100 * self.too_fast:.1f}% |",
             f"|   of which foot skating | {100 * self.sliding:.1f}% |",
@@ -79,6 +95,56 @@ def world_segments(
                 clips.append(joints[a:b])
                 names.append(seg["primitive"])
     return clips, names
+
+
+def single_action_clips(
+    source: Path, split: str, *, frames: int
+) -> tuple[list[np.ndarray], list[str], list[list[str]]]:
+    """Sequences of a world split that do one action (besides standing): a feature window of
+    ``frames`` rows from the action's start (as far as the clip allows; shorter clips are left
+    out), its primitive and its whole-clip captions."""
+    data = HumanML3DDataset(source)
+    windows, names, captions = [], [], []
+    for clip_id in data.split(split):
+        sidecar = json.loads((source / "segments" / f"{clip_id}.json").read_text())
+        spoken = [s for s in sidecar["segments"] if s["primitive"] != "stand"]
+        texts = [c.text for c in data.captions(clip_id) if c.whole_clip]
+        if len(spoken) != 1 or not texts:
+            continue
+        feats = data.features(clip_id)
+        if len(feats) < frames:
+            continue
+        first = max(0, min(spoken[0]["start"], len(feats) - frames))
+        windows.append(feats[first : first + frames])
+        names.append(spoken[0]["primitive"])
+        captions.append(texts)
+    return windows, names, captions
+
+
+def text_probe(
+    prior,
+    judge: TCNClassifier,
+    windows: list[np.ndarray],
+    labels: list[int],
+    text: torch.Tensor,
+    *,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """(top-1 with text, top-1 without) of the judge on x0 predicted from real feature
+    windows (N, T, 263) diffused to the schedule's last step; ``text`` (N, E) embeddings."""
+    x0 = torch.from_numpy(prior.normalizer.normalize(np.stack(windows)).astype(np.float32))
+    t = torch.full((len(x0),), prior.schedule.num_steps - 1)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    xt = prior.schedule.q_sample(x0, t, noise)
+    truth = np.asarray(labels)
+    scores = []
+    prior.denoiser.eval()
+    with torch.inference_mode():
+        for condition in (text, None):
+            x0_hat = prior.denoiser(xt, t, text=condition)
+            joints = features_to_joints(prior.normalizer.inverse(x0_hat.numpy()))
+            scores.append(float((judge.predict(list(joints)) == truth).mean() * 100))
+    return scores[0], scores[1]
 
 
 def plausibility(joints: np.ndarray) -> tuple[bool, bool]:
@@ -131,26 +197,46 @@ def evaluate_prior(
     prior = load_prior(run)
     encoder = get_text_encoder(prior.text_encoder or "minilm")
     frames = min(round(seconds * FPS), prior.max_frames)
-    gen = torch.Generator().manual_seed(seed)
-    hits: dict[str, list[bool]] = defaultdict(list)
-    flags = []
-    for name in tqdm(names, desc="quality gate", unit="primitive", disable=not progress):
-        captions = eval_captions(name)
-        texts = [captions[i % len(captions)] for i in range(samples)]
-        text = encoder.encode(texts)
-        x = sample(
-            prior.denoiser,
-            prior.schedule,
-            (samples, frames, prior.denoiser.config.feature_dim),
-            text=text,
-            guidance=guidance,
-            generator=gen,
-            ddim_steps=ddim,
-        )
-        joints = features_to_joints(prior.normalizer.inverse(x.numpy()))
-        pred = judge.predict(list(joints))
-        hits[name] = list(pred == index[name])
-        flags += [plausibility(j) for j in joints]
+
+    def gate(texts_of, desc: str) -> tuple[dict[str, list[bool]], list]:
+        gen = torch.Generator().manual_seed(seed)
+        hits: dict[str, list[bool]] = defaultdict(list)
+        flags = []
+        for name in tqdm(names, desc=desc, unit="primitive", disable=not progress):
+            captions = texts_of(name)
+            if not captions:
+                continue
+            texts = [captions[i % len(captions)] for i in range(samples)]
+            x = sample(
+                prior.denoiser,
+                prior.schedule,
+                (samples, frames, prior.denoiser.config.feature_dim),
+                text=encoder.encode(texts),
+                guidance=guidance,
+                generator=gen,
+                ddim_steps=ddim,
+            )
+            joints = features_to_joints(prior.normalizer.inverse(x.numpy()))
+            pred = judge.predict(list(joints))
+            hits[name] = list(pred == index[name])
+            flags += [plausibility(j) for j in joints]
+        return hits, flags
+
+    hits, flags = gate(eval_captions, "quality gate")
+    windows, window_names, window_captions = single_action_clips(source, "train", frames=frames)
+    seen: dict[str, list[str]] = defaultdict(list)
+    for name, texts in zip(window_names, window_captions, strict=True):
+        seen[name] += texts
+    pick = np.random.default_rng(seed)
+    seen_hits, _ = gate(
+        lambda n: [str(c) for c in pick.permutation(sorted(set(seen[n])))[:samples]],
+        "gate, seen captions",
+    )
+    windows, window_names, window_captions = single_action_clips(source, "val", frames=frames)
+    probe = text_probe(
+        prior, judge, windows, [index[n] for n in window_names],
+        encoder.encode([c[0] for c in window_captions]), seed=seed,
+    )  # fmt: skip
 
     rng = np.random.default_rng(seed)
     noise = rng.normal(size=(len(names) * samples, frames, 263)).astype(np.float32)
@@ -167,6 +253,10 @@ def evaluate_prior(
         too_fast=float(flags_arr[:, 0].mean()),
         sliding=float(flags_arr[:, 1].mean()),
         classifier_val_top1=val_top1,
+        seen_top1=float(np.mean([h for v in seen_hits.values() for h in v]) * 100),
+        probe_text_top1=probe[0],
+        probe_null_top1=probe[1],
+        probe_clips=len(windows),
         real_implausible=float(np.mean([any(plausibility(c)) for c in val_clips])),
         samples_per_primitive=samples,
         settings={

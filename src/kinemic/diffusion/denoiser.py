@@ -50,8 +50,12 @@ _PRESETS: dict[str, dict[str, Any]] = {
     # The official MDM prior: 17.9 M parameters with CLIP text (512-d).
     "mdm": dict(latent_dim=512, num_layers=8, num_heads=4, ff_dim=1024, dropout=0.1, text_dim=512),
     # A CPU-sized prior for the procedural world, with MiniLM text (384-d): ~0.7 M parameters.
-    "tiny": dict(latent_dim=128, num_layers=4, num_heads=4, ff_dim=256, dropout=0.1, text_dim=384),
-}
+    # MiniLM embeddings are unit vectors (components ~0.05); scaled by √384 their components
+    # have unit variance like the normalised motion features, and the prior learns to use the
+    # text far sooner (README, "the text probe").
+    "tiny": dict(latent_dim=128, num_layers=4, num_heads=4, ff_dim=256, dropout=0.1, text_dim=384,
+                 text_scale=math.sqrt(384)),
+}  # fmt: skip
 
 
 @dataclass
@@ -68,6 +72,8 @@ class DenoiserConfig:
     num_actions: int = 0  # 0 = no action condition
     cond_drop_prob: float = 0.1  # classifier-free guidance: p(drop) for text and action, each
     max_len: int = 5000  # rows of the sinusoidal table (frames + 1 and timesteps must fit)
+    text_scale: float = 1.0  # text embeddings are multiplied by this before the projection
+    # (1 = the official MDM computation on raw CLIP features)
 
     def __post_init__(self) -> None:
         def need(ok: bool, what: str) -> None:
@@ -84,6 +90,7 @@ class DenoiserConfig:
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), found {self.dropout}")
         need(0.0 <= self.cond_drop_prob <= 1.0, f"cond_drop_prob in [0, 1]: {self.cond_drop_prob}")
         need(self.text_dim is None or self.text_dim > 0, f"text_dim: {self.text_dim}")
+        need(self.text_scale > 0, f"text_scale must be positive, found {self.text_scale}")
         need(self.num_actions >= 0, f"num_actions must be >= 0, found {self.num_actions}")
 
     @classmethod
@@ -206,7 +213,9 @@ class Denoiser(nn.Module):
                 cond = cond + self.embed_text(text)
             else:
                 _check_shape("text", text, (B, self.embed_text.in_features))
-                cond = cond + self.embed_text(text.to(cond.dtype) * keep())
+                cond = cond + self.embed_text(
+                    text.to(cond.dtype) * (self.config.text_scale * keep())
+                )
         elif text is not None:
             raise ValueError("this denoiser has no text condition (config.text_dim is None)")
         if action is not None:

@@ -182,12 +182,16 @@ def from_mdm_checkpoint(
 
 
 def to_mdm_state_dict(model: Denoiser) -> dict[str, Tensor]:
-    """The official key layout for ``model``'s weights (inverse of ``from_mdm_checkpoint``)."""
+    """The official key layout for ``model``'s weights (inverse of ``from_mdm_checkpoint``).
+    A ``text_scale`` other than 1 is folded into ``embed_text.weight`` (the official model
+    projects the embedding as it is), so the official computation gives the same output."""
     back = {v: k for k, v in _TOP_KEYS.items()}
     for i in range(model.config.num_layers):
         back |= {
             f"layers.{i}.{v}": f"seqTransEncoder.layers.{i}.{k}" for k, v in _LAYER_KEYS.items()
         }
     out = {back[k]: v.detach().clone() for k, v in model.state_dict().items()}
+    if "embed_text.weight" in out:
+        out["embed_text.weight"] *= model.config.text_scale
     out[_PE] = model.pe.detach().clone()[:, None, :]  # (max_len, 1, D)
     return out
