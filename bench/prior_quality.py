@@ -2,7 +2,9 @@
 
 For every world primitive, samples from a caption paraphrase reserved for evaluation are
 classified by a TCN trained on real world segments; random features give the floor; the share
-of physically implausible samples is reported too. Prints a table, appends it to
+of physically implausible samples is reported too, and two diagnostics: the same gate from seen
+(training) captions, and the text probe (x0 from the noisiest step with and without the
+caption: equal figures mean the prior ignores its text). Prints a table, appends it to
 bench/results.md and, with --json, writes the figures.
 
     python bench/prior_quality.py --prior shipped --world out/world

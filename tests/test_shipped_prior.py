@@ -17,6 +17,8 @@ def test_shipped_prior_is_complete_and_small():
     assert config["text_encoder"]["name"].startswith("minilm")
     prior = load_prior("shipped")
     assert prior.denoiser.config.text_dim == 384
+    # trained with the tiny preset's text scale: unit-norm MiniLM embeddings times √384
+    assert prior.denoiser.config.text_scale == pytest.approx(384**0.5)
     assert not prior.denoiser.training
 
 
