@@ -49,8 +49,8 @@ def test_single_action_clips_are_one_action_windows(tiny_world):
 
 
 class _Judge:
-    """Calls a window 'class 0' when its mean pelvis height is above the median of the batch,
-    so the probe's two scores differ exactly when the text changes the prediction."""
+    """Calls a window 'class 0' when its mean pelvis height is above the batch's median: a
+    judge that sees every change of the predicted x0's height, with no training."""
 
     def predict(self, clips):
         heights = np.array([c[:, 0, 1].mean() for c in clips])

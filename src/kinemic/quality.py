@@ -97,26 +97,37 @@ def world_segments(
     return clips, names
 
 
+def single_action_sequences(
+    source: Path, split: str, *, frames: int
+) -> list[tuple[str, str, int, list[str]]]:
+    """(clip id, primitive, the action's first row, whole-clip captions) of every sequence of
+    a world split that does one action (besides standing) and has at least ``frames`` feature
+    rows. Reads only the segment sidecars and the captions."""
+    from kinemic.mining.precision import read_truth
+
+    data = HumanML3DDataset(source)
+    out = []
+    for clip_id in data.split(split):
+        truth = read_truth(source, clip_id)
+        spoken = [seg for seg in truth.segments if seg[0] != "stand"]
+        texts = [c.text for c in data.captions(clip_id) if c.whole_clip]
+        if len(spoken) == 1 and texts and truth.rows >= frames:
+            out.append((clip_id, spoken[0][0], spoken[0][1], texts))
+    return out
+
+
 def single_action_clips(
     source: Path, split: str, *, frames: int
 ) -> tuple[list[np.ndarray], list[str], list[list[str]]]:
-    """Sequences of a world split that do one action (besides standing): a feature window of
-    ``frames`` rows from the action's start (as far as the clip allows; shorter clips are left
-    out), its primitive and its whole-clip captions."""
+    """The sequences of :func:`single_action_sequences` as a feature window of ``frames`` rows
+    from the action's start (as far as the clip allows), its primitive and its captions."""
     data = HumanML3DDataset(source)
     windows, names, captions = [], [], []
-    for clip_id in data.split(split):
-        sidecar = json.loads((source / "segments" / f"{clip_id}.json").read_text())
-        spoken = [s for s in sidecar["segments"] if s["primitive"] != "stand"]
-        texts = [c.text for c in data.captions(clip_id) if c.whole_clip]
-        if len(spoken) != 1 or not texts:
-            continue
+    for clip_id, primitive, start, texts in single_action_sequences(source, split, frames=frames):
         feats = data.features(clip_id)
-        if len(feats) < frames:
-            continue
-        first = max(0, min(spoken[0]["start"], len(feats) - frames))
+        first = max(0, min(start, len(feats) - frames))
         windows.append(feats[first : first + frames])
-        names.append(spoken[0]["primitive"])
+        names.append(primitive)
         captions.append(texts)
     return windows, names, captions
 
@@ -223,9 +234,8 @@ def evaluate_prior(
         return hits, flags
 
     hits, flags = gate(eval_captions, "quality gate")
-    windows, window_names, window_captions = single_action_clips(source, "train", frames=frames)
     seen: dict[str, list[str]] = defaultdict(list)
-    for name, texts in zip(window_names, window_captions, strict=True):
+    for _, name, _, texts in single_action_sequences(source, "train", frames=frames):
         seen[name] += texts
     pick = np.random.default_rng(seed)
     seen_hits, _ = gate(
