@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from kinemic.quality import plausibility, single_action_clips, text_probe
+from kinemic.quality import (
+    captions_by_primitive,
+    plausibility,
+    single_action_clips,
+    text_match,
+    text_probe,
+)
 from kinemic.skeleton import FOOT_LEFT
 
 
@@ -46,6 +52,52 @@ def test_single_action_clips_are_one_action_windows(tiny_world):
         length = len(np.load(source / "new_joint_vecs" / f"{clip_id}.npy"))
         single += len([s for s in segments if s["primitive"] != "stand"]) == 1 and length >= 40
     assert len(windows) == single
+
+
+def test_captions_by_primitive_keeps_one_action_captions_only(tiny_world):
+    from kinemic.io.humanml3d import HumanML3DDataset
+    from kinemic.world.primitives import PRIMITIVES
+
+    source = tiny_world / "source"
+    grouped = captions_by_primitive(source, "train")
+    assert grouped and set(grouped) <= set(PRIMITIVES)
+    data = HumanML3DDataset(source)
+    every = [c.text for i in data.split("train") for c in data.captions(i)]
+    kept = [t for texts in grouped.values() for t in texts]
+    assert 0 < len(kept) < len(every) and all(t in every for t in kept)
+    # whole captions of sequences that do two different actions are left out
+    mixed = set()
+    for clip_id in data.split("train"):
+        sidecar = json.loads((source / "segments" / f"{clip_id}.json").read_text())
+        if len({s["primitive"] for s in sidecar["segments"]} - {"stand"}) > 1:
+            mixed |= {c.text for c in data.captions(clip_id) if c.whole_clip}
+    assert mixed and not mixed & set(kept)
+
+
+class _Words:
+    """A bag-of-words text encoder over a fixed vocabulary (the TextEncoder protocol)."""
+
+    name, dim = "words", 6
+    vocab = ("kick", "leg", "wave", "hand", "foot", "arm")
+
+    def encode(self, texts):
+        return torch.tensor(
+            [[float(w in t.split()) for w in self.vocab] for t in texts], dtype=torch.float32
+        )
+
+
+def test_text_match_finds_the_primitive_with_the_nearest_captions():
+    seen = {"kick": ["kick leg", "kick foot"], "wave": ["wave hand", "wave arm"]}
+    top1, misses = text_match(_Words(), seen, {"kick": ["leg foot"], "wave": ["hand arm"]})
+    assert (top1, misses) == (100.0, {})
+    # a paraphrase whose words belong to the other primitive is a miss, named with its match
+    top1, misses = text_match(_Words(), seen, {"kick": ["leg foot", "hand"], "wave": ["arm"]})
+    assert top1 == pytest.approx(100 * 2 / 3) and misses == {"hand": "wave"}
+    # an unseen primitive's captions cannot be matched
+    top1, misses = text_match(_Words(), seen, {"punch": ["kick"]})
+    assert (top1, misses) == (0.0, {"kick": "kick"})
+    with pytest.raises(ValueError, match="no seen captions"):
+        text_match(_Words(), {}, {"kick": ["leg"]})
 
 
 class _Judge:
