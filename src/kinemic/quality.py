@@ -210,7 +210,7 @@ def text_match(
         raise ValueError("text_match: no unseen captions")
     emb = torch.nn.functional.normalize(encoder.encode([c for _, c in queries]), dim=1)
     nearest = (emb @ torch.nn.functional.normalize(means, dim=1).T).argmax(1).tolist()
-    misses = {c: names[k] for (n, c), k in zip(queries, nearest) if names[k] != n}
+    misses = {c: names[k] for (n, c), k in zip(queries, nearest, strict=True) if names[k] != n}
     return 100.0 * (1 - len(misses) / len(queries)), misses
 
 
