@@ -13,6 +13,10 @@ batch 1 / 32 / 256, every sample text-conditioned with classifier-free guidance 
   forwards per step for guidance, fp32, every clip padded to 196 frames with a key padding mask,
   ``torch.no_grad``. Its output is checked against ours before timing.
 
+``--profile`` adds a second table: one guided step at 196 frames and batch 32, profiled, with
+the time in matrix products; the reference's time over ours bf16's matrix products alone is the
+most any exact fp32-to-bf16 speed-up can give at that size on the machine.
+
 A combination whose estimated time (from a timed single step) exceeds ``--budget`` seconds is
 printed as "skipped (est. N s)". ``ratio`` = the faster of ours fp32 / bf16 over the reference
 at equal steps. On CUDA, ``--peak-tflops`` (the device's dense bf16 peak) adds the fraction of
@@ -207,6 +211,9 @@ def main() -> None:
     ap.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
     )
+    ap.add_argument(
+        "--profile", action="store_true", help="also profile one step at 196 frames (CPU)"
+    )
     ap.add_argument("--no-append", action="store_true", help="print only; leave results.md alone")
     args = ap.parse_args()
     if args.threads:
@@ -216,6 +223,7 @@ def main() -> None:
     device = torch.device(args.device)
     schedule = NoiseSchedule(50)
     rows: list[list[str]] = []
+    profiled: list[list[str]] = []
 
     for preset in ("tiny", "mdm"):
         torch.manual_seed(0)
@@ -251,6 +259,9 @@ def main() -> None:
                         row.append(f"{flops / 1e12:.2f} TFLOP/s ({peak})")
                     rows.append(row)
                     print(" | ".join(row), flush=True)
+        if args.profile and device.type == "cpu":
+            profiled.append([preset, *profile_step(model, ref, PAD_TO, 32)])
+            print(" | ".join(profiled[-1]), flush=True)
         print(
             f"{preset}: {model.num_parameters() / 1e6:.2f} M parameters, "
             f"{forward_gflop(cfg, 196):.2f} GFLOP per forward at 196 frames",
@@ -258,10 +269,52 @@ def main() -> None:
         )
 
     report = format_report(rows, device, budget, args)
+    if profiled:
+        report += "\n" + format_profile(profiled)
     print("\n" + report)
     if not args.no_append:
         with RESULTS.open("a") as f:  # append only
             f.write("\n" + report)
+
+
+MATMULS = ("aten::addmm", "aten::mm", "aten::bmm", "aten::baddbmm")
+
+
+def profile_step(model: Denoiser, ref: ReferenceMDM, frames: int, B: int) -> list[str]:
+    """One guided step (batch B, conditional + unconditional) each way, profiled: total and
+    matrix-product milliseconds, and the reference over ours bf16's matrix products alone."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cfg = model.config
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2 * B, frames, cfg.feature_dim, generator=g)
+    t = torch.randint(0, 50, (2 * B,), generator=g)
+    text = torch.randn(2 * B, cfg.text_dim, generator=g)
+    uncond = torch.arange(2 * B) >= B
+    mask = torch.ones(B, frames, dtype=torch.bool)
+
+    def reference():
+        ref(x[:B], t[:B], text[:B], mask, uncond=False)
+        ref(x[B:], t[B:], text[B:], mask, uncond=True)
+
+    def ours(bf16: bool):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            model(x, t, text=text, uncond=uncond)
+
+    ms = {}
+    with torch.inference_mode():
+        for way, fn in (("reference", reference), ("fp32", lambda: ours(False)),
+                        ("bf16", lambda: ours(True))):  # fmt: skip
+            fn()  # warm-up
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                fn()
+            events = prof.key_averages()
+            total = sum(e.self_cpu_time_total for e in events) / 1e3
+            matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMULS) / 1e3
+            ms[way] = (total, matmul)
+    cells = [f"{ms[w][0]:.0f} ({ms[w][1]:.0f})" for w in ("reference", "fp32", "bf16")]
+    bound = ms["reference"][0] / ms["bf16"][1]
+    return [*cells, f"{ms['reference'][0] / ms['bf16'][0]:.2f}×", f"{bound:.2f}×"]
 
 
 def check_equivalence(model: Denoiser, ref: ReferenceMDM, device: torch.device) -> None:
@@ -313,6 +366,21 @@ def format_report(rows, device, budget, args) -> str:
         "|" + "|".join(["---"] * 4 + ["---:"] * (len(head) - 4)) + "|",
     ]
     lines += ["| " + " | ".join(r + [""] * (len(head) - len(r))) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def format_profile(rows: list[list[str]]) -> str:
+    head = ["preset", "reference ms (matmuls)", "ours fp32", "ours bf16", "ref / bf16",
+            "ref / bf16 matmuls alone (bound)"]  # fmt: skip
+    lines = [
+        f"one guided step at {PAD_TO} frames, batch 32 (a forward of 64 for ours, two of 32 for "
+        "the reference), torch.profiler self CPU time; matmuls = addmm, mm, bmm, baddbmm. The "
+        "bound: the speed-up if everything but ours bf16's matrix products took no time.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---|" + "---:|" * (len(head) - 1),
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
