@@ -15,6 +15,12 @@ from pathlib import Path
 from kinemic import __version__
 from kinemic.errors import KinemicError
 
+# Measured with bench/sampling.py (README, "Sampling and training speed").
+BF16_SAMPLING_HELP = (
+    "bf16 autocast: faster on GPUs and on CPUs with bf16 instructions (AVX512-BF16, AMX), "
+    "slower on other CPUs"
+)
+
 EXAMPLES = {
     "convert": """examples:
   kinemic convert bvh ../shared/data/cmu-bvh out/cmu --captions ../shared/data/cmu-bvh/index.tsv
@@ -384,7 +390,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ddim", type=int, help="deterministic DDIM with this many steps instead")
     p.add_argument("--guidance", type=float, default=2.5, help="CFG scale; 1 = none (2.5)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPUs)")
+    p.add_argument("--bf16", action="store_true", help=BF16_SAMPLING_HELP)
     p.add_argument("--no-gif", action="store_true", help="skip the GIFs")
     p.add_argument("--out", type=Path, required=True, help="output folder")
 

@@ -7,6 +7,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from kinemic.cli import BF16_SAMPLING_HELP
+
 
 class _Defaults:
     """``FinetuneConfig()``'s defaults, repeated here so that building the parser imports no
@@ -145,7 +147,7 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ddim", type=int, help="deterministic DDIM with N steps (default: DDPM)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--batch-size", type=int, default=64, help="clips per forward (64)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (GPUs)")
+    p.add_argument("--bf16", action="store_true", help=BF16_SAMPLING_HELP)
     p.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
 
 
