@@ -72,3 +72,21 @@ def test_demo_help_explains_the_quick_mode(capsys):
         main(["demo", "--help"])
     text = capsys.readouterr().out
     assert "--quick" in text and "report.html" in text
+
+
+def test_fitted_har_trains_every_classifier_to_the_calibration_rule(monkeypatch, capsys):
+    import kinemic.demo
+    from kinemic.demo import DemoConfig, _protocol
+
+    fitted = _protocol(DemoConfig.fitted()).train
+    assert (fitted.steps, fitted.min_epochs) == (480, 60)
+    default = _protocol(DemoConfig()).train
+    assert (default.steps, default.min_epochs) == (160, 3)
+    assert _protocol(DemoConfig.fitted(seeds=3)).seeds == 3  # other settings still apply
+
+    seen = {}
+    monkeypatch.setattr(kinemic.demo, "run_demo", lambda config, **kw: seen.setdefault("c", config))
+    assert main(["demo", "--fitted-har", "--out", "x"]) == 0
+    assert (seen["c"].har_steps, seen["c"].har_min_epochs) == (480, 60)
+    assert main(["demo", "--quick", "--fitted-har"]) == 2
+    assert "--quick or --fitted-har" in capsys.readouterr().err
