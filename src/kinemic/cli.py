@@ -471,7 +471,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         epilog="""examples:
   kinemic demo                          # default world, 5 seeds (11–14 minutes on 2 cores)
   kinemic demo --quick                  # tiny world, 2 seeds, few steps (about 3 minutes)
-  kinemic demo --fitted-har             # then: the same runs, HAR fitted (~35 min more)
+  kinemic demo --fitted-har             # then: the same runs, HAR fitted (~46 min more)
   kinemic demo --out runs/demo --json runs/demo.json --seeds 10""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -67,7 +67,7 @@ class DemoConfig:
     # the calibration in the README uses 480: the demo's 25 runs get less to fit its budget)
     har_epochs: int | None = None  # None: the protocol's rule (from the training set size)
     har_min_epochs: int = 3  # fewest epochs of any run; the calibration's 60 fits the 330-clip
-    # modes too (DemoConfig.fitted(); about 35 min more on 2 cores)
+    # modes too (DemoConfig.fitted(); its HAR stage took 45 min on 2 cores)
     jobs: int = 2  # HAR runs in parallel processes
     gifs: bool = True
     seed: int = 0  # fine-tuning and synthesis seed
