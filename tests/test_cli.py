@@ -71,3 +71,15 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys):
     assert err.startswith("kinemic convert: error:") and "Traceback" not in err
     assert main(["render", str(tmp_path / "missing.npy"), "--out", str(tmp_path / "a.gif")]) == 2
     assert "missing.npy" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["cli", "cli_har", "cli_kinemic", "cli_mine", "cli_tmor"])
+def test_each_cli_module_imports_on_its_own(module):
+    """A fresh interpreter imports each CLI module first: no circular import between them."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", f"import kinemic.{module}"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr

@@ -13,13 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kinemic import __version__
+from kinemic.cli_kinemic import BF16_SAMPLING_HELP
 from kinemic.errors import KinemicError
-
-# Measured with bench/sampling.py (README, "Sampling and training speed").
-BF16_SAMPLING_HELP = (
-    "bf16 autocast: faster on GPUs and on CPUs with bf16 instructions (AVX512-BF16, AMX), "
-    "slower on other CPUs"
-)
 
 EXAMPLES = {
     "convert": """examples:

@@ -7,7 +7,12 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from kinemic.cli import BF16_SAMPLING_HELP
+# Measured with bench/sampling.py (README, "Sampling and training speed"); `kinemic sample`
+# (kinemic.cli) uses it too.
+BF16_SAMPLING_HELP = (
+    "bf16 autocast: faster on GPUs and on CPUs with bf16 instructions (AVX512-BF16, AMX), "
+    "slower on other CPUs"
+)
 
 
 class _Defaults:
