@@ -10,6 +10,7 @@ import torch
 
 from kinemic.quality import (
     captions_by_primitive,
+    motion_by_group,
     plausibility,
     single_action_clips,
     text_match,
@@ -126,3 +127,27 @@ def test_text_probe_is_blind_for_a_prior_without_text(tiny_world):
     with_text, without = text_probe(prior, _Judge(), windows, labels, text)
     assert with_text == pytest.approx(without)
     assert 0 <= with_text <= 100
+
+
+def test_motion_by_group_splits_locomotion_from_the_rest():
+    still, moving = standing(), standing()
+    moving[:, 21, 0] += 0.022 * np.arange(len(moving))  # 0.02 m/s averaged over 22 joints
+    groups = motion_by_group([moving, still, still], ["walk", "punch", "wave"])
+    assert groups["locomotion"] == pytest.approx(0.02)
+    assert groups["other"] == 0.0
+    assert np.isnan(motion_by_group([still], ["punch"])["locomotion"])
+
+
+def test_evaluate_prior_reports_every_figure_on_the_tiny_world(tiny_world):
+    from kinemic.quality import evaluate_prior
+
+    report = evaluate_prior(
+        "shipped", tiny_world, samples=2, seconds=2.0, ddim=2, judge_epochs=1, progress=False
+    )
+    assert 0.0 <= report.top1 <= 100.0 and report.samples_per_primitive == 2
+    assert set(report.motion) == {
+        "samples_locomotion", "samples_other", "real_locomotion", "real_other"
+    }  # fmt: skip
+    assert report.motion["samples_other"] > 0.0 and report.motion["real_other"] > 0.0
+    assert "local joint speed, other primitives" in report.table()
+    assert json.loads(report.to_json())["motion"] == pytest.approx(report.motion, nan_ok=True)

@@ -20,6 +20,11 @@ is matched to the primitive whose seen single-action captions have the nearest m
 (cosine). The prior sees a paraphrase only through that embedding, so where the text encoder
 places a paraphrase nearer another primitive's captions, the prior has little to go on; the
 figure says how much of the gate the text encoder itself supports.
+
+And one measure of how much the samples move: the mean root-relative joint speed of the samples
+from unseen paraphrases against the real validation segments, split into locomotion and the
+other primitives. A prior whose chain settles on the phase-averaged mean of an action draws a
+nearly static pose that the judge cannot recognise; this figure shows it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from kinemic.features import features_to_joints
+from kinemic.har.motion import local_speed
 from kinemic.har.tcn import TCNClassifier, train_tcn
 from kinemic.io.humanml3d import HumanML3DDataset
 from kinemic.skeleton import FOOT_LEFT, FOOT_RIGHT
@@ -62,6 +68,7 @@ class QualityReport:
     probe_clips: int
     text_match_top1: float  # unseen paraphrases -> nearest mean of seen captions, by text alone
     real_implausible: float  # the same plausibility flags on those real segments, for reference
+    motion: dict[str, float]  # mean local joint speed (m/s): samples and real, locomotion / other
     samples_per_primitive: int
     settings: dict = field(default_factory=dict)
 
@@ -85,6 +92,10 @@ class QualityReport:
             f"|   of which foot skating | {100 * self.sliding:.1f}% |",
             f"| the same flags on real world segments (reference) | "
             f"{100 * self.real_implausible:.1f}% |",
+            f"| local joint speed, locomotion: samples / real | "
+            f"{self.motion['samples_locomotion']:.3f} / {self.motion['real_locomotion']:.3f} m/s |",
+            f"| local joint speed, other primitives: samples / real | "
+            f"{self.motion['samples_other']:.3f} / {self.motion['real_other']:.3f} m/s |",
         ]
         return "\n".join(rows)
 
@@ -214,6 +225,19 @@ def text_match(
     return 100.0 * (1 - len(misses) / len(queries)), misses
 
 
+def motion_by_group(clips, names: list[str]) -> dict[str, float]:
+    """Mean :func:`local_speed` of clips of locomotion primitives and of the others (NaN for a
+    group without clips)."""
+    from kinemic.world.primitives import PRIMITIVES
+
+    speeds = np.array([local_speed(c) for c in clips])
+    loco = np.array([PRIMITIVES[n].category == "locomotion" for n in names], dtype=bool)
+    return {
+        "locomotion": float(speeds[loco].mean()) if loco.any() else float("nan"),
+        "other": float(speeds[~loco].mean()) if (~loco).any() else float("nan"),
+    }
+
+
 def plausibility(joints: np.ndarray) -> tuple[bool, bool]:
     """(too fast, foot skating) for one clip of joints (T, 22, 3) at 20 fps.
 
@@ -265,10 +289,10 @@ def evaluate_prior(
     encoder = get_text_encoder(prior.text_encoder or "minilm")
     frames = min(round(seconds * FPS), prior.max_frames)
 
-    def gate(texts_of, desc: str) -> tuple[dict[str, list[bool]], list]:
+    def gate(texts_of, desc: str) -> tuple[dict[str, list[bool]], list, dict[str, float]]:
         gen = torch.Generator().manual_seed(seed)
         hits: dict[str, list[bool]] = defaultdict(list)
-        flags = []
+        flags, clips, clip_names = [], [], []
         for name in tqdm(names, desc=desc, unit="primitive", disable=not progress):
             captions = texts_of(name)
             if not captions:
@@ -287,9 +311,11 @@ def evaluate_prior(
             pred = judge.predict(list(joints))
             hits[name] = list(pred == index[name])
             flags += [plausibility(j) for j in joints]
-        return hits, flags
+            clips += list(joints)
+            clip_names += [name] * len(joints)
+        return hits, flags, motion_by_group(clips, clip_names)
 
-    hits, flags = gate(eval_captions, "quality gate")
+    hits, flags, sample_motion = gate(eval_captions, "quality gate")
     seen: dict[str, list[str]] = defaultdict(list)
     for _, name, _, texts in single_action_sequences(source, "train", frames=frames):
         seen[name] += texts
@@ -297,7 +323,7 @@ def evaluate_prior(
         encoder, captions_by_primitive(source, "train"), {n: eval_captions(n) for n in names}
     )
     pick = np.random.default_rng(seed)
-    seen_hits, _ = gate(
+    seen_hits, _, _ = gate(
         lambda n: [str(c) for c in pick.permutation(sorted(set(seen[n])))[:samples]],
         "gate, seen captions",
     )
@@ -306,6 +332,7 @@ def evaluate_prior(
         prior, judge, windows, [index[n] for n in window_names],
         encoder.encode([c[0] for c in window_captions]), seed=seed,
     )  # fmt: skip
+    real_motion = motion_by_group(val_clips, val_names)
 
     rng = np.random.default_rng(seed)
     noise = rng.normal(size=(len(names) * samples, frames, 263)).astype(np.float32)
@@ -328,6 +355,12 @@ def evaluate_prior(
         probe_clips=len(windows),
         text_match_top1=text_top1,
         real_implausible=float(np.mean([any(plausibility(c)) for c in val_clips])),
+        motion={
+            "samples_locomotion": sample_motion["locomotion"],
+            "samples_other": sample_motion["other"],
+            "real_locomotion": real_motion["locomotion"],
+            "real_other": real_motion["other"],
+        },
         samples_per_primitive=samples,
         settings={
             "run": str(run),
