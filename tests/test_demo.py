@@ -42,6 +42,16 @@ def test_quick_demo_writes_figures_and_report(quick_demo):
     assert len(list((out / "eval" / "runs").glob("*.json"))) == 5 * figures["settings"]["seeds"]
     md = (out / "report.md").read_text()
     assert "| mode |" in md and "mixed (kinemic)" in md
+    motion = figures["motion"]
+    assert motion["classes"] == figures["classes"]
+    assert list(motion["sets"]) == [
+        "real (few-shot training)", "real (validation)",
+        "synthetic (mdm-ft)", "synthetic (kinemic)",
+    ]  # fmt: skip
+    per_class = figures["settings"]["per_class"]
+    assert all(c["clips"] == per_class for c in motion["sets"]["synthetic (kinemic)"])
+    assert all(c["local_speed"] > 0 for rows in motion["sets"].values() for c in rows)
+    assert "How much the clips move" in md
     assert (out / "assets" / "accuracy.png").is_file()
     assert len(list((out / "assets").glob("*.gif"))) == len(figures["classes"])
 

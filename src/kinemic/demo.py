@@ -170,6 +170,11 @@ def run_demo(
             runs["mdm-ft"], synth["mdm-ft"] = side.ready()
             side.go()  # every mode's data is there now: it joins stage 6
         synth = {m: synth[m] for m in METHODS}
+        from kinemic.har.motion import motion_markdown, split_motion
+
+        motion = split_motion(target, config.split, [synth[m] for m in METHODS])
+        print("   how much the clips move, per class: local joint speed (m/s) / root travel (m)")
+        print(motion_markdown(motion))
         _done(t0, timing, "synthesis")
 
         t0 = _stage(6, f"HAR protocol: ST-GCN, {len(MODES)} modes × {config.seeds} seeds")
@@ -195,6 +200,7 @@ def run_demo(
     from kinemic.report.demo import build_report
 
     figures = _figures(config, results, mined, timing, out)
+    figures["motion"] = motion
     report = build_report(
         config=asdict(config),
         results=results,
