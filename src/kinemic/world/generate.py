@@ -44,9 +44,9 @@ from kinemic.world.compose import Sequence
 from kinemic.world.visual import visual_proxy
 
 #: Bumped whenever the same seed and scale start giving different files (2: performers'
-#: personal ways of doing each target class; 3: each class's repertoire of ways), so that
-#: stored worlds are known to be stale.
-WORLD_VERSION = 3
+#: personal ways of doing each target class; 3: each class's repertoire of ways; 4: runs on
+#: the spot and butt kicks stay in place), so that stored worlds are known to be stale.
+WORLD_VERSION = 4
 Scale = Literal["tiny", "small", "default"]
 Write = Callable[[], None]  # one pending atomic file write
 SOURCE_FPS = 20.0

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kinemic.world.body import ANKLE_PITCH
 from kinemic.world.pose import (
     GRAVITY,
     HEAD,
@@ -63,6 +64,17 @@ def _hermite(v: np.ndarray, p0, m0, p1, m1) -> np.ndarray:
         + (3 * v2 - 2 * v3) * p1
         + (v3 - v2) * m1
     )
+
+
+def _under_hip(body: Body, knee: np.ndarray, push: np.ndarray) -> np.ndarray:
+    """Hip flexion that keeps a planted toe where it is under the hip while the knee bends by
+    ``knee`` and the foot plantar-flexes by ``push`` from flat (thigh, shin and foot of
+    ``body``): the ankle moves forward by what the push takes off the toe's lead on it."""
+    thigh, shin, foot = body.bone_lengths[4], body.bone_lengths[7], body.bone_lengths[10]
+    lead = foot * (np.cos(ANKLE_PITCH) - np.cos(ANKLE_PITCH + push))
+    # thigh sin(h) - shin sin(knee - h) = lead, i.e. r sin(h - phi) = lead
+    x, y = thigh + shin * np.cos(knee), shin * np.sin(knee)
+    return np.arctan2(y, x) + np.arcsin(np.clip(lead / np.hypot(x, y), -1.0, 1.0))
 
 
 def _gait(
@@ -121,12 +133,15 @@ def _gait(
         pre = 0.35 * ks * ramp(u, duty - 0.15, duty)
         swing = ks * (0.65 * np.sin(np.pi * v**0.7) ** 2 + 0.35 * (1 - v) ** 2)
         knee_a = np.where(st, kst * bump(us / 0.8) + pre, swing)
+        push_a = push * env * bump((u - duty + 0.22) / 0.4)
+        if sweep == 0.0:  # in place: the stance hip follows knee and push, the toe stays put
+            hip_a = hip_a + np.where(st, _under_hip(body, knee_a, push_a), 0.0)
         hip_flex(aa, hip, hip_a)
         knee_flex(aa, knee, knee_a)
         # foot flat in stance, toe raised in swing (so the swing foot never dips below the
         # planted one), pushing off around toe-off
         toe_up = -10 * D * env * bump(np.clip((u - duty - 0.1) / (0.9 - duty), 0, 1))
-        ankle_flex(aa, ankle, hip_a - knee_a + toe_up + push * env * bump((u - duty + 0.22) / 0.4))
+        ankle_flex(aa, ankle, hip_a - knee_a + toe_up + push_a)
     c = np.cos(2 * np.pi * phi)
     shoulder_flex(aa, L_SHOULDER, -arm * a * env * c)
     shoulder_flex(aa, R_SHOULDER, arm * a * env * c)
