@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from helpers import make_synthetic, standing
 from kinemic.har.motion import (
     class_motion,
     local_speed,
@@ -17,32 +14,6 @@ from kinemic.har.motion import (
     split_motion,
 )
 from kinemic.io.ntu_vibe import NTUVibeDataset
-
-
-def copies_of_training_clips(target: Path, out: Path, per_class: int) -> Path:
-    """A synthetic folder in the contract's layout made of real non-few-shot training clips."""
-    ds = NTUVibeDataset(target)
-    fs = ds.fewshot_split("S0000")
-    ids, ys = ds.default_split("xsub", "train")
-    listed = []
-    for c in fs.class_list:
-        pool = [i for i, y in zip(ids, ys, strict=True) if y == c and i not in fs.train_ids]
-        for k, src in enumerate(pool[:per_class]):
-            new = f"synth_A{c + 1:03d}_{k:05d}"
-            for sub in ("new_joint_vecs", "new_joints"):
-                (out / sub).mkdir(parents=True, exist_ok=True)
-                shutil.copy(ds.root / sub / f"{src}.npy", out / sub / f"{new}.npy")
-            listed.append((new, c))
-    (out / "synth.txt").write_text("".join(f"{i}\n" for i, _ in listed))
-    (out / "synth_y.txt").write_text("".join(f"{c}\n" for _, c in listed))
-    info = {"format": "kinemic-synthetic", "version": 1, "method": "copies", "split": "S0000"}
-    (out / "info.json").write_text(json.dumps(info))
-    return out
-
-
-def standing(frames: int = 40) -> np.ndarray:
-    rest = np.stack([np.arange(22) * 0.01, np.linspace(0.0, 1.7, 22), np.zeros(22)], -1)
-    return np.repeat(rest[None], frames, axis=0)
 
 
 def test_local_speed_measures_the_body_not_the_root():
@@ -81,7 +52,7 @@ def test_class_motion_groups_by_class_in_the_given_order():
 
 
 def test_split_motion_reads_real_and_synthetic_sets(tiny_world, tmp_path):
-    synth = copies_of_training_clips(tiny_world / "target", tmp_path / "synth", per_class=3)
+    synth = make_synthetic(tiny_world, tmp_path / "synth", method="copies", per_class=3)
     doc = split_motion(tiny_world / "target", "S0000", [synth])
     ds = NTUVibeDataset(tiny_world / "target")
     fs = ds.fewshot_split("S0000")

@@ -10,11 +10,11 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import make_synthetic
 from kinemic.cli import main
 from kinemic.errors import DataError, KinemicError
 from kinemic.har.data import load_protocol_data
@@ -31,30 +31,6 @@ from kinemic.io.ntu_vibe import NTUVibeDataset
 
 # small models train fastest, and least disturbed by other jobs, on one thread
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def make_synthetic(world: Path, out: Path, *, method: str = "fake", per_class: int = 4,
-                   split: str = "S0000", labels: list[int] | None = None) -> Path:  # fmt: skip
-    """A synthetic folder in the contract's layout, made of real training clips of the split's
-    classes that are not few-shot clips (a stand-in for ``kinemic synthesize``)."""
-    ds = NTUVibeDataset(world / "target")
-    fs = ds.fewshot_split(split)
-    ids, ys = ds.default_split("xsub", "train")
-    ids_out, ys_out = [], []
-    for c in labels if labels is not None else fs.class_list:
-        pool = [i for i, y in zip(ids, ys, strict=True) if y == c and i not in fs.train_ids]
-        for k, src in enumerate(pool[:per_class]):
-            new = f"synth_A{c + 1:03d}_{k:05d}"
-            for sub in ("new_joint_vecs", "new_joints"):
-                (out / sub).mkdir(parents=True, exist_ok=True)
-                shutil.copy(ds.root / sub / f"{src}.npy", out / sub / f"{new}.npy")
-            ids_out.append(new)
-            ys_out.append(c)
-    (out / "synth.txt").write_text("".join(f"{i}\n" for i in ids_out))
-    (out / "synth_y.txt").write_text("".join(f"{y}\n" for y in ys_out))
-    info = {"format": "kinemic-synthetic", "version": 1, "method": method, "split": split}
-    (out / "info.json").write_text(json.dumps(info))
-    return out
 
 
 def tiny_config(**kw) -> ProtocolConfig:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import standing
 from kinemic.quality import (
     captions_by_primitive,
     motion_by_group,
@@ -17,12 +18,6 @@ from kinemic.quality import (
     text_probe,
 )
 from kinemic.skeleton import FOOT_LEFT
-
-
-def standing(frames: int = 40) -> np.ndarray:
-    """A still body: joints (T, 22, 3) on a 0.1 m grid, toes at the floor."""
-    rest = np.stack([np.arange(22) * 0.01, np.linspace(0.0, 1.7, 22), np.zeros(22)], -1)
-    return np.repeat(rest[None], frames, axis=0)
 
 
 def test_plausibility_flags_speed_and_skating_only_where_they_occur():
