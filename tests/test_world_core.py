@@ -218,20 +218,21 @@ def test_body_faces_its_walking_direction(name, direction, expected):
         assert abs(diff) < 30, (name, direction, ang)
 
 
-@pytest.mark.parametrize("name,limit", [("run_on_spot", 0.15), ("butt_kicks", 0.3), ("jog", 99)])
-def test_in_place_gaits_stay_in_place(name, limit):
+@pytest.mark.parametrize(
+    "name,low,high", [("run_on_spot", 0.0, 0.15), ("butt_kicks", 0.0, 0.3), ("jog", 1.0, np.inf)]
+)
+def test_in_place_gaits_stay_in_place(name, low, high):
     """A run on the spot and butt kicks lift the knees or heels without going anywhere: the
-    pelvis moves on average less than ``limit`` m/s from start to end (before world version 4:
+    pelvis moves on average less than ``high`` m/s from start to end (before world version 4:
     0.8 and 0.6 m/s). Butt kicks still drift some where a kicked heel dips below the landing
-    foot. A jog, for contrast, moves at over 1 m/s."""
+    foot. A jog, for contrast, moves at over ``low`` = 1 m/s."""
     rng = np.random.default_rng(11)
     speeds = []
     for _ in range(8):
         body = sample_body(rng)
         j = compose_sequence(rng, body, [(name, PRIMITIVES[name].sample_params(rng))]).joints
         speeds.append(np.linalg.norm((j[-1, 0] - j[0, 0])[[0, 2]]) / (len(j) / FPS))
-    assert np.mean(speeds) < limit, (name, np.round(speeds, 2))
-    assert name != "jog" or np.mean(speeds) > 1.0, np.round(speeds, 2)
+    assert low < np.mean(speeds) < high, (name, np.round(speeds, 2))
 
 
 def test_segments_tile_and_match(mixes):
