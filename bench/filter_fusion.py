@@ -41,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     fc = score_candidates(args.world, split=args.split, pool=max(args.pools))
     head = " | ".join(f"{n[:18]}" for n in fc.names)
-    rows = [f"| pool | motion weight w | mean P@{args.k} | {head} |",
-            "|---:|---:|---:|" + "---:|" * len(fc.names)]  # fmt: skip
+    rows = [
+        f"| pool | motion weight w | mean P@{args.k} | {head} |",
+        "|---:|---:|---:|" + "---:|" * len(fc.names),
+    ]
     for pool in args.pools:
         for w in args.weights:
             key = fused_scores(fc.text_scores[:, :pool], fc.kinematic.score[:, :pool], w)
@@ -50,9 +52,15 @@ def main(argv: list[str] | None = None) -> int:
             prec = 100 * np.take_along_axis(fc.hits[:, :pool], order, 1).mean(1)
             cells = " | ".join(f"{p:.1f}" for p in prec)
             rows.append(f"| {pool} | {w:g} | {np.mean(prec):.1f} | {cells} |")
-    text = "\n".join([heading("soft-positive precision: text, motion and their sum"),
-                      f"world {args.world}, split {args.split}, k {args.k}, shipped T-MOR encoder, "
-                      "MiniLM captions", "", *rows])  # fmt: skip
+    text = "\n".join(
+        [
+            heading("soft-positive precision: text, motion and their sum"),
+            f"world {args.world}, split {args.split}, k {args.k}, shipped T-MOR encoder, "
+            "MiniLM captions",
+            "",
+            *rows,
+        ]
+    )
     if args.no_append:
         print(text)
     else:

@@ -57,8 +57,14 @@ def child(preset: str, method: str, two_copies: bool, batch: int, steps: int, cu
 
         def prior_stream(x, t, *, text=None, mask=None, uncond=None, return_latents=False):
             with torch.no_grad():
-                return frozen(x, model.model_timestep(t), text=text, mask=mask, uncond=uncond,
-                              return_latents=return_latents)  # fmt: skip
+                return frozen(
+                    x,
+                    model.model_timestep(t),
+                    text=text,
+                    mask=mask,
+                    uncond=uncond,
+                    return_latents=return_latents,
+                )
 
         model.prior_stream = prior_stream  # type: ignore[method-assign]
         frozen.to(device)
@@ -69,13 +75,16 @@ def child(preset: str, method: str, two_copies: bool, batch: int, steps: int, cu
     g = torch.Generator().manual_seed(0)
     B, Tg, Tp, E = batch, 60, 120, dcfg.text_dim
     batch_ = {
-        "x0": torch.randn(B, Tg, 263, generator=g), "mask": torch.ones(B, Tg, dtype=torch.bool),
+        "x0": torch.randn(B, Tg, 263, generator=g),
+        "mask": torch.ones(B, Tg, dtype=torch.bool),
         "t": torch.randint(0, 100, (B,), generator=g),
         "noise": torch.randn(B, Tp, 263, generator=g),
-        "text": torch.randn(B, E, generator=g), "action": torch.randint(0, 3, (B,), generator=g),
+        "text": torch.randn(B, E, generator=g),
+        "action": torch.randint(0, 3, (B,), generator=g),
         "src_x0": torch.randn(B, Tp, 263, generator=g),
-        "src_mask": torch.ones(B, Tp, dtype=torch.bool), "src_text": torch.randn(B, E, generator=g),
-    }  # fmt: skip
+        "src_mask": torch.ones(B, Tp, dtype=torch.bool),
+        "src_text": torch.randn(B, E, generator=g),
+    }
     batch_ = {k: v.to(device) for k, v in batch_.items()}
 
     def step() -> None:
@@ -104,10 +113,12 @@ def child(preset: str, method: str, two_copies: bool, batch: int, steps: int, cu
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
     return {
-        "steps_per_second": steps / dt, "peak_mb": peak,
-        "over_setup_mb": peak if cuda else peak - base_rss, "weights_mb": weights / 2**20,
+        "steps_per_second": steps / dt,
+        "peak_mb": peak,
+        "over_setup_mb": peak if cuda else peak - base_rss,
+        "weights_mb": weights / 2**20,
         "trainable": sum(p.numel() for p in params),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -118,8 +129,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")
     parser.add_argument("--cuda", action="store_true", help="use the GPU when one is visible")
     parser.add_argument("--no-append", action="store_true", help="print only")
-    parser.add_argument("--child", nargs=3, metavar=("PRESET", "METHOD", "COPIES"),
-                        help=argparse.SUPPRESS)  # fmt: skip
+    parser.add_argument(
+        "--child", nargs=3, metavar=("PRESET", "METHOD", "COPIES"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cuda = args.cuda and torch.cuda.is_available()
@@ -145,9 +157,22 @@ def main() -> None:
     ]
     for preset in ("tiny", "mdm"):
         for method, two in ROWS:
-            cmd = [sys.executable, __file__, "--child", preset, method, "2" if two else "1",
-                   "--batch", str(args.batch), "--tiny-steps", str(args.tiny_steps),
-                   "--mdm-steps", str(args.mdm_steps), "--threads", str(args.threads)]  # fmt: skip
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                preset,
+                method,
+                "2" if two else "1",
+                "--batch",
+                str(args.batch),
+                "--tiny-steps",
+                str(args.tiny_steps),
+                "--mdm-steps",
+                str(args.mdm_steps),
+                "--threads",
+                str(args.threads),
+            ]
             if cuda:
                 cmd.append("--cuda")
             done = subprocess.run(cmd, capture_output=True, text=True, check=True)

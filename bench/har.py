@@ -34,8 +34,9 @@ def measure(width: float, *, steps: int, frames: int, device: str, bf16: bool):
     """(parameters, train samples/s, eval samples/s) of one ST-GCN width."""
     torch.manual_seed(0)
     model = STGCN(STGCNConfig(num_classes=3, width=width)).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
-                          weight_decay=5e-4)  # fmt: skip
+    opt = torch.optim.SGD(
+        model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
     x = torch.randn(16, frames, 22, 3, device=device)
     y = torch.randint(0, 3, (16,), device=device)
     xe = torch.randn(64, frames, 22, 3, device=device)
@@ -111,9 +112,14 @@ def demo_stages(path: Path) -> str:
         f"({total / 60:.1f} min) |",
     ]
     if side:
-        lines += ["", "The second process (its own clock, stages 2–6):", "",
-                  "| work | seconds |", "|---|---:|",
-                  *(f"| {k} | {v:.1f} |" for k, v in side.items())]  # fmt: skip
+        lines += [
+            "",
+            "The second process (its own clock, stages 2–6):",
+            "",
+            "| work | seconds |",
+            "|---|---:|",
+            *(f"| {k} | {v:.1f} |" for k, v in side.items()),
+        ]
         if "har_runs_ahead" in figures:
             lines.append(
                 f"\nHAR runs trained there: {figures['har_runs_ahead']} ahead of stage 6, "

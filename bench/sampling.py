@@ -155,9 +155,15 @@ class Bench:
                 )
             shape = (B, frames, cfg.feature_dim)
             return sample(
-                self.model, self.schedule, shape, text=text, guidance=GUIDANCE, generator=g,
-                ddim_steps=steps, bf16=way == "bf16",
-            )  # fmt: skip
+                self.model,
+                self.schedule,
+                shape,
+                text=text,
+                guidance=GUIDANCE,
+                generator=g,
+                ddim_steps=steps,
+                bf16=way == "bf16",
+            )
 
         return run
 
@@ -303,8 +309,11 @@ def profile_step(model: Denoiser, ref: ReferenceMDM, frames: int, B: int) -> lis
 
     ms = {}
     with torch.inference_mode():
-        for way, fn in (("reference", reference), ("fp32", lambda: ours(False)),
-                        ("bf16", lambda: ours(True))):  # fmt: skip
+        for way, fn in (
+            ("reference", reference),
+            ("fp32", lambda: ours(False)),
+            ("bf16", lambda: ours(True)),
+        ):
             fn()  # warm-up
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 fn()
@@ -370,8 +379,14 @@ def format_report(rows, device, budget, args) -> str:
 
 
 def format_profile(rows: list[list[str]]) -> str:
-    head = ["preset", "reference ms (matmuls)", "ours fp32", "ours bf16", "ref / bf16",
-            "ref / bf16 matmuls alone (bound)"]  # fmt: skip
+    head = [
+        "preset",
+        "reference ms (matmuls)",
+        "ours fp32",
+        "ours bf16",
+        "ref / bf16",
+        "ref / bf16 matmuls alone (bound)",
+    ]
     lines = [
         f"one guided step at {PAD_TO} frames, batch 32 (a forward of 64 for ours, two of 32 for "
         "the reference), torch.profiler self CPU time; matmuls = addmm, mm, bmm, baddbmm. The "

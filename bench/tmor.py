@@ -33,21 +33,34 @@ from kinemic.training import TrainConfig, train
 from results_log import append, heading
 
 
-def pretrain_rate(corpus: TMORCorpus, visual: bool, steps: int, batch: int, cpu: bool,
-                  workdir: Path) -> tuple[float, int]:  # fmt: skip
+def pretrain_rate(
+    corpus: TMORCorpus, visual: bool, steps: int, batch: int, cpu: bool, workdir: Path
+) -> tuple[float, int]:
     over = {"visual": "frames", "visual_dim": corpus.visual_dim} if visual else {}
     cfg = TMORConfig.preset("small", **over)
     torch.manual_seed(0)
     model = TMOR(cfg)
     if not visual:
-        corpus = TMORCorpus(**{**corpus.__dict__, "visual": [None] * len(corpus),
-                               "visual_kind": "none", "visual_dim": 0})  # fmt: skip
+        corpus = TMORCorpus(
+            **{
+                **corpus.__dict__,
+                "visual": [None] * len(corpus),
+                "visual_kind": "none",
+                "visual_dim": 0,
+            }
+        )
     text = torch.randn(len(corpus.texts), cfg.text_dim)
     spec = {"name": "random", "dim": cfg.text_dim}
     task = TMORTask(corpus=corpus, text_embeddings=text, batch_size=batch, text_spec=spec)
     out = workdir / f"run-{visual}"
-    tc = TrainConfig(steps=steps + 1, cpu=cpu, checkpoint_every=steps + 1, log_every=steps + 1,
-                     progress=False, ema=0.99)  # fmt: skip
+    tc = TrainConfig(
+        steps=steps + 1,
+        cpu=cpu,
+        checkpoint_every=steps + 1,
+        log_every=steps + 1,
+        progress=False,
+        ema=0.99,
+    )
     return train(model, task, out, tc, fingerprint={}).steps_per_second, model.num_parameters()
 
 
@@ -79,8 +92,14 @@ def main() -> None:
         for visual in (True, False):
             rate, params = pretrain_rate(corpus, visual, args.steps, args.batch, cpu, Path(tmp))
             name = "pretrain, skeleton+text+visual" if visual else "pretrain, skeleton+text"
-            rows.append((name, f"{params / 1e6:.2f} M", f"{rate * args.batch:.1f} samples/s",
-                         f"{rate:.3f} steps/s, batch {args.batch}"))  # fmt: skip
+            rows.append(
+                (
+                    name,
+                    f"{params / 1e6:.2f} M",
+                    f"{rate * args.batch:.1f} samples/s",
+                    f"{rate:.3f} steps/s, batch {args.batch}",
+                )
+            )
             print(rows[-1], file=sys.stderr)
         from kinemic.tmor.detect import _score_sequences, world_sequences
 
@@ -94,10 +113,15 @@ def main() -> None:
         note = f"{len(seqs)} sequences of {mean_len:.0f} frames on average, batch 64"
         rows.append(("embed clips", "", f"{rate:.1f} clips/s", note))
         head = torch.nn.Linear(enc.embed_dim, 34)
-        _, fps = _score_sequences(enc, seqs, lambda z: head(z.to(head.weight.device)), 32, 4,
-                                  False)  # fmt: skip
-        rows.append(("detect (score frames)", "", f"{fps:.0f} frames/s",
-                     "windows of 32 frames every 4, linear head"))  # fmt: skip
+        _, fps = _score_sequences(enc, seqs, lambda z: head(z.to(head.weight.device)), 32, 4, False)
+        rows.append(
+            (
+                "detect (score frames)",
+                "",
+                f"{fps:.0f} frames/s",
+                "windows of 32 frames every 4, linear head",
+            )
+        )
     dev = "cpu" if cpu else torch.cuda.get_device_name()
     lines = [
         heading("tmor"),

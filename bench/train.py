@@ -44,8 +44,15 @@ def make_corpus(root: Path, clips: int = 64, seed: int = 0) -> MotionCorpus:
     return MotionCorpus.load([root], progress=False)
 
 
-def run(corpus: MotionCorpus, preset: str, batch: int, precision: str, steps: int, cpu: bool,
-        workdir: Path) -> tuple[float, int]:  # fmt: skip
+def run(
+    corpus: MotionCorpus,
+    preset: str,
+    batch: int,
+    precision: str,
+    steps: int,
+    cpu: bool,
+    workdir: Path,
+) -> tuple[float, int]:
     """(steps/s, parameters) of ``steps`` training steps (+1 untimed)."""
     config = DenoiserConfig.preset(preset)
     torch.manual_seed(0)
@@ -60,9 +67,13 @@ def run(corpus: MotionCorpus, preset: str, batch: int, precision: str, steps: in
     )
     out = workdir / f"{preset}-{batch}-{precision}"
     cfg = TrainConfig(
-        steps=steps + 1, mixed_precision=precision, cpu=cpu, checkpoint_every=steps + 1,
-        log_every=steps + 1, progress=False,
-    )  # fmt: skip
+        steps=steps + 1,
+        mixed_precision=precision,
+        cpu=cpu,
+        checkpoint_every=steps + 1,
+        log_every=steps + 1,
+        progress=False,
+    )
     result = train(model, task, out, cfg, fingerprint={})
     return result.steps_per_second, model.num_parameters()
 

@@ -25,8 +25,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="kinemic-world-") as tmp:
         t0 = time.perf_counter()
-        summary = generate_world(Path(tmp) / "world", seed=args.seed, scale=args.scale,
-                                 workers=args.workers)  # fmt: skip
+        summary = generate_world(
+            Path(tmp) / "world", seed=args.seed, scale=args.scale, workers=args.workers
+        )
         total = time.perf_counter() - t0
         files = sum(1 for p in Path(tmp).rglob("*") if p.is_file())
         size = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())

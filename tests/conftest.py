@@ -86,10 +86,16 @@ def tiny_generators(tiny_world, tmp_path_factory) -> dict[str, Path]:
     try:
         for method in ("kinemic", "mdm-ft"):
             runs[method] = tmp_path_factory.mktemp("generator") / method
-            config = FinetuneConfig(method=method, steps=4, batch_size=6, k=20,
-                                    checkpoint_every=2, log_every=2)  # fmt: skip
-            finetune(tiny_world / "target", runs[method], source=tiny_world / "source",
-                     config=config, progress=False)  # fmt: skip
+            config = FinetuneConfig(
+                method=method, steps=4, batch_size=6, k=20, checkpoint_every=2, log_every=2
+            )
+            finetune(
+                tiny_world / "target",
+                runs[method],
+                source=tiny_world / "source",
+                config=config,
+                progress=False,
+            )
     finally:
         torch.set_num_threads(threads)
     return runs

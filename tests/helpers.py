@@ -17,8 +17,15 @@ def standing(frames: int = 40) -> np.ndarray:
     return np.repeat(rest[None], frames, axis=0)
 
 
-def make_synthetic(world: Path, out: Path, *, method: str = "fake", per_class: int = 4,
-                   split: str = "S0000", labels: list[int] | None = None) -> Path:  # fmt: skip
+def make_synthetic(
+    world: Path,
+    out: Path,
+    *,
+    method: str = "fake",
+    per_class: int = 4,
+    split: str = "S0000",
+    labels: list[int] | None = None,
+) -> Path:
     """A synthetic folder in the contract's layout, made of real training clips of the split's
     classes that are not few-shot clips (a stand-in for ``kinemic synthesize``)."""
     ds = NTUVibeDataset(world / "target")

@@ -45,9 +45,11 @@ def test_quick_demo_writes_figures_and_report(quick_demo):
     motion = figures["motion"]
     assert motion["classes"] == figures["classes"]
     assert list(motion["sets"]) == [
-        "real (few-shot training)", "real (validation)",
-        "synthetic (mdm-ft)", "synthetic (kinemic)",
-    ]  # fmt: skip
+        "real (few-shot training)",
+        "real (validation)",
+        "synthetic (mdm-ft)",
+        "synthetic (kinemic)",
+    ]
     per_class = figures["settings"]["per_class"]
     assert all(c["clips"] == per_class for c in motion["sets"]["synthetic (kinemic)"])
     assert all(c["local_speed"] > 0 for rows in motion["sets"].values() for c in rows)

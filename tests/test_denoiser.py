@@ -105,8 +105,12 @@ def test_text_scale_multiplies_the_text_embedding():
     # the dropped text (a zero vector) is unaffected, so the unconditional branch is too
     torch.testing.assert_close(scaled(x, t), small()(x, t))
     assert DenoiserConfig.preset("mdm").text_scale == 1.0  # the official MDM computation
-    assert DenoiserConfig.from_dict({k: v for k, v in scaled.config.to_dict().items()
-                                     if k != "text_scale"}).text_scale == 1.0  # fmt: skip
+    assert (
+        DenoiserConfig.from_dict(
+            {k: v for k, v in scaled.config.to_dict().items() if k != "text_scale"}
+        ).text_scale
+        == 1.0
+    )
 
 
 def test_training_drops_text_and_action_independently():

@@ -38,8 +38,9 @@ def test_prior_stream_is_the_prior_bit_for_bit_on_one_copy_of_the_weights(
     t = torch.tensor([0, 57, 99])
     x0_p, lat_p = gen.denoiser.prior_stream(x, t, text=text, mask=mask, return_latents=True)
     with torch.no_grad():
-        x0_o, lat_o = original(x, torch.tensor([0, 29, 49]), text=text, mask=mask,
-                               return_latents=True)  # fmt: skip
+        x0_o, lat_o = original(
+            x, torch.tensor([0, 29, 49]), text=text, mask=mask, return_latents=True
+        )
     assert torch.equal(x0_p, x0_o) and torch.equal(lat_p, lat_o)
     with torch.no_grad():  # the adapters are trained: the target stream is another model
         x0_g = gen.denoiser(x, t, text=text, action=torch.tensor([0, 1, 2]), mask=mask)
@@ -54,8 +55,13 @@ def test_prior_stream_is_the_prior_bit_for_bit_on_one_copy_of_the_weights(
     # what fine-tuning trains: the LoRA matrices and the action table, nothing else
     from kinemic.generator import LoraSettings, TwoStreamDenoiser
 
-    fresh = TwoStreamDenoiser(load_prior("shipped").denoiser, num_actions=3, lora=LoraSettings(),
-                              steps=100, prior_steps=50)  # fmt: skip
+    fresh = TwoStreamDenoiser(
+        load_prior("shipped").denoiser,
+        num_actions=3,
+        lora=LoraSettings(),
+        steps=100,
+        prior_steps=50,
+    )
     trainable = [n for n, p in fresh.named_parameters() if p.requires_grad]
     assert all("lora_" in n or "embed_action" in n for n in trainable)
     assert sum("embed_action" in n for n in trainable) == 1
@@ -112,8 +118,10 @@ def test_generator_folder_holds_only_adapter_actions_mic_and_config(
 
 
 def test_each_loss_term_is_logged(tiny_generators: dict[str, Path]) -> None:
-    for method, names in (("kinemic", {"rec", "con", "wrec", "window_weight", "logit_scale"}),
-                          ("mdm-ft", {"rec"})):  # fmt: skip
+    for method, names in (
+        ("kinemic", {"rec", "con", "wrec", "window_weight", "logit_scale"}),
+        ("mdm-ft", {"rec"}),
+    ):
         trainer = json.loads((tiny_generators[method] / CKPT / "trainer.json").read_text())
         steps = [s for s, _ in trainer["terms"]]
         assert steps == [2, 4] and all(set(t) == names for _, t in trainer["terms"])
@@ -215,8 +223,15 @@ def test_a_generator_is_refused_as_prior_and_a_run_is_not_overwritten(
     run = tiny_generators["mdm-ft"]
     with pytest.raises(KinemicError, match="is a fine-tuned generator"):
         finetune(tiny_world / "target", run.parent / "x", prior=run, progress=False)
-    args = ["finetune", "--target", str(tiny_world / "target"), "--method", "mdm-ft",
-            "--out", str(run)]  # fmt: skip
+    args = [
+        "finetune",
+        "--target",
+        str(tiny_world / "target"),
+        "--method",
+        "mdm-ft",
+        "--out",
+        str(run),
+    ]
     assert main(args) == 2  # already holds a run: --resume or another folder
 
 
@@ -224,8 +239,17 @@ def test_cli_defaults_agree_with_the_config() -> None:
     from kinemic.cli_kinemic import _Defaults
 
     d = FinetuneConfig()
-    for name in ("steps", "batch_size", "lr", "k", "filter", "diffusion_steps", "window_weight",
-                 "distill_weight", "checkpoint_every"):  # fmt: skip
+    for name in (
+        "steps",
+        "batch_size",
+        "lr",
+        "k",
+        "filter",
+        "diffusion_steps",
+        "window_weight",
+        "distill_weight",
+        "checkpoint_every",
+    ):
         assert getattr(_Defaults, name) == getattr(d, name), name
     for name in ("rank", "alpha", "dropout"):
         assert getattr(_Defaults.lora, name) == getattr(d.lora, name), name
@@ -251,20 +275,24 @@ def test_objective_terms_and_what_gets_gradients() -> None:
     g = torch.Generator().manual_seed(0)
     B = 4
     batch = {
-        "x0": torch.randn(B, 12, 263, generator=g), "t": torch.tensor([0, 30, 60, 99]),
+        "x0": torch.randn(B, 12, 263, generator=g),
+        "t": torch.tensor([0, 30, 60, 99]),
         "mask": torch.arange(12)[None] < torch.tensor([12, 10, 8, 12])[:, None],
-        "noise": torch.randn(B, 20, 263, generator=g), "text": torch.randn(B, 16, generator=g),
-        "action": torch.tensor([0, 1, 0, 1]), "src_x0": torch.randn(B, 20, 263, generator=g),
+        "noise": torch.randn(B, 20, 263, generator=g),
+        "text": torch.randn(B, 16, generator=g),
+        "action": torch.tensor([0, 1, 0, 1]),
+        "src_x0": torch.randn(B, 20, 263, generator=g),
         "src_mask": torch.arange(20)[None] < torch.tensor([20, 15, 6, 20])[:, None],
         "src_text": torch.randn(B, 16, generator=g),
-    }  # fmt: skip
+    }
     for weights, names in (
         (dict(distill_weight=0.5), {"rec", "con", "wrec", "window_weight", "logit_scale", "dist"}),
         (dict(window_weight=0.0), {"rec", "con", "logit_scale"}),
     ):
         config = FinetuneConfig(**weights, mic_hidden=8, mic_embed=8, bank_size=6)
-        model = TwoStreamDenoiser(Denoiser(dcfg), num_actions=2, lora=LoraSettings(rank=4),
-                                  steps=100, prior_steps=50)  # fmt: skip
+        model = TwoStreamDenoiser(
+            Denoiser(dcfg), num_actions=2, lora=LoraSettings(rank=4), steps=100, prior_steps=50
+        )
         mic = MIC(config.mic_config(32))
         objective = FinetuneModel(model, mic, NoiseSchedule(100), config).train()
         loss, terms = objective(batch)

@@ -58,12 +58,13 @@ def test_split_motion_reads_real_and_synthetic_sets(tiny_world, tmp_path):
     fs = ds.fewshot_split("S0000")
     assert doc["classes"] == [ds.class_names()[c] for c in fs.class_list]
     assert list(doc["sets"]) == [
-        "real (few-shot training)", "real (validation)", "synthetic (copies)"
-    ]  # fmt: skip
+        "real (few-shot training)",
+        "real (validation)",
+        "synthetic (copies)",
+    ]
     train = doc["sets"]["real (few-shot training)"]
     assert [r["clips"] for r in train] == [fs.train_labels.count(c) for c in fs.class_list]
-    first = [i for i, y in zip(fs.train_ids, fs.train_labels, strict=True)
-             if y == fs.class_list[0]]  # fmt: skip
+    first = [i for i, y in zip(fs.train_ids, fs.train_labels, strict=True) if y == fs.class_list[0]]
     expected = np.mean([local_speed(ds.joints(i)) for i in first])
     assert train[0]["local_speed"] == pytest.approx(expected)
     assert all(r["clips"] == 3 for r in doc["sets"]["synthetic (copies)"])

@@ -135,7 +135,7 @@ BROKEN = {
     "extra brace": (_break("}\nMOTION", "}\n}\nMOTION"), "closes nothing", 21),
     "extra frames": (_break("Frames: 4", "Frames: 2"), "declares Frames: 2 but 4", 26),
     "bad frame time": (_break("Frame Time: 0.04", "Frame Time: fast"), "Frame Time", 23),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
@@ -179,8 +179,13 @@ def test_every_cmu_trial_parses(cmu_trials, cmu_index):
         assert bvh.num_frames == int(cmu_index[trial]["frames_30fps"]), trial
         assert source_fps(bvh) == 30.0
         assert bvh.channels[0] == (
-            "Xposition", "Yposition", "Zposition", "Zrotation", "Yrotation", "Xrotation"
-        )  # fmt: skip
+            "Xposition",
+            "Yposition",
+            "Zposition",
+            "Zrotation",
+            "Yrotation",
+            "Xrotation",
+        )
 
 
 def test_cmu_fk_keeps_every_bone_length(cmu_trials):
@@ -234,9 +239,10 @@ def test_cmu_feet_on_the_floor(cmu_smpl, cmu_index):
     for trial, j in cmu_smpl.items():
         assert j[:, [7, 8, 10, 11], 1].min() == pytest.approx(0.0, abs=1e-12), trial
     walks = [
-        t for t, r in cmu_index.items()
+        t
+        for t, r in cmu_index.items()
         if "walk" in r["description"] and "uneven" not in r["description"] and t != "09_12"
-    ]  # fmt: skip
+    ]
     assert len(walks) >= 20
     for trial in walks:
         j = cmu_smpl[trial]

@@ -21,8 +21,22 @@ from kinemic.io.humanml3d import (
     write_split,
 )
 
-UNIVERSAL_TAGS = {"ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "NOUN", "NUM", "PART", "PRON",
-                  "PROPN", "PUNCT", "SCONJ", "VERB"}  # fmt: skip
+UNIVERSAL_TAGS = {
+    "ADJ",
+    "ADP",
+    "ADV",
+    "AUX",
+    "CCONJ",
+    "DET",
+    "NOUN",
+    "NUM",
+    "PART",
+    "PRON",
+    "PROPN",
+    "PUNCT",
+    "SCONJ",
+    "VERB",
+}
 
 
 # --------------------------------------------------------------------------- caption lines
@@ -103,10 +117,12 @@ def test_tokenize_reproduces_real_ntu_vibe_tokens(ntu_vibe_fixture):
         ("raises both hands", "raise/VERB both/DET hand/NOUN"),
         ("a person runs in circles", "a/DET person/NOUN run/VERB in/ADP circle/NOUN"),
         ("a side-kick!", "a/DET sidekick/NOUN"),
-        ("the person kicks with his left leg", "the/DET person/NOUN kick/VERB with/ADP "
-         "his/DET left/ADJ leg/NOUN"),
+        (
+            "the person kicks with his left leg",
+            "the/DET person/NOUN kick/VERB with/ADP his/DET left/ADJ leg/NOUN",
+        ),
     ],
-)  # fmt: skip
+)
 def test_tokenize_tags_and_lemmas(text, expected):
     assert " ".join(tokenize(text)) == expected
 

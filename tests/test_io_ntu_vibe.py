@@ -41,9 +41,16 @@ def test_ntu_name_round_trip():
 
 @pytest.mark.parametrize(
     "bad",
-    ["S001C002P003R002A13", "s001c002p003r002a013", "MS001C002P003R002A013",
-     "S001C002P003R002A013.npy", "S001C002P003R002A121", "S000C002P003R002A013", ""],
-)  # fmt: skip
+    [
+        "S001C002P003R002A13",
+        "s001c002p003r002a013",
+        "MS001C002P003R002A013",
+        "S001C002P003R002A013.npy",
+        "S001C002P003R002A121",
+        "S000C002P003R002A013",
+        "",
+    ],
+)
 def test_ntu_name_parse_is_strict(bad):
     with pytest.raises(DataError, match="NTU RGB\\+D clip name"):
         NTUName.parse(bad)
@@ -202,9 +209,12 @@ def test_label_count_mismatch_names_both_files(tmp_path):
 
 @pytest.mark.parametrize(
     ("labels", "needle", "line"),
-    [("0\nzero\n0\n", "label is not an integer", 2), ("0\n0\n7\n", "label 7 outside 0..2", 3),
-     ("-1\n0\n0\n", "label -1 outside", 1)],
-)  # fmt: skip
+    [
+        ("0\nzero\n0\n", "label is not an integer", 2),
+        ("0\n0\n7\n", "label 7 outside 0..2", 3),
+        ("-1\n0\n0\n", "label -1 outside", 1),
+    ],
+)
 def test_bad_labels(tmp_path, labels, needle, line):
     ds = _tiny(tmp_path)
     write_default_split(tmp_path, "xsub", "val", _clip_ids()[:3], [0, 0, 0])

@@ -139,9 +139,16 @@ def test_export_round_trip():
 def test_export_folds_the_text_scale_into_the_projection():
     torch.manual_seed(0)
     model = Denoiser(
-        DenoiserConfig(feature_dim=F, latent_dim=D, num_layers=2, ff_dim=40, text_dim=E,
-                       max_len=50, text_scale=7.0)
-    ).eval()  # fmt: skip
+        DenoiserConfig(
+            feature_dim=F,
+            latent_dim=D,
+            num_layers=2,
+            ff_dim=40,
+            text_dim=E,
+            max_len=50,
+            text_scale=7.0,
+        )
+    ).eval()
     back = from_mdm_checkpoint({"state_dict": to_mdm_state_dict(model)})
     assert back.config.text_scale == 1.0  # the official computation, weights rescaled
     x, t, text, mask = batch()

@@ -63,8 +63,9 @@ def test_diversity_and_multimodality():
 def evaluator(tiny_world, tmp_path_factory, one_thread):
     out = tmp_path_factory.mktemp("evaluator") / "ev"
     train = HARTrainConfig(steps=4, min_epochs=1, cpu=True, progress=False)
-    train_evaluator(tiny_world / "target", "S0000", out, width=0.125, frames=16, train=train,
-                    progress=False)  # fmt: skip
+    train_evaluator(
+        tiny_world / "target", "S0000", out, width=0.125, frames=16, train=train, progress=False
+    )
     return out
 
 
@@ -83,9 +84,17 @@ def test_evaluator_folder(evaluator, tiny_world):
 def test_generative_metrics(evaluator, tiny_world, tmp_path, one_thread):
     a = make_synthetic(tiny_world, tmp_path / "a", method="kinemic", per_class=5)
     b = make_synthetic(tiny_world, tmp_path / "b", method="mdm-ft", per_class=4)
-    doc = generative_metrics(evaluator, tiny_world / "target", "S0000", synthetic=[a, b],
-                             repeats=3, kid_subsets=5, out=tmp_path / "m",
-                             json_path=tmp_path / "m.json", progress=False)  # fmt: skip
+    doc = generative_metrics(
+        evaluator,
+        tiny_world / "target",
+        "S0000",
+        synthetic=[a, b],
+        repeats=3,
+        kid_subsets=5,
+        out=tmp_path / "m",
+        json_path=tmp_path / "m.json",
+        progress=False,
+    )
     assert json.loads((tmp_path / "m.json").read_text()) == json.loads(json.dumps(doc))
     assert [r["name"] for r in doc["rows"]] == ["real (validation)", "kinemic", "mdm-ft"]
     assert doc["sample_size"] == 12 and doc["reference"]["clips"] == 60  # the smallest set
@@ -102,9 +111,24 @@ def test_generative_metrics(evaluator, tiny_world, tmp_path, one_thread):
 
 def test_cli_metrics_trains_the_evaluator_once(tiny_world, tmp_path, capsys, one_thread):
     syn = make_synthetic(tiny_world, tmp_path / "syn", per_class=3)
-    argv = ["metrics", "--evaluator", str(tmp_path / "ev"), "--target", str(tiny_world / "target"),
-            "--synthetic", str(syn), "--repeats", "2", "--width", "0.125", "--frames", "12",
-            "--epochs", "1", "--cpu"]  # fmt: skip
+    argv = [
+        "metrics",
+        "--evaluator",
+        str(tmp_path / "ev"),
+        "--target",
+        str(tiny_world / "target"),
+        "--synthetic",
+        str(syn),
+        "--repeats",
+        "2",
+        "--width",
+        "0.125",
+        "--frames",
+        "12",
+        "--epochs",
+        "1",
+        "--cpu",
+    ]
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert "training one" in first and "| fake | 9 |" in first

@@ -92,14 +92,19 @@ def test_mining_precision_on_a_constructed_source(tmp_path):
     write_sidecar(tmp_path, "s1", 51, [("kick", 0, 51)])  # 50 rows, all kick
     write_sidecar(tmp_path, "s2", 81, [("walk", 0, 81)])  # 80 rows, no kick
     soft = SoftPositives(
-        captions=["a kick", "a walk"], source_ids=["s0", "s1", "s2"],
-        indices=np.array([[0, 1, 2], [2, 0, 1]]), scores=np.zeros((2, 3), np.float32),
-        encoder="test", split=None,
-    )  # fmt: skip
-    windows = np.array([
-        [[0, 40], [10, 50], [0, 40]],  # kick: hit (IoU 1), hit (40/50), miss (no kick in s2)
-        [[0, 40], [30, 70], [0, 40]],  # walk: hit (40/80), miss (30/70), miss (no walk in s1)
-    ])  # fmt: skip
+        captions=["a kick", "a walk"],
+        source_ids=["s0", "s1", "s2"],
+        indices=np.array([[0, 1, 2], [2, 0, 1]]),
+        scores=np.zeros((2, 3), np.float32),
+        encoder="test",
+        split=None,
+    )
+    windows = np.array(
+        [
+            [[0, 40], [10, 50], [0, 40]],  # kick: hit (IoU 1), hit (40/50), miss (no kick in s2)
+            [[0, 40], [30, 70], [0, 40]],  # walk: hit (40/80), miss (30/70), miss (no walk in s1)
+        ]
+    )
     p = mining_precision(tmp_path, soft, [("kick",), ("walk",)], windows, names=["K", "W"])
     kick, walk = p.classes
     assert (kick.containing, kick.windows, kick.windows_containing) == (2, 3, 2)
@@ -147,9 +152,24 @@ def test_window_lengths_cycle_and_errors():
 
 def test_mine_verb_prints_and_writes_json(tiny_world, tmp_path, capsys):
     out = tmp_path / "mine.json"
-    argv = ["mine", "--source", str(tiny_world / "source"), "--target",
-            str(tiny_world / "target"), "--split", "S0000", "--k", "12", "--show", "3",
-            "--encoder", "hash-64", "--json", str(out), "--no-progress"]  # fmt: skip
+    argv = [
+        "mine",
+        "--source",
+        str(tiny_world / "source"),
+        "--target",
+        str(tiny_world / "target"),
+        "--split",
+        "S0000",
+        "--k",
+        "12",
+        "--show",
+        "3",
+        "--encoder",
+        "hash-64",
+        "--json",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     text = capsys.readouterr().out
     for heading in ("A099 run on the spot", "A102 side kick", "A104 stretch oneself"):
@@ -168,8 +188,16 @@ def test_mine_verb_prints_and_writes_json(tiny_world, tmp_path, capsys):
 
 
 def test_mine_verb_errors(tiny_world, tmp_path, capsys):
-    base = ["mine", "--source", str(tiny_world / "source"), "--target",
-            str(tiny_world / "target"), "--encoder", "hash-64", "--no-progress"]  # fmt: skip
+    base = [
+        "mine",
+        "--source",
+        str(tiny_world / "source"),
+        "--target",
+        str(tiny_world / "target"),
+        "--encoder",
+        "hash-64",
+        "--no-progress",
+    ]
     assert main([*base, "--split", "S0042"]) == 2
     assert "no few-shot split 'S0042'" in capsys.readouterr().err
     assert main([*base, "--k", "0"]) == 2
@@ -186,9 +214,24 @@ def test_mine_verb_with_a_model(tiny_world, tiny_generators, tmp_path, capsys):
 
     out = tmp_path / "mine.json"
     run = tiny_generators["kinemic"]
-    argv = ["mine", "--source", str(tiny_world / "source"), "--target",
-            str(tiny_world / "target"), "--k", "6", "--t", "20", "--show", "1",
-            "--no-progress", "--model", str(run), "--json", str(out)]  # fmt: skip
+    argv = [
+        "mine",
+        "--source",
+        str(tiny_world / "source"),
+        "--target",
+        str(tiny_world / "target"),
+        "--k",
+        "6",
+        "--t",
+        "20",
+        "--show",
+        "1",
+        "--no-progress",
+        "--model",
+        str(run),
+        "--json",
+        str(out),
+    ]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "attention window" in text and "attention / random in containing" in text
@@ -206,18 +249,28 @@ def test_mine_verb_with_a_model(tiny_world, tiny_generators, tmp_path, capsys):
     # seeded: the same windows again, also with t drawn per window
     generator, _ = load_for_mining(run, None)
     classes = report["classes"]
-    soft = SoftPositives([c["caption"] for c in classes],
-                         [i for c in classes for i in c["soft_positives"]],
-                         np.arange(18).reshape(3, 6), np.zeros((3, 6)), "x", None)  # fmt: skip
+    soft = SoftPositives(
+        [c["caption"] for c in classes],
+        [i for c in classes for i in c["soft_positives"]],
+        np.arange(18).reshape(3, 6),
+        np.zeros((3, 6)),
+        "x",
+        None,
+    )
     lengths = prec.window_lengths(soft, [c["target_lengths"] for c in classes])
     labels = [c["label"] for c in classes]
     source = tiny_world / "source"
     again = attention_windows(generator, source, soft, labels, lengths, t=20, progress=False)
     assert again.tolist() == [c["windows"] for c in classes]
-    one = SoftPositives(soft.captions[:1], soft.source_ids, soft.indices[:1, :3],
-                        soft.scores[:1, :3], "x", None)  # fmt: skip
-    drawn = [attention_windows(generator, source, one, labels[:1], lengths[:1, :3], seed=3,
-                               progress=False) for _ in range(2)]  # fmt: skip
+    one = SoftPositives(
+        soft.captions[:1], soft.source_ids, soft.indices[:1, :3], soft.scores[:1, :3], "x", None
+    )
+    drawn = [
+        attention_windows(
+            generator, source, one, labels[:1], lengths[:1, :3], seed=3, progress=False
+        )
+        for _ in range(2)
+    ]
     np.testing.assert_array_equal(*drawn)
 
     with pytest.raises(KinemicError, match="no MIC module"):
@@ -248,16 +301,23 @@ def test_attention_mining_beats_random_on_a_small_world(tiny_world, tmp_path, on
 
     generator, split = load_for_mining(run, None)
     labels, lengths, _ = target_classes(tiny_world / "target", split)
-    soft = soft_positives(source, generator.class_captions, encoder=generator.text_encoder,
-                          k=60, cache_dir=tmp_path / "cache", progress=False)  # fmt: skip
+    soft = soft_positives(
+        source,
+        generator.class_captions,
+        encoder=generator.text_encoder,
+        k=60,
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
     primitives = prec.class_primitives(labels)
     hits = {"attention": 0.0, "random": 0.0}
     windows = 0
     for seed in (0, 1):
         rotated = [ls[seed:] + ls[:seed] for ls in lengths]  # other lengths on the second pass
         window_len = prec.window_lengths(soft, rotated)
-        mined = attention_windows(generator, source, soft, labels, window_len, seed=seed,
-                                  progress=False)  # fmt: skip
+        mined = attention_windows(
+            generator, source, soft, labels, window_len, seed=seed, progress=False
+        )
         p = prec.mining_precision(source, soft, primitives, mined).overall
         assert p.windows_containing >= 40  # enough windows where a hit is possible
         hits["attention"] += p.attention_hits

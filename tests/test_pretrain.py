@@ -22,9 +22,14 @@ from tests.synthetic import walking_clip
 
 TINY = dict(latent_dim=32, num_layers=2, ff_dim=64, num_heads=2)
 OPTS = dict(
-    text_encoder="hash-64", model_overrides=TINY, batch_size=4, cpu=True, progress=False,
-    log_every=5, checkpoint_every=5,
-)  # fmt: skip
+    text_encoder="hash-64",
+    model_overrides=TINY,
+    batch_size=4,
+    cpu=True,
+    progress=False,
+    log_every=5,
+    checkpoint_every=5,
+)
 CAPTIONS = ["a person walks forward", "someone walks in a curve", "a man strolls and turns"]
 
 
@@ -56,8 +61,15 @@ def run(corpus: Path, tmp_path_factory) -> Path:
 def test_pretrain_writes_a_self_describing_run(run: Path, corpus: Path) -> None:
     assert (run / "latest").read_text().strip() == "checkpoints/step-00000010"
     ckpt = run / "checkpoints" / "step-00000010"
-    for name in ("config.json", "model.safetensors", "model_raw.safetensors", "normalizer.npz",
-                 "trainer.json", "state/optimizer.bin", "state/random_states_0.pkl"):  # fmt: skip
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "model_raw.safetensors",
+        "normalizer.npz",
+        "trainer.json",
+        "state/optimizer.bin",
+        "state/random_states_0.pkl",
+    ):
         assert (ckpt / name).is_file(), name
     assert (run / "checkpoints" / "step-00000005").is_dir()
     config = json.loads((ckpt / "config.json").read_text())
@@ -129,8 +141,14 @@ def test_load_prior_rebuilds_and_samples(run: Path, tmp_path: Path) -> None:
     assert not prior.denoiser.training and prior.schedule.num_steps == 50
     raw = load_prior(run / "checkpoints" / "step-00000010", weights="raw")
     assert raw.weights == "raw"
-    x = sample(prior.denoiser, prior.schedule, (2, 12, 263), text=torch.randn(2, 64),
-               generator=torch.Generator().manual_seed(0), ddim_steps=4)  # fmt: skip
+    x = sample(
+        prior.denoiser,
+        prior.schedule,
+        (2, 12, 263),
+        text=torch.randn(2, 64),
+        generator=torch.Generator().manual_seed(0),
+        ddim_steps=4,
+    )
     assert x.shape == (2, 12, 263) and torch.isfinite(x).all()
     # a copy of the folder alone is enough: no training data needed
     solo = tmp_path / "solo"
@@ -157,8 +175,15 @@ def test_load_prior_rebuilds_and_samples(run: Path, tmp_path: Path) -> None:
 
 
 def test_sample_motions_writes_features_joints_gif(run: Path, tmp_path: Path) -> None:
-    out = sample_motions(run, texts=["a person walks forward", "someone turns"], n=2, length="1s",
-                         ddim=3, out=tmp_path / "s", progress=False)  # fmt: skip
+    out = sample_motions(
+        run,
+        texts=["a person walks forward", "someone turns"],
+        n=2,
+        length="1s",
+        ddim=3,
+        out=tmp_path / "s",
+        progress=False,
+    )
     info = json.loads((out / "info.json").read_text())
     assert info["frames"] == 20 and len(info["samples"]) == 4 and info["sampler"] == "ddim-3"
     assert [s["text"] for s in info["samples"]] == ["a person walks forward"] * 2 + [
@@ -168,8 +193,16 @@ def test_sample_motions_writes_features_joints_gif(run: Path, tmp_path: Path) ->
         assert np.load(out / "features" / f"{i}.npy").shape == (20, 263)
         assert np.load(out / "joints" / f"{i}.npy").shape == (20, 22, 3)
     assert (out / "samples.gif").stat().st_size > 0
-    again = sample_motions(run, texts=["a person walks forward", "someone turns"], n=2, length=20,
-                           ddim=3, out=tmp_path / "t", gif=False, progress=False)  # fmt: skip
+    again = sample_motions(
+        run,
+        texts=["a person walks forward", "someone turns"],
+        n=2,
+        length=20,
+        ddim=3,
+        out=tmp_path / "t",
+        gif=False,
+        progress=False,
+    )
     np.testing.assert_array_equal(
         np.load(out / "features/3.npy"), np.load(again / "features/3.npy")
     )
@@ -223,14 +256,27 @@ def test_import_mdm_writes_a_prior_folder(tmp_path: Path) -> None:
     mdm = Denoiser(DenoiserConfig.preset("tiny", **TINY, text_dim=64, text_scale=1.0))  # official
     torch.save({"model": to_mdm_state_dict(mdm)}, tmp_path / "model000.pt")
     write_mean_std(tmp_path / "stats", np.zeros(263), np.ones(263))
-    out = import_mdm(tmp_path / "model000.pt", tmp_path / "prior", mean_std=tmp_path / "stats",
-                     num_heads=2, text_encoder="hash-64")  # fmt: skip
+    out = import_mdm(
+        tmp_path / "model000.pt",
+        tmp_path / "prior",
+        mean_std=tmp_path / "stats",
+        num_heads=2,
+        text_encoder="hash-64",
+    )
     prior = load_prior(out)
     assert prior.weights == "raw" and prior.text_encoder == "hash-64"
     ref = mdm.state_dict()
     assert all(torch.equal(v, ref[k]) for k, v in prior.denoiser.state_dict().items())
-    sample_motions(out, texts=["a person jumps"], n=1, length=8, ddim=2, out=tmp_path / "s",
-                   gif=False, progress=False)  # fmt: skip
+    sample_motions(
+        out,
+        texts=["a person jumps"],
+        n=1,
+        length=8,
+        ddim=2,
+        out=tmp_path / "s",
+        gif=False,
+        progress=False,
+    )
     assert np.load(tmp_path / "s" / "joints" / "0.npy").shape == (8, 22, 3)
     with pytest.raises(KinemicError, match="cannot import"):
         import_mdm(tmp_path / "missing.pt", tmp_path / "p2", mean_std=tmp_path / "stats")

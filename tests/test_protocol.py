@@ -34,10 +34,20 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(**kw) -> ProtocolConfig:
-    train = HARTrainConfig(steps=4, min_epochs=1, batch_size=16, evaluations=2, cpu=True,
-                           progress=False)  # fmt: skip
-    return ProtocolConfig(**{"modes": ("real", "gt"), "seeds": 2, "threads": 1, "frames": 16,
-                             "width": 0.125, "train": train, **kw})  # fmt: skip
+    train = HARTrainConfig(
+        steps=4, min_epochs=1, batch_size=16, evaluations=2, cpu=True, progress=False
+    )
+    return ProtocolConfig(
+        **{
+            "modes": ("real", "gt"),
+            "seeds": 2,
+            "threads": 1,
+            "frames": 16,
+            "width": 0.125,
+            "train": train,
+            **kw,
+        }
+    )
 
 
 def test_mean_ci95_known_values():
@@ -54,8 +64,15 @@ def evaluated(tiny_world, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
     syn = make_synthetic(tiny_world, out / "syn")
     config = tiny_config(modes=("real", "synth", "mixed", "gt"))
-    doc = evaluate(tiny_world / "target", "S0000", synthetic=[syn], config=config,
-                   out=out / "res", json_path=out / "figures.json", progress=False)  # fmt: skip
+    doc = evaluate(
+        tiny_world / "target",
+        "S0000",
+        synthetic=[syn],
+        config=config,
+        out=out / "res",
+        json_path=out / "figures.json",
+        progress=False,
+    )
     return out, doc
 
 
@@ -115,16 +132,18 @@ def test_finished_runs_are_reused_when_their_key_matches(evaluated, tiny_world, 
     records = sorted(p.name for p in (res / "runs").glob("*.json"))
     assert len(records) == 8 and "mixed-fake-seed1.json" in records
     run_record_path(res / "runs", "gt", 1).unlink()
-    again = evaluate(tiny_world / "target", "S0000", synthetic=[syn], config=config, out=res,
-                     progress=False)  # fmt: skip
+    again = evaluate(
+        tiny_world / "target", "S0000", synthetic=[syn], config=config, out=res, progress=False
+    )
     assert again["timing"]["reused_runs"] == 7
     assert again["modes"] == first["modes"]  # the retrained run gives the same numbers
     assert [r["history"] for r in again["runs"]] == [r["history"] for r in first["runs"]]
     assert "8 runs (7 of them reused from `runs/`)" in (res / "results.md").read_text()
     # another synthetic set: the modes that use it train again, real and gt are reused
     other = make_synthetic(tiny_world, tmp_path / "other", per_class=3)
-    doc = evaluate(tiny_world / "target", "S0000", synthetic=[other], config=config, out=res,
-                   progress=False)  # fmt: skip
+    doc = evaluate(
+        tiny_world / "target", "S0000", synthetic=[other], config=config, out=res, progress=False
+    )
     assert doc["timing"]["reused_runs"] == 4
     assert [m["train_synthetic"] for m in doc["modes"]] == [0, 9, 9, 0]
     # another training length: every key changes
@@ -184,15 +203,15 @@ def test_prerun_trains_until_stopped_and_evaluate_reuses_it(tiny_world, tmp_path
     doc = evaluate(tiny_world / "target", "S0000", config=config, out=tmp_path, progress=False)
     assert doc["timing"]["reused_runs"] == 2 and len(doc["runs"]) == 4
     with pytest.raises(KinemicError, match="jobs=1 and the later evaluation's threads"):
-        prerun(tiny_world / "target", "S0000", out=tmp_path, config=tiny_config(jobs=2),
-               stop=stop)  # fmt: skip
+        prerun(tiny_world / "target", "S0000", out=tmp_path, config=tiny_config(jobs=2), stop=stop)
 
 
 @pytest.mark.slow  # two spawned processes import torch: ~10 s alone
 def test_parallel_jobs_give_the_serial_numbers(tiny_world):
     serial = evaluate(tiny_world / "target", "S0000", config=tiny_config(seeds=1), progress=False)
-    parallel = evaluate(tiny_world / "target", "S0000", config=tiny_config(seeds=1, jobs=2),
-                        progress=False)  # fmt: skip
+    parallel = evaluate(
+        tiny_world / "target", "S0000", config=tiny_config(seeds=1, jobs=2), progress=False
+    )
     assert parallel["timing"]["jobs"] == 2
     for a, b in zip(serial["runs"], parallel["runs"], strict=True):
         assert (a["mode"], a["seed"]) == (b["mode"], b["seed"])
@@ -272,9 +291,13 @@ def test_mode_names(tiny_world, tmp_path):
     a = make_synthetic(tiny_world, tmp_path / "a", method="kinemic", per_class=1)
     b = make_synthetic(tiny_world, tmp_path / "b", method="mdm-ft", per_class=1)
     c = make_synthetic(tiny_world, tmp_path / "c", method="kinemic", per_class=1)
-    data = load_protocol_data(target, "S0000", synthetic=[a, b],
-                              modes=["real", "mixed (mdm-ft)", "mixed", "synth (kinemic)"],
-                              progress=False)  # fmt: skip
+    data = load_protocol_data(
+        target,
+        "S0000",
+        synthetic=[a, b],
+        modes=["real", "mixed (mdm-ft)", "mixed", "synth (kinemic)"],
+        progress=False,
+    )
     assert list(data.train) == ["real", "mixed (mdm-ft)", "mixed (kinemic)", "synth (kinemic)"]
     data = load_protocol_data(target, "S0000", synthetic=[a, c], modes=["synth"], progress=False)
     assert list(data.train) == ["synth (kinemic: a)", "synth (kinemic: c)"]
@@ -282,9 +305,30 @@ def test_mode_names(tiny_world, tmp_path):
 
 def test_cli_evaluate(tiny_world, tmp_path, capsys):
     out = tmp_path / "res"
-    argv = ["evaluate", "--target", str(tiny_world / "target"), "--split", "S0000", "--modes",
-            "real", "--seeds", "1", "--width", "0.125", "--frames", "12", "--steps", "2",
-            "--epochs", "1", "--cpu", "--threads", "1", "--out", str(out)]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--target",
+        str(tiny_world / "target"),
+        "--split",
+        "S0000",
+        "--modes",
+        "real",
+        "--seeds",
+        "1",
+        "--width",
+        "0.125",
+        "--frames",
+        "12",
+        "--steps",
+        "2",
+        "--epochs",
+        "1",
+        "--cpu",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     assert "| real | 30 | 1 |" in capsys.readouterr().out
     doc = json.loads((out / "results.json").read_text())
@@ -297,10 +341,32 @@ def test_cli_evaluate(tiny_world, tmp_path, capsys):
 def test_cli_evaluate_min_epochs_sets_the_epochs_of_a_small_budget(tiny_world, tmp_path):
     """--steps 2 would give the 30 few-shot clips one epoch; --min-epochs 3 raises it to 3."""
     out = tmp_path / "res"
-    argv = ["evaluate", "--target", str(tiny_world / "target"), "--split", "S0000", "--modes",
-            "real", "--seeds", "1", "--width", "0.125", "--frames", "12", "--steps", "2",
-            "--min-epochs", "3", "--evaluations", "1", "--cpu", "--threads", "1",
-            "--out", str(out)]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--target",
+        str(tiny_world / "target"),
+        "--split",
+        "S0000",
+        "--modes",
+        "real",
+        "--seeds",
+        "1",
+        "--width",
+        "0.125",
+        "--frames",
+        "12",
+        "--steps",
+        "2",
+        "--min-epochs",
+        "3",
+        "--evaluations",
+        "1",
+        "--cpu",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     doc = json.loads((out / "results.json").read_text())
     assert doc["modes"][0]["epochs"] == 3

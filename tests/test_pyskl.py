@@ -96,6 +96,8 @@ def test_cli_export(tiny_world, tmp_path, capsys):
     assert main(argv) == 0
     assert "60 clips (train: 30, val: 30)" in capsys.readouterr().out
     assert len(read_pyskl(out).annotations) == 60
-    assert main(["export", "pyskl", str(tiny_world / "target"), "--split", "S0042", "--out",
-                 str(out)]) == 2  # fmt: skip
+    assert (
+        main(["export", "pyskl", str(tiny_world / "target"), "--split", "S0042", "--out", str(out)])
+        == 2
+    )
     assert "S0042" in capsys.readouterr().err

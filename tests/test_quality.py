@@ -141,8 +141,11 @@ def test_evaluate_prior_reports_every_figure_on_the_tiny_world(tiny_world):
     )
     assert 0.0 <= report.top1 <= 100.0 and report.samples_per_primitive == 2
     assert set(report.motion) == {
-        "samples_locomotion", "samples_other", "real_locomotion", "real_other"
-    }  # fmt: skip
+        "samples_locomotion",
+        "samples_other",
+        "real_locomotion",
+        "real_other",
+    }
     assert report.motion["samples_other"] > 0.0 and report.motion["real_other"] > 0.0
     assert "local joint speed, other primitives" in report.table()
     assert json.loads(report.to_json())["motion"] == pytest.approx(report.motion, nan_ok=True)

@@ -27,8 +27,10 @@ def _classes(world: Path) -> tuple[list[str], list[list[str]]]:
     target = NTUVibeDataset(world / "target")
     fs = target.fewshot_split("S0000")
     captions = target.class_captions()
-    shots = [[i for i, y in zip(fs.train_ids, fs.train_labels, strict=True) if y == c]
-             for c in fs.class_list]  # fmt: skip
+    shots = [
+        [i for i, y in zip(fs.train_ids, fs.train_labels, strict=True) if y == c]
+        for c in fs.class_list
+    ]
     return [captions[c] for c in fs.class_list], shots
 
 
@@ -53,21 +55,24 @@ def test_kinematic_selection_keeps_k_of_the_reranked_caption_pool(tiny_world, tm
     assert none.filter == {"name": "none"}
     # the order is the fused key: half the standardised motion score, half the caption score
     fewshot = [[NTUVibeDataset(tiny_world / "target").joints(i) for i in ids] for ids in shots]
-    motion = kinematic_scores(None, source, text.source_ids, text.indices, fewshot,
-                              progress=False).score  # fmt: skip
+    motion = kinematic_scores(
+        None, source, text.source_ids, text.indices, fewshot, progress=False
+    ).score
     z = lambda x: (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)  # noqa: E731
     key = 0.5 * z(motion) + 0.5 * z(text.scores.astype(np.float64))
     expect = np.take_along_axis(text.indices, np.argsort(-key, 1, kind="stable")[:, :6], 1)
     np.testing.assert_array_equal(kin.indices, expect)
     # weight 1 ranks by motion alone; weight 0 keeps the caption order
-    alone = select_soft_positives(source, captions, k=6, filter="kinematic", filter_pool=12,
-                                  filter_weight=1.0, **pick)  # fmt: skip
+    alone = select_soft_positives(
+        source, captions, k=6, filter="kinematic", filter_pool=12, filter_weight=1.0, **pick
+    )
     expect = np.take_along_axis(text.indices, np.argsort(-motion, 1, kind="stable")[:, :6], 1)
     np.testing.assert_array_equal(alone.indices, expect)
     np.testing.assert_allclose(alone.scores, -np.sort(-motion, 1)[:, :6], rtol=1e-6)
     assert alone.filter["weight"] == 1.0
-    caption = select_soft_positives(source, captions, k=6, filter="kinematic", filter_pool=12,
-                                    filter_weight=0.0, **pick)  # fmt: skip
+    caption = select_soft_positives(
+        source, captions, k=6, filter="kinematic", filter_pool=12, filter_weight=0.0, **pick
+    )
     np.testing.assert_array_equal(caption.indices, text.indices[:, :6])
     # k and the pool are capped at the 48 train motions, with notes
     big = select_soft_positives(source, captions, k=40, filter="kinematic", **pick)
@@ -79,8 +84,14 @@ def test_kinematic_selection_keeps_k_of_the_reranked_caption_pool(tiny_world, tm
 
 def test_bad_filter_settings_are_refused(tiny_world, tmp_path) -> None:
     captions, shots = _classes(tiny_world)
-    pick = dict(target=tiny_world / "target", fewshot_ids=shots, encoder="hash-64", k=6,
-                cache_dir=tmp_path, progress=False)  # fmt: skip
+    pick = dict(
+        target=tiny_world / "target",
+        fewshot_ids=shots,
+        encoder="hash-64",
+        k=6,
+        cache_dir=tmp_path,
+        progress=False,
+    )
     source = tiny_world / "source"
     cases = [
         (dict(filter="bogus"), "filter must be one of none, kinematic, found 'bogus'"),
@@ -90,9 +101,11 @@ def test_bad_filter_settings_are_refused(tiny_world, tmp_path) -> None:
         (dict(filter="kinematic", filter_weight=1.5), r"filter_weight must be in \[0, 1\]"),
         (dict(filter="kinematic", filter_weight=-0.1), r"filter_weight must be in \[0, 1\]"),
         (dict(filter="kinematic", filter_encoder=tmp_path), f"{tmp_path}: not a T-MOR encoder"),
-        (dict(filter="kinematic", filter_encoder=SHIPPED_PRIOR),
-         f"{SHIPPED_PRIOR}/config.json: format 'kinemic-prior', expected 'kinemic-tmor'"),
-    ]  # fmt: skip
+        (
+            dict(filter="kinematic", filter_encoder=SHIPPED_PRIOR),
+            f"{SHIPPED_PRIOR}/config.json: format 'kinemic-prior', expected 'kinemic-tmor'",
+        ),
+    ]
     for kwargs, message in cases:
         with pytest.raises(KinemicError, match=message):
             select_soft_positives(source, captions, **{**pick, **kwargs})
@@ -114,9 +127,22 @@ def test_bad_filter_settings_are_refused(tiny_world, tmp_path) -> None:
 
 def test_mine_verb_with_the_kinematic_filter(tiny_world, tmp_path, capsys) -> None:
     out = tmp_path / "mine.json"
-    base = ["mine", "--source", str(tiny_world / "source"), "--target",
-            str(tiny_world / "target"), "--split", "S0000", "--k", "6", "--show", "1",
-            "--encoder", "hash-64", "--no-progress"]  # fmt: skip
+    base = [
+        "mine",
+        "--source",
+        str(tiny_world / "source"),
+        "--target",
+        str(tiny_world / "target"),
+        "--split",
+        "S0000",
+        "--k",
+        "6",
+        "--show",
+        "1",
+        "--encoder",
+        "hash-64",
+        "--no-progress",
+    ]
     assert main([*base, "--filter", "kinematic", "--filter-pool", "12", "--json", str(out)]) == 0
     assert "kinematic filter: the caption top 12 re-ranked by" in capsys.readouterr().out
     report = json.loads(out.read_text())
@@ -134,9 +160,25 @@ def test_mine_verb_with_the_kinematic_filter(tiny_world, tmp_path, capsys) -> No
 
 def test_finetune_records_the_filter_and_mine_reuses_it(tiny_world, tmp_path, capsys) -> None:
     run = tmp_path / "run"
-    args = ["finetune", "--target", str(tiny_world / "target"), "--source",
-            str(tiny_world / "source"), "--batch-size", "2", "--k", "4", "--filter", "kinematic",
-            "--filter-pool", "12", "--checkpoint-every", "1", "--out", str(run)]  # fmt: skip
+    args = [
+        "finetune",
+        "--target",
+        str(tiny_world / "target"),
+        "--source",
+        str(tiny_world / "source"),
+        "--batch-size",
+        "2",
+        "--k",
+        "4",
+        "--filter",
+        "kinematic",
+        "--filter-pool",
+        "12",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        str(run),
+    ]
     assert main([*args, "--steps", "1"]) == 0
     ckpt = run / "checkpoints" / "step-00000001"
     config = json.loads((ckpt / "config.json").read_text())
@@ -155,9 +197,27 @@ def test_finetune_records_the_filter_and_mine_reuses_it(tiny_world, tmp_path, ca
     assert "filter_weight: checkpoint 0.5, now absent" in capsys.readouterr().err
     # mine --model selects as the run did
     out = tmp_path / "mine.json"
-    assert main(["mine", "--source", str(tiny_world / "source"), "--target",
-                 str(tiny_world / "target"), "--model", str(run), "--show", "0", "--t", "20",
-                 "--no-progress", "--json", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "mine",
+                "--source",
+                str(tiny_world / "source"),
+                "--target",
+                str(tiny_world / "target"),
+                "--model",
+                str(run),
+                "--show",
+                "0",
+                "--t",
+                "20",
+                "--no-progress",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["filter"] == KINEMATIC and report["k"] == 4
     top = [c["soft_positives"] for c in report["classes"]]
@@ -181,16 +241,34 @@ def test_fused_scores_standardise_each_row_then_weigh() -> None:
         fused_scores(text, motion[:, :3], 0.5)
 
 
-def test_a_run_from_before_the_weight_resumes_and_mines_by_motion_alone(tiny_world, tmp_path,
-                                                                       capsys) -> None:  # fmt: skip
+def test_a_run_from_before_the_weight_resumes_and_mines_by_motion_alone(
+    tiny_world, tmp_path, capsys
+) -> None:
     """Runs of the filter before the weight option ranked by motion alone (weight 1) and
     recorded no weight: weight 1 leaves no trace in the fingerprint, and ``mine --model``
     reads a record without a weight as 1."""
     run = tmp_path / "run"
-    args = ["finetune", "--target", str(tiny_world / "target"), "--source",
-            str(tiny_world / "source"), "--batch-size", "2", "--k", "4", "--filter", "kinematic",
-            "--filter-pool", "12", "--filter-weight", "1", "--checkpoint-every", "1",
-            "--out", str(run)]  # fmt: skip
+    args = [
+        "finetune",
+        "--target",
+        str(tiny_world / "target"),
+        "--source",
+        str(tiny_world / "source"),
+        "--batch-size",
+        "2",
+        "--k",
+        "4",
+        "--filter",
+        "kinematic",
+        "--filter-pool",
+        "12",
+        "--filter-weight",
+        "1",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        str(run),
+    ]
     assert main([*args, "--steps", "1"]) == 0
     ckpt = run / "checkpoints" / "step-00000001"
     assert "filter_weight" not in json.loads((ckpt / "trainer.json").read_text())["fingerprint"]
@@ -199,9 +277,27 @@ def test_a_run_from_before_the_weight_resumes_and_mines_by_motion_alone(tiny_wor
     del config["soft_positives"]["filter"]["weight"]  # as written before the option
     config_path.write_text(json.dumps(config))
     out = tmp_path / "mine.json"
-    assert main(["mine", "--source", str(tiny_world / "source"), "--target",
-                 str(tiny_world / "target"), "--model", str(run), "--show", "0", "--t", "20",
-                 "--no-progress", "--json", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "mine",
+                "--source",
+                str(tiny_world / "source"),
+                "--target",
+                str(tiny_world / "target"),
+                "--model",
+                str(run),
+                "--show",
+                "0",
+                "--t",
+                "20",
+                "--no-progress",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["filter"] == {**KINEMATIC, "weight": 1.0}
     assert [c["soft_positives"] for c in report["classes"]] == config["soft_positives"]["top"]

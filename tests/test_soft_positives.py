@@ -56,8 +56,14 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 def test_names_the_class_above_unrelated(tmp_path):
     src = make_corpus(tmp_path / "src", CORPUS)
-    sp = soft_positives(src, ["A person does a side kick.", "a person waves a hand"],
-                        encoder=HashEncoder(dim=64), k=4, cache=False, progress=False)  # fmt: skip
+    sp = soft_positives(
+        src,
+        ["A person does a side kick.", "a person waves a hand"],
+        encoder=HashEncoder(dim=64),
+        k=4,
+        cache=False,
+        progress=False,
+    )
     assert isinstance(sp, SoftPositives)
     assert sp.indices.shape == sp.scores.shape == (2, 4)
     assert sp.indices.dtype == np.int64 and sp.scores.dtype == np.float32
@@ -87,19 +93,22 @@ def test_uses_train_split_or_all_ids(tmp_path):
     enc = HashEncoder(dim=64)
     sp = soft_positives(src, ["a side kick"], encoder=enc, k=2, cache=False, progress=False)
     assert sp.split == "train" and sp.source_ids == ["000001", "000002"]
-    every = soft_positives(src, ["a side kick"], encoder=enc, k=2, split=None, cache=False,
-                           progress=False)  # fmt: skip
+    every = soft_positives(
+        src, ["a side kick"], encoder=enc, k=2, split=None, cache=False, progress=False
+    )
     assert every.split is None and len(every.source_ids) == 4
     assert every.ids(0)[0] == "000000"
-    other = soft_positives(src, ["a side kick"], encoder=enc, k=2, split="val", cache=False,
-                           progress=False)  # fmt: skip
+    other = soft_positives(
+        src, ["a side kick"], encoder=enc, k=2, split="val", cache=False, progress=False
+    )
     assert len(other.source_ids) == 4 and any("no val.txt" in n for n in other.notes)
 
 
 def test_k_is_capped_with_a_note(tmp_path):
     src = make_corpus(tmp_path / "src", CORPUS)
-    sp = soft_positives(src, ["a kick"], encoder=HashEncoder(dim=64), k=250, cache=False,
-                        progress=False)  # fmt: skip
+    sp = soft_positives(
+        src, ["a kick"], encoder=HashEncoder(dim=64), k=250, cache=False, progress=False
+    )
     assert sp.k == 4 and sp.indices.shape == (1, 4)
     assert sorted(sp.indices[0].tolist()) == [0, 1, 2, 3]
     assert any("k=250 capped at the 4 motions" in n for n in sp.notes)
@@ -187,8 +196,14 @@ def test_minilm_on_tiny_world(tiny_world, tmp_path):
     labels = target.fewshot_split("S0000").class_list
     captions = [target.class_captions()[c] for c in labels]
     enc = get_text_encoder("minilm", cache_dir=tmp_path / "text")
-    sp = soft_positives(tiny_world / "source", captions, encoder=enc, k=10,
-                        cache_dir=tmp_path / "cache", progress=False)  # fmt: skip
+    sp = soft_positives(
+        tiny_world / "source",
+        captions,
+        encoder=enc,
+        k=10,
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
     assert sp.encoder == "minilm-l6-v2" and sp.split == "train"
     assert sp.indices.shape == (3, 10)
     side_kick = labels.index(101)
@@ -199,9 +214,14 @@ def test_minilm_on_tiny_world(tiny_world, tmp_path):
 
     assert has(sp.ids(side_kick)[0], "side_kick")
     # over the whole corpus, motions with a side kick rank far above those without
-    every = soft_positives(tiny_world / "source", [captions[side_kick]], encoder=enc,
-                           k=len(sp.source_ids), cache_dir=tmp_path / "cache",
-                           progress=False)  # fmt: skip
+    every = soft_positives(
+        tiny_world / "source",
+        [captions[side_kick]],
+        encoder=enc,
+        k=len(sp.source_ids),
+        cache_dir=tmp_path / "cache",
+        progress=False,
+    )
     with_kick = [r for r, i in enumerate(every.ids(0)) if has(i, "side_kick")]
     without = [r for r, i in enumerate(every.ids(0)) if not has(i, "side_kick")]
     assert with_kick and np.mean(with_kick) < np.mean(without) / 2

@@ -193,8 +193,9 @@ def _toy(n: int, rng: np.random.Generator, frames: int = 20):
 
 
 def _fast(**kw) -> HARTrainConfig:
-    return HARTrainConfig(**{"steps": 48, "min_epochs": 1, "batch_size": 8, "cpu": True,
-                             "progress": False, **kw})  # fmt: skip
+    return HARTrainConfig(
+        **{"steps": 48, "min_epochs": 1, "batch_size": 8, "cpu": True, "progress": False, **kw}
+    )
 
 
 def test_training_learns_a_separable_toy_set(one_thread):
@@ -215,8 +216,10 @@ def test_training_is_deterministic_for_a_seed(one_thread):
     rng = np.random.default_rng(1)
     x, y = _toy(12, rng)
     cfg = STGCNConfig(num_classes=2, width=0.125)
-    runs = [train_classifier(x, y, model_config=cfg, config=_fast(steps=4, seed=s), val_x=x,
-                             val_y=y) for s in (3, 3, 4)]  # fmt: skip
+    runs = [
+        train_classifier(x, y, model_config=cfg, config=_fast(steps=4, seed=s), val_x=x, val_y=y)
+        for s in (3, 3, 4)
+    ]
     a, b, c = (dict(r.model.state_dict()) for r in runs)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
@@ -235,7 +238,8 @@ def test_training_refuses_bad_input():
 def test_bf16_autocast_trains(one_thread):
     x, y = _toy(6, np.random.default_rng(2), frames=8)
     cfg = STGCNConfig(num_classes=2, width=0.125)
-    res = train_classifier(x, y, model_config=cfg, config=_fast(steps=2, mixed_precision="bf16"),
-                           val_x=x, val_y=y)  # fmt: skip
+    res = train_classifier(
+        x, y, model_config=cfg, config=_fast(steps=2, mixed_precision="bf16"), val_x=x, val_y=y
+    )
     assert np.isfinite(res.losses).all() and len(res.history) == res.epochs
     assert next(res.model.parameters()).dtype == torch.float32  # weights stay fp32

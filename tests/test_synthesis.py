@@ -22,8 +22,21 @@ def test_synthetic_split_is_valid_complete_and_free_of_few_shot_clips(
     method: str, tiny_generators: dict[str, Path], tiny_world: Path, tmp_path: Path, capsys
 ) -> None:
     out = tmp_path / "synth"
-    args = ["synthesize", "--model", str(tiny_generators[method]), "--per-class", "3",
-            "--ddim", "4", "--batch-size", "4", "--seed", "1", "--out", str(out)]  # fmt: skip
+    args = [
+        "synthesize",
+        "--model",
+        str(tiny_generators[method]),
+        "--per-class",
+        "3",
+        "--ddim",
+        "4",
+        "--batch-size",
+        "4",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     assert main(["validate", str(out)]) == 0, capsys.readouterr().out
     target = NTUVibeDataset(tiny_world / "target")
@@ -82,15 +95,37 @@ def test_composition_blends_an_action_and_a_text(
     tiny_generators: dict[str, Path], tmp_path: Path
 ) -> None:
     out = tmp_path / "compose"
-    args = ["sample", "--model", str(tiny_generators["kinemic"]), "--action", "side kick",
-            "--text", "a person walks in a circle", "--n", "2", "--ddim", "3", "--length", "30",
-            "--no-gif", "--out", str(out)]  # fmt: skip
+    args = [
+        "sample",
+        "--model",
+        str(tiny_generators["kinemic"]),
+        "--action",
+        "side kick",
+        "--text",
+        "a person walks in a circle",
+        "--n",
+        "2",
+        "--ddim",
+        "3",
+        "--length",
+        "30",
+        "--no-gif",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     info = json.loads((out / "info.json").read_text())
     assert [(s["action"], s["text"]) for s in info["samples"]] == [
         (1, "a person walks in a circle")
     ] * 2
     assert info["steps"] == 100 and np.load(out / "joints" / "0.npy").shape == (30, 22, 3)
-    bad = ["sample", "--model", str(tiny_generators["kinemic"]), "--action", "moonwalk",
-           "--out", str(tmp_path / "x")]  # fmt: skip
+    bad = [
+        "sample",
+        "--model",
+        str(tiny_generators["kinemic"]),
+        "--action",
+        "moonwalk",
+        "--out",
+        str(tmp_path / "x"),
+    ]
     assert main(bad) == 2

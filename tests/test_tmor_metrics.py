@@ -68,13 +68,16 @@ def test_masking_removes_exactly_the_duplicates_from_the_denominator() -> None:
 
 def test_ranks_and_recall_on_a_constructed_similarity_matrix() -> None:
     # row i's own column (i) is ranked 1, 2, 3, 1, 5
-    sim = np.array([
-        [9, 1, 2, 3, 4],
-        [5, 4, 1, 2, 3],
-        [5, 6, 3, 2, 1],
-        [1, 2, 3, 9, 4],
-        [5, 6, 7, 8, 0],
-    ], dtype=float)  # fmt: skip
+    sim = np.array(
+        [
+            [9, 1, 2, 3, 4],
+            [5, 4, 1, 2, 3],
+            [5, 6, 3, 2, 1],
+            [1, 2, 3, 9, 4],
+            [5, 6, 7, 8, 0],
+        ],
+        dtype=float,
+    )
     r = ranks(sim)
     assert r.tolist() == [1, 2, 3, 1, 5]
     m = recall_at(r, ks=(1, 2, 5))

@@ -18,8 +18,17 @@ from kinemic.tmor.encoder import load_tmor
 from kinemic.tmor.model import TMOR, TMORConfig
 from kinemic.tmor.pretrain import TMORTask, encode_texts, pretrain_tmor
 
-OPTS = dict(preset="tiny", text_encoder="hash-64", batch_size=8, cpu=True, progress=False,
-            log_every=2, checkpoint_every=3, warmup_steps=0, max_frames=64)  # fmt: skip
+OPTS = dict(
+    preset="tiny",
+    text_encoder="hash-64",
+    batch_size=8,
+    cpu=True,
+    progress=False,
+    log_every=2,
+    checkpoint_every=3,
+    warmup_steps=0,
+    max_frames=64,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

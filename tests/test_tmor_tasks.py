@@ -27,9 +27,18 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def run(tiny_world: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tmor") / "run"
-    pretrain_tmor([tiny_world / "source"], out, preset="tiny", text_encoder="hash-64",
-                  steps=20, batch_size=16, cpu=True, progress=False, checkpoint_every=20,
-                  max_frames=64)  # fmt: skip
+    pretrain_tmor(
+        [tiny_world / "source"],
+        out,
+        preset="tiny",
+        text_encoder="hash-64",
+        steps=20,
+        batch_size=16,
+        cpu=True,
+        progress=False,
+        checkpoint_every=20,
+        max_frames=64,
+    )
     return out
 
 
@@ -51,8 +60,9 @@ def test_retrieval_end_to_end(enc, tiny_world: Path) -> None:
 
 
 def test_zero_and_few_shot_classification_end_to_end(enc, tiny_world: Path) -> None:
-    rep = evaluate_classification(tiny_world / "target", encoder=enc, split="S0001", seeds=2,
-                                  progress=False)  # fmt: skip
+    rep = evaluate_classification(
+        tiny_world / "target", encoder=enc, split="S0001", seeds=2, progress=False
+    )
     assert len(rep.classes) == 6 and rep.chance == pytest.approx(100 / 6)
     assert rep.val_clips == 60 and 0 <= rep.zero_shot <= 100
     assert "butt kicks" in rep.zero_shot_per_class and rep.never_named is not None
@@ -61,20 +71,30 @@ def test_zero_and_few_shot_classification_end_to_end(enc, tiny_world: Path) -> N
     assert rep.fewshot["prototype"][10][1] == 0.0  # all 10 shots: one draw, no interval
     assert 0 <= rep.supervised <= 100 and rep.supervised_train_clips == 120
     with pytest.raises(KinemicError, match="11 shots"):
-        evaluate_classification(tiny_world / "target", encoder=enc, shots=(11,),
-                                regimes=("few-shot",), progress=False)  # fmt: skip
+        evaluate_classification(
+            tiny_world / "target", encoder=enc, shots=(11,), regimes=("few-shot",), progress=False
+        )
 
 
 def test_detection_end_to_end(enc, tiny_world: Path) -> None:
-    rep = detect_world(tiny_world / "source", encoder=enc, max_train_sequences=20,
-                       max_test_sequences=4, progress=False)  # fmt: skip
+    rep = detect_world(
+        tiny_world / "source",
+        encoder=enc,
+        max_train_sequences=20,
+        max_test_sequences=4,
+        progress=False,
+    )
     assert rep.sequences == 4 and len(rep.classes) == 34 and 0 < rep.map <= 100
     assert 0 < rep.trivial_map < 100 and rep.frames_per_second > 0
-    rep = detect_concat(tiny_world / "target", encoder=enc, clips_per_sequence=20,
-                        progress=False)  # fmt: skip
+    rep = detect_concat(tiny_world / "target", encoder=enc, clips_per_sequence=20, progress=False)
     assert rep.sequences == 3 and len(rep.classes) == 6  # 60 validation clips
-    zs = detect_concat(tiny_world / "target", encoder=enc, method="zero-shot",
-                       clips_per_sequence=30, progress=False)  # fmt: skip
+    zs = detect_concat(
+        tiny_world / "target",
+        encoder=enc,
+        method="zero-shot",
+        clips_per_sequence=30,
+        progress=False,
+    )
     assert zs.frames == rep.frames and zs.method == "zero-shot"
 
 
@@ -98,8 +118,10 @@ def test_kinematic_filter_returns_a_permutation_of_the_candidates(enc, tiny_worl
     ids = HumanML3DDataset(source).split("train")
     target = NTUVibeDataset(tiny_world / "target")
     fs = target.fewshot_split("S0000")
-    shots = [[target.joints(i) for i, y in zip(fs.train_ids, fs.train_labels, strict=True)
-              if y == c][:3] for c in fs.class_list]  # fmt: skip
+    shots = [
+        [target.joints(i) for i, y in zip(fs.train_ids, fs.train_labels, strict=True) if y == c][:3]
+        for c in fs.class_list
+    ]
     rng = np.random.default_rng(0)
     cand = np.stack([rng.choice(len(ids), 7, replace=False) for _ in fs.class_list])
     order, scores = kinematic_rerank(enc, source, ids, cand, shots, progress=False)
@@ -119,13 +141,46 @@ def test_cli_verbs_write_json(run: Path, tiny_world: Path, tmp_path: Path) -> No
     assert main([*args, "--split", "train", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["pairs"] == 48
     out = tmp_path / "c.json"
-    assert main(["tmor", "classify", "--encoder", str(run), "--target", str(tiny_world / "target"),
-                 "--regimes", "zero-shot", "--json", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "tmor",
+                "classify",
+                "--encoder",
+                str(run),
+                "--target",
+                str(tiny_world / "target"),
+                "--regimes",
+                "zero-shot",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["fewshot"] == {}
     out = tmp_path / "g.json"  # real clips judged as if generated: the two columns agree
-    assert main(["tmor", "t2m", "--encoder", str(run), "--source", str(tiny_world / "source"),
-                 "--split", "train", "--generated", str(tiny_world / "source"),
-                 "--n", "48", "--json", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "tmor",
+                "t2m",
+                "--encoder",
+                str(run),
+                "--source",
+                str(tiny_world / "source"),
+                "--split",
+                "train",
+                "--generated",
+                str(tiny_world / "source"),
+                "--n",
+                "48",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     t2m = json.loads(out.read_text())
     assert t2m["pairs"] == 60 and set(t2m["real"]) == set(t2m["generated"])
     assert main([*args, "--text-encoder", "minilm"]) == 2  # trained with hash-64
@@ -162,8 +217,9 @@ def test_filter_figures_agree_with_the_candidates_truth(enc, tiny_world: Path) -
     for r, name in enumerate(fc.names):
         kept = np.argsort(-key[r], kind="stable")[:10]
         assert rep.filtered_precision[name] == pytest.approx(100 * fc.hits[r, kept].mean())
-    alone = evaluate_filter(tiny_world, encoder=enc, split="S0000", k=10, weight=1.0,
-                            progress=False)  # fmt: skip
+    alone = evaluate_filter(
+        tiny_world, encoder=enc, split="S0000", k=10, weight=1.0, progress=False
+    )
     assert alone.pool == 20  # 2k by default, as finetune
     for r, name in enumerate(fc.names):
         kept = np.argsort(-fc.kinematic.score[r], kind="stable")[:10]

@@ -76,11 +76,19 @@ def test_mine_windows_with_a_generator_on_the_shipped_prior() -> None:
     ).eval()
     mic = MIC(MICConfig(latent_dim=prior.denoiser.config.latent_dim)).eval()
     gen = Generator(
-        denoiser=model, schedule=NoiseSchedule(100), normalizer=prior.normalizer,
-        text_spec=prior.text_spec, classes=[3, 7], class_names=["a", "b"],
-        class_captions=["x", "y"], class_lengths={3: [10], 7: [12]}, mic=mic,
-        config={"method": "kinemic"}, path=prior.path, prior_path=prior.path,
-    )  # fmt: skip
+        denoiser=model,
+        schedule=NoiseSchedule(100),
+        normalizer=prior.normalizer,
+        text_spec=prior.text_spec,
+        classes=[3, 7],
+        class_names=["a", "b"],
+        class_captions=["x", "y"],
+        class_lengths={3: [10], 7: [12]},
+        mic=mic,
+        config={"method": "kinemic"},
+        path=prior.path,
+        prior_path=prior.path,
+    )
     x0 = torch.randn(3, 30, 263)
     mask = torch.arange(30)[None] < torch.tensor([30, 20, 8])[:, None]
     text = torch.randn(3, 384)
@@ -88,13 +96,29 @@ def test_mine_windows_with_a_generator_on_the_shipped_prior() -> None:
     a = source_attention(gen, x0, mask, text=text, t=20, gen=torch.Generator().manual_seed(1))
     assert a.shape == (3, 30) and (a[~mask] == 0).all()
     torch.testing.assert_close(a.sum(1), torch.ones(3))
-    starts = mine_windows(gen, x0, mask, length, text=text, action=torch.tensor([0, 1, 1]),
-                          t=20, gen=torch.Generator().manual_seed(1))  # fmt: skip
+    starts = mine_windows(
+        gen,
+        x0,
+        mask,
+        length,
+        text=text,
+        action=torch.tensor([0, 1, 1]),
+        t=20,
+        gen=torch.Generator().manual_seed(1),
+    )
     assert starts.tolist() == best_window(a, mask, length).tolist()
     assert starts[2] == 0 and 0 <= starts[1] <= 10 and 0 <= starts[0] <= 20
     with pytest.raises(ValueError, match="action"):
-        mine_windows(gen, x0, mask, length, text=text, action=torch.tensor([0, 1, 2]), t=20,
-                     gen=torch.Generator())  # fmt: skip
+        mine_windows(
+            gen,
+            x0,
+            mask,
+            length,
+            text=text,
+            action=torch.tensor([0, 1, 2]),
+            t=20,
+            gen=torch.Generator(),
+        )
     with pytest.raises(ValueError, match="outside"):
         source_attention(gen, x0, mask, text=text, t=100, gen=torch.Generator())
     gen.mic = None

@@ -20,12 +20,39 @@ from kinemic.world.primitives import PRIMITIVES, PrimitiveParams
 
 FPS = 20.0
 REQUIRED = {
-    "walk", "walk_backwards", "jog", "run", "turn", "side_step", "jump", "front_kick",
-    "side_kick", "back_kick", "punch", "wave", "arm_circles", "raise_arms", "clap", "point",
-    "squat", "bow", "touch_toes", "stretch", "twist", "lunge", "sit_down", "stand_up", "throw",
-    "drink", "phone_call", "jumping_jacks", "run_on_spot", "butt_kicks", "cross_toe_touch",
+    "walk",
+    "walk_backwards",
+    "jog",
+    "run",
+    "turn",
+    "side_step",
+    "jump",
+    "front_kick",
+    "side_kick",
+    "back_kick",
+    "punch",
+    "wave",
+    "arm_circles",
+    "raise_arms",
+    "clap",
+    "point",
+    "squat",
+    "bow",
+    "touch_toes",
+    "stretch",
+    "twist",
+    "lunge",
+    "sit_down",
+    "stand_up",
+    "throw",
+    "drink",
+    "phone_call",
+    "jumping_jacks",
+    "run_on_spot",
+    "butt_kicks",
+    "cross_toe_touch",
     "stand",
-}  # fmt: skip
+}
 FEET = [7, 10, 8, 11]
 
 
@@ -194,18 +221,27 @@ def _facing(joints: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "name,direction,expected",
-    [("walk", "forward", 0), ("jog", "forward", 0), ("run", "forward", 0),
-     ("walk_backwards", "backward", 180), ("side_step", "left", 90), ("side_step", "right", -90)],
-)  # fmt: skip
+    [
+        ("walk", "forward", 0),
+        ("jog", "forward", 0),
+        ("run", "forward", 0),
+        ("walk_backwards", "backward", 180),
+        ("side_step", "left", 90),
+        ("side_step", "right", -90),
+    ],
+)
 def test_body_faces_its_walking_direction(name, direction, expected):
     """Velocity direction relative to facing: 0° ahead, 180° behind, ±90° sideways (+ = left)."""
     rng = np.random.default_rng(5)
     for _ in range(4):
         body = sample_body(rng)
         p = PrimitiveParams(
-            amplitude=rng.uniform(0.8, 1.2), speed=rng.uniform(0.8, 1.2), repetitions=4,
-            facing=rng.uniform(-3, 3), direction=direction,
-        )  # fmt: skip
+            amplitude=rng.uniform(0.8, 1.2),
+            speed=rng.uniform(0.8, 1.2),
+            repetitions=4,
+            facing=rng.uniform(-3, 3),
+            direction=direction,
+        )
         j = compose_sequence(rng, body, [(name, p)]).joints
         n = len(j)
         a, b = n // 4, 3 * n // 4

@@ -64,8 +64,9 @@ def test_same_seed_gives_byte_identical_files(world, world_again):
 def test_different_seeds_differ():
     one, two = gen.make_source_sequence(0, 3), gen.make_source_sequence(1, 3)
     assert one.joints.shape != two.joints.shape or not np.allclose(one.joints, two.joints)
-    plan = tgt.plan_clips(np.random.default_rng(0), tgt.CLASSES[:1], train_per_class=1,
-                          val_per_class=0)[0]  # fmt: skip
+    plan = tgt.plan_clips(
+        np.random.default_rng(0), tgt.CLASSES[:1], train_per_class=1, val_per_class=0
+    )[0]
     a, b = gen.make_target_clip(0, plan), gen.make_target_clip(1, plan)
     assert a.joints.shape != b.joints.shape or not np.allclose(a.joints, b.joints)
 
@@ -143,8 +144,10 @@ def test_captions_name_side_speed_and_repetitions():
     assert all("left" in t for t in texts)
     assert any(w in t for t in texts for w in ("quickly", "fast", "rapidly"))
     assert any("three times" in t or "thrice" in t for t in texts)
-    segments = [Segment("walk", 0, 40, PrimitiveParams(direction="forward")),
-                Segment("side_kick", 40, 80, PrimitiveParams(side="left"))]  # fmt: skip
+    segments = [
+        Segment("walk", 0, 40, PrimitiveParams(direction="forward")),
+        Segment("side_kick", 40, 80, PrimitiveParams(side="left")),
+    ]
     texts = [cap.whole_caption(segments, rng) for _ in range(20)]
     assert any("kick" in t.split("then", 1)[-1] for t in texts if "then" in t)
     assert all("kick" not in t.split("then", 1)[0] for t in texts if "then" in t)
@@ -213,8 +216,9 @@ def _bone_variation(joints: np.ndarray) -> float:
 
 
 def test_target_noise_is_visible_but_bounded():
-    plans = tgt.plan_clips(np.random.default_rng(0), tgt.CLASSES, train_per_class=1,
-                           val_per_class=0)  # fmt: skip
+    plans = tgt.plan_clips(
+        np.random.default_rng(0), tgt.CLASSES, train_per_class=1, val_per_class=0
+    )
     clips = [gen.make_target_clip(0, p) for p in plans]
     target = np.median([_bone_variation(c.joints) for c in clips])
     clean = np.median([_bone_variation(c.clean) for c in clips])
@@ -229,8 +233,9 @@ def test_target_noise_is_visible_but_bounded():
 
 def test_target_clips_are_finite_and_humanly_fast():
     """Target style (faster tempo, personal deviations) must keep the physical limits."""
-    plans = tgt.plan_clips(np.random.default_rng(3), tgt.CLASSES, train_per_class=12,
-                           val_per_class=0)  # fmt: skip
+    plans = tgt.plan_clips(
+        np.random.default_rng(3), tgt.CLASSES, train_per_class=12, val_per_class=0
+    )
     for plan in plans:
         clip = gen.make_target_clip(3, plan)
         assert np.isfinite(clip.joints).all()
@@ -256,9 +261,14 @@ def _performers_by_way(target, count=40):
 
 def _habitual_clip_seeds(performers, target, count=2):
     """Clip seeds with which every one of ``performers`` does ``target`` their habitual way."""
-    seeds = [s for s in range(100) if all(
-        tgt.clip_way(p, target, np.random.default_rng(s)) == tgt.habitual_way(p, target)
-        for p in performers)]  # fmt: skip
+    seeds = [
+        s
+        for s in range(100)
+        if all(
+            tgt.clip_way(p, target, np.random.default_rng(s)) == tgt.habitual_way(p, target)
+            for p in performers
+        )
+    ]
     return seeds[:count]
 
 

@@ -313,11 +313,12 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay; 0 turns EMA off (0.999)")
     p.add_argument("--text-encoder", default="minilm", help="minilm (offline) or clip (minilm)")
     p.add_argument(
-        "--text-scale", type=float,
+        "--text-scale",
+        type=float,
         help="multiply text embeddings by this before the projection (default: the preset's: "
         "√384 ≈ 19.6 for tiny, whose MiniLM embeddings are unit vectors; 1 for mdm, the "
         "official computation on raw CLIP features)",
-    )  # fmt: skip
+    )
     p.add_argument("--diffusion-steps", type=int, default=50, help="noise schedule length (50)")
     p.add_argument("--max-frames", type=int, default=196, help="longest training crop (196)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")

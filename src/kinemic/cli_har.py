@@ -67,10 +67,16 @@ def _train_config(args: argparse.Namespace, **extra):
     from kinemic.har.train import HARTrainConfig
 
     return HARTrainConfig(
-        epochs=args.epochs, steps=args.steps, min_epochs=args.min_epochs,
-        max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr,
-        mixed_precision="bf16" if args.bf16 else "no", cpu=args.cpu, **extra,
-    )  # fmt: skip
+        epochs=args.epochs,
+        steps=args.steps,
+        min_epochs=args.min_epochs,
+        max_epochs=args.max_epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        mixed_precision="bf16" if args.bf16 else "no",
+        cpu=args.cpu,
+        **extra,
+    )
 
 
 # ----------------------------------------------------------------------------------- evaluate
@@ -106,19 +112,28 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--target", type=Path, required=True, help="NTU-VIBE-layout target dataset")
     p.add_argument("--split", default="S0000", help="few-shot split (S0000)")
-    p.add_argument("--synthetic", type=Path, action="append", default=[],
-                   help="synthetic folder (kinemic synthesize); repeat for several")  # fmt: skip
+    p.add_argument(
+        "--synthetic",
+        type=Path,
+        action="append",
+        default=[],
+        help="synthetic folder (kinemic synthesize); repeat for several",
+    )
     p.add_argument(
         "--modes", help="comma-separated (real,gt; real,synth,mixed,gt with --synthetic)"
     )
     p.add_argument("--seeds", type=int, default=d.seeds, help=f"seeds 0..N-1 ({d.seeds})")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (1)")
     p.add_argument("--threads", type=int, help="torch threads per run (default: cores / jobs)")
-    p.add_argument("--evaluations", type=int, default=d.evaluations,
-                   help=f"validation passes per run, evenly spaced, last epoch included "
-                        f"({d.evaluations})")  # fmt: skip
-    p.add_argument("--out", type=Path,
-                   help="folder for results.json, results.md and runs/ (reused)")  # fmt: skip
+    p.add_argument(
+        "--evaluations",
+        type=int,
+        default=d.evaluations,
+        help=f"validation passes per run, evenly spaced, last epoch included ({d.evaluations})",
+    )
+    p.add_argument(
+        "--out", type=Path, help="folder for results.json, results.md and runs/ (reused)"
+    )
     p.add_argument("--json", type=Path, help="also write the results JSON here")
     _add_training(p)
 
@@ -128,12 +143,23 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     modes = args.modes or ("real,synth,mixed,gt" if args.synthetic else "real,gt")
     config = ProtocolConfig(
-        modes=tuple(m for m in modes.split(",") if m.strip()), seeds=args.seeds, jobs=args.jobs,
-        threads=args.threads, frames=args.frames, centre=args.centre, width=args.width,
+        modes=tuple(m for m in modes.split(",") if m.strip()),
+        seeds=args.seeds,
+        jobs=args.jobs,
+        threads=args.threads,
+        frames=args.frames,
+        centre=args.centre,
+        width=args.width,
         train=_train_config(args, evaluations=args.evaluations),
-    )  # fmt: skip
-    doc = evaluate(args.target, args.split, synthetic=args.synthetic, config=config, out=args.out,
-                   json_path=args.json)  # fmt: skip
+    )
+    doc = evaluate(
+        args.target,
+        args.split,
+        synthetic=args.synthetic,
+        config=config,
+        out=args.out,
+        json_path=args.json,
+    )
     if os.environ.get("RANK", "0") != "0":  # under `accelerate launch`: the main process reports
         return 0
     print(results_table(doc))
@@ -166,8 +192,15 @@ def _add_evaluator(sub: argparse._SubParsersAction) -> None:
 def _run_evaluator(args: argparse.Namespace) -> int:
     from kinemic.har.metrics import train_evaluator
 
-    out = train_evaluator(args.target, args.split, args.out, width=args.width, frames=args.frames,
-                          centre=args.centre, train=_train_config(args))  # fmt: skip
+    out = train_evaluator(
+        args.target,
+        args.split,
+        args.out,
+        width=args.width,
+        frames=args.frames,
+        centre=args.centre,
+        train=_train_config(args),
+    )
     print(f"evaluator in {out}")
     return 0
 
@@ -207,13 +240,25 @@ def _run_metrics(args: argparse.Namespace) -> int:
     if not (args.evaluator / "config.json").exists():
         print(f"no evaluator in {args.evaluator}: training one")
         train_evaluator(
-            args.target, args.split, args.evaluator, width=args.width, frames=args.frames,
-            centre=args.centre, train=_train_config(args),
-        )  # fmt: skip
+            args.target,
+            args.split,
+            args.evaluator,
+            width=args.width,
+            frames=args.frames,
+            centre=args.centre,
+            train=_train_config(args),
+        )
     doc = generative_metrics(
-        args.evaluator, args.target, args.split, synthetic=args.synthetic, repeats=args.repeats,
-        sample_size=args.sample_size, seed=args.seed, out=args.out, json_path=args.json,
-    )  # fmt: skip
+        args.evaluator,
+        args.target,
+        args.split,
+        synthetic=args.synthetic,
+        repeats=args.repeats,
+        sample_size=args.sample_size,
+        seed=args.seed,
+        out=args.out,
+        json_path=args.json,
+    )
     print(metrics_markdown(doc))
     return 0
 
@@ -257,8 +302,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from kinemic.io.pyskl import export_pyskl
 
-    data = export_pyskl(args.root, args.out, split=args.split, synthetic=args.synthetic,
-                        mixed=args.mixed)  # fmt: skip
+    data = export_pyskl(
+        args.root, args.out, split=args.split, synthetic=args.synthetic, mixed=args.mixed
+    )
     counts = ", ".join(f"{k}: {len(v)}" for k, v in data.split.items())
     print(f"wrote {args.out}: {len(data.annotations)} clips ({counts})")
     return 0

@@ -35,17 +35,30 @@ def add_filter_arguments(p: argparse.ArgumentParser, *, default: str | None, own
     """The kinematic filter's options, shared by ``finetune`` and ``mine``. ``default`` is
     ``--filter``'s default; ``own`` is appended to every default the help text names (for
     ``mine``: "; a --model's own")."""
-    p.add_argument("--filter", choices=FILTER_CHOICES, default=default,
-                   help="kinematic: re-rank the caption top --filter-pool by T-MOR motion "
-                   "similarity to the class's target clips and caption similarity, keep k "
-                   f"({default or 'none'}{own})")  # fmt: skip
-    p.add_argument("--filter-pool", type=int, help="caption candidates the kinematic filter "
-                   f"re-ranks (2k{own})")  # fmt: skip
-    p.add_argument("--filter-encoder", help="T-MOR encoder folder or run of the kinematic "
-                   f"filter (the shipped one{own})")  # fmt: skip
-    p.add_argument("--filter-weight", type=float, help="the motion score's share of the "
-                   "kinematic filter's ranking key, the caption score's being the rest; 1 ranks "
-                   f"by motion alone (0.5{own})")  # fmt: skip
+    p.add_argument(
+        "--filter",
+        choices=FILTER_CHOICES,
+        default=default,
+        help="kinematic: re-rank the caption top --filter-pool by T-MOR motion "
+        "similarity to the class's target clips and caption similarity, keep k "
+        f"({default or 'none'}{own})",
+    )
+    p.add_argument(
+        "--filter-pool",
+        type=int,
+        help=f"caption candidates the kinematic filter re-ranks (2k{own})",
+    )
+    p.add_argument(
+        "--filter-encoder",
+        help=f"T-MOR encoder folder or run of the kinematic filter (the shipped one{own})",
+    )
+    p.add_argument(
+        "--filter-weight",
+        type=float,
+        help="the motion score's share of the "
+        "kinematic filter's ranking key, the caption score's being the rest; 1 ranks "
+        f"by motion alone (0.5{own})",
+    )
 
 
 def _add_finetune(sub: argparse._SubParsersAction) -> None:
@@ -93,15 +106,21 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, default=d.k, help=f"soft positives per class ({d.k})")
     add_filter_arguments(p, default=d.filter, own="")
     p.add_argument(
-        "--diffusion-steps", type=int, default=d.diffusion_steps,
+        "--diffusion-steps",
+        type=int,
+        default=d.diffusion_steps,
         help=f"fine-tuning schedule S; the net gets ceil(t·P/S) ({d.diffusion_steps})",
-    )  # fmt: skip
+    )
     p.add_argument("--window-weight", type=float, default=d.window_weight, help="(1)")
     p.add_argument("--distill-weight", type=float, default=d.distill_weight, help="(0)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs; slow on CPU)")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
-                   help=f"steps ({d.checkpoint_every})")  # fmt: skip
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=d.checkpoint_every,
+        help=f"steps ({d.checkpoint_every})",
+    )
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--resume", type=Path, help="continue this run from its latest checkpoint")
 
@@ -111,18 +130,32 @@ def _run_finetune(args: argparse.Namespace) -> int:
     from kinemic.generator import LoraSettings
 
     config = FinetuneConfig(
-        method=args.method, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        method=args.method,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
         lora=LoraSettings(rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout),
-        k=args.k, filter=args.filter, filter_pool=args.filter_pool,
-        filter_encoder=args.filter_encoder, filter_weight=args.filter_weight,
+        k=args.k,
+        filter=args.filter,
+        filter_pool=args.filter_pool,
+        filter_encoder=args.filter_encoder,
+        filter_weight=args.filter_weight,
         diffusion_steps=args.diffusion_steps,
-        window_weight=args.window_weight, distill_weight=args.distill_weight, seed=args.seed,
-        mixed_precision="bf16" if args.bf16 else "no", checkpoint_every=args.checkpoint_every,
-    )  # fmt: skip
+        window_weight=args.window_weight,
+        distill_weight=args.distill_weight,
+        seed=args.seed,
+        mixed_precision="bf16" if args.bf16 else "no",
+        checkpoint_every=args.checkpoint_every,
+    )
     out = finetune(
-        args.target, args.out, prior=args.prior, split=args.split, source=args.source,
-        config=config, resume=args.resume,
-    )  # fmt: skip
+        args.target,
+        args.out,
+        prior=args.prior,
+        split=args.split,
+        source=args.source,
+        config=config,
+        resume=args.resume,
+    )
     print(f"generator in {out}")
     return 0
 
@@ -160,10 +193,16 @@ def _run_synthesize(args: argparse.Namespace) -> int:
     from kinemic.synthesis import synthesize
 
     out = synthesize(
-        args.model, args.out, per_class=args.per_class, oversample=args.oversample,
-        guidance=args.guidance, ddim=args.ddim, seed=args.seed, batch_size=args.batch_size,
+        args.model,
+        args.out,
+        per_class=args.per_class,
+        oversample=args.oversample,
+        guidance=args.guidance,
+        ddim=args.ddim,
+        seed=args.seed,
+        batch_size=args.batch_size,
         bf16=args.bf16,
-    )  # fmt: skip
+    )
     print(f"wrote {out}")
     return 0
 

@@ -71,10 +71,15 @@ class MineReport:
         if how["name"] == "kinematic":
             tmor = how["encoder"] or "the shipped T-MOR encoder"
             w = how.get("weight", 1.0)
-            key = ("best window cosine to the class's clips" if w == 1.0 else
-                   f"{w:g} × motion + {1 - w:g} × caption, standardised")  # fmt: skip
-            how_text = (f"; kinematic filter: the caption top {how['pool']} re-ranked by "
-                        f"{tmor} (scores: {key})")  # fmt: skip
+            key = (
+                "best window cosine to the class's clips"
+                if w == 1.0
+                else f"{w:g} × motion + {1 - w:g} × caption, standardised"
+            )
+            how_text = (
+                f"; kinematic filter: the caption top {how['pool']} re-ranked by "
+                f"{tmor} (scores: {key})"
+            )
         else:
             how_text = ""
         lines = [
@@ -120,23 +125,35 @@ class MineReport:
     def to_json(self) -> dict[str, Any]:
         soft = self.soft.to_json()
         classes = [
-            {"label": c.label, "action": f"A{c.label + 1:03d}", "name": c.name,
-             "caption": c.caption, "target_lengths": c.lengths, "top": c.top,
-             "soft_positives": soft["classes"][i]["ids"],
-             "scores": soft["classes"][i]["scores"],
-             "windows": None if self.windows is None else self.windows[i].tolist()}
+            {
+                "label": c.label,
+                "action": f"A{c.label + 1:03d}",
+                "name": c.name,
+                "caption": c.caption,
+                "target_lengths": c.lengths,
+                "top": c.top,
+                "soft_positives": soft["classes"][i]["ids"],
+                "scores": soft["classes"][i]["scores"],
+                "windows": None if self.windows is None else self.windows[i].tolist(),
+            }
             for i, c in enumerate(self.classes)
-        ]  # fmt: skip
+        ]
         return {
-            "format": "kinemic-mine", "version": 1, "source": str(self.source),
-            "target": str(self.target), "split": self.split,
+            "format": "kinemic-mine",
+            "version": 1,
+            "source": str(self.source),
+            "target": str(self.target),
+            "split": self.split,
             "model": None if self.model is None else str(self.model),
-            "encoder": self.soft.encoder, "source_split": self.soft.split, "k": self.soft.k,
+            "encoder": self.soft.encoder,
+            "source_split": self.soft.split,
+            "k": self.soft.k,
             "filter": self.soft.filter,
-            "notes": [*self.soft.notes, *self.notes], "classes": classes,
+            "notes": [*self.soft.notes, *self.notes],
+            "classes": classes,
             "precision": None if self.precision is None else self.precision.to_json(),
             "seconds": self.seconds,
-        }  # fmt: skip
+        }
 
 
 def _clip_rows(ds: HumanML3DDataset, clip_id: str) -> int:
@@ -198,9 +215,14 @@ def _closest_captions(source: Path, soft: SoftPositives, encoder, show: int) -> 
             texts = list(dict.fromkeys(cap.text for cap in ds.captions(clip_id)))
             sims = embed_texts(encoder, texts) @ queries[c]  # (n,)
             best = int(np.argmax(sims))
-            rows.append({"id": clip_id, "score": round(float(soft.scores[c, j]), 4),
-                         "caption": texts[best],
-                         "caption_score": round(float(sims[best]), 4)})  # fmt: skip
+            rows.append(
+                {
+                    "id": clip_id,
+                    "score": round(float(soft.scores[c, j]), 4),
+                    "caption": texts[best],
+                    "caption_score": round(float(sims[best]), 4),
+                }
+            )
         out.append(rows)
     return out
 
@@ -271,10 +293,20 @@ def mine(
     class_captions = [captions.get(c, f"A person does the action: {names[c]}.") for c in labels]
     uncaptioned = [names[c] for c in labels if c not in captions]
     soft = select_soft_positives(
-        source, class_captions, target=target, fewshot_ids=clip_ids, encoder=text_encoder, k=k,
-        filter=filter or "none", filter_pool=filter_pool, filter_encoder=filter_encoder,
-        filter_weight=filter_weight, cache_dir=cache_dir, split=source_split, progress=progress,
-    )  # fmt: skip
+        source,
+        class_captions,
+        target=target,
+        fewshot_ids=clip_ids,
+        encoder=text_encoder,
+        k=k,
+        filter=filter or "none",
+        filter_pool=filter_pool,
+        filter_encoder=filter_encoder,
+        filter_weight=filter_weight,
+        cache_dir=cache_dir,
+        split=source_split,
+        progress=progress,
+    )
     tops = _closest_captions(source, soft, text_encoder, show)
     summaries = [
         ClassSummary(label, names[label], cap, lens, top)
@@ -284,14 +316,17 @@ def mine(
 
     notes: list[str] = []
     if uncaptioned:
-        notes.append(f"ntu_metadata.json has no caption for {', '.join(uncaptioned)}: used "
-                     "'A person does the action: <name>.'")  # fmt: skip
+        notes.append(
+            f"ntu_metadata.json has no caption for {', '.join(uncaptioned)}: used "
+            "'A person does the action: <name>.'"
+        )
     window_len = prec.window_lengths(soft, lengths)  # (C, k) the target length of each window
     windows = precision = None
     if generator is not None:
         t1 = time.perf_counter()
-        windows = attention_windows(generator, source, soft, labels, window_len, seed=seed,
-                                    t=mine_t, progress=progress)  # fmt: skip
+        windows = attention_windows(
+            generator, source, soft, labels, window_len, seed=seed, t=mine_t, progress=progress
+        )
         seconds["attention windows"] = time.perf_counter() - t1
     primitives = None
     if not prec.has_segments(source):
@@ -304,12 +339,28 @@ def mine(
     if primitives is not None:
         t1 = time.perf_counter()
         precision = prec.mining_precision(
-            source, soft, primitives, windows, lengths=window_len, random_draws=random_draws,
-            seed=seed, names=[names[c] for c in labels],
-        )  # fmt: skip
+            source,
+            soft,
+            primitives,
+            windows,
+            lengths=window_len,
+            random_draws=random_draws,
+            seed=seed,
+            names=[names[c] for c in labels],
+        )
         seconds["precision"] = time.perf_counter() - t1
-    return MineReport(source, target, split, None if model is None else Path(model), summaries,
-                      soft, precision, notes, seconds, windows)  # fmt: skip
+    return MineReport(
+        source,
+        target,
+        split,
+        None if model is None else Path(model),
+        summaries,
+        soft,
+        precision,
+        notes,
+        seconds,
+        windows,
+    )
 
 
 # ------------------------------------------------------------------------- attention windows
@@ -369,8 +420,10 @@ def attention_windows(
     classes = [int(c) for c in generator.classes]
     missing = [c for c in labels if c not in classes]
     if missing:
-        raise KinemicError(f"the generator was not fine-tuned on classes {missing} (it has "
-                           f"{classes}); pick its split")  # fmt: skip
+        raise KinemicError(
+            f"the generator was not fine-tuned on classes {missing} (it has "
+            f"{classes}); pick its split"
+        )
     steps = int(generator.schedule.num_steps)
     if t is not None and not 0 <= t < steps:
         raise KinemicError(f"--t must be in 0..{steps - 1}, got {t}")
@@ -404,8 +457,9 @@ def attention_windows(
         length = torch.tensor([int(lengths[pairs[p]]) for p in batch]).clamp(min=1)
         length = torch.minimum(length, rows)  # (B,)
         action = torch.tensor([classes.index(labels[pairs[p][0]]) for p in batch])  # (B,)
-        starts = mine_windows(generator, x0, mask, length, text=text[batch], action=action,
-                              t=step, gen=gen)  # fmt: skip
+        starts = mine_windows(
+            generator, x0, mask, length, text=text[batch], action=action, t=step, gen=gen
+        )
         for i, p in enumerate(batch):
             out[pairs[p]] = (int(starts[i]), int(starts[i] + length[i]))
     return out
@@ -443,33 +497,52 @@ def _add_mine(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--source", type=Path, required=True, help="source corpus (HumanML3D layout)")
     p.add_argument("--target", type=Path, required=True, help="target dataset (NTU-VIBE layout)")
-    p.add_argument("--split", help="few-shot split of the target, e.g. S0000 (default: every "
-                   "class; a --model's own)")  # fmt: skip
+    p.add_argument(
+        "--split",
+        help="few-shot split of the target, e.g. S0000 (default: every class; a --model's own)",
+    )
     p.add_argument("--k", type=int, help=f"soft positives per class ({DEFAULT_K}; a --model's own)")
     p.add_argument("--show", type=int, default=5, help="matches printed per class (5)")
     p.add_argument("--json", type=Path, help="write every figure to this JSON file")
     p.add_argument("--model", type=Path, help="fine-tuned generator run: mine attention windows")
     p.add_argument("--encoder", help="text encoder (minilm; a --model's own)")
-    p.add_argument("--source-split", default="train",
-                   help="source split searched (train; 'all': every clip)")  # fmt: skip
+    p.add_argument(
+        "--source-split", default="train", help="source split searched (train; 'all': every clip)"
+    )
     p.add_argument("--variants", action="store_true", help="count class variants as hits too")
     p.add_argument("--seed", type=int, default=0, help="seed of the mining noise (0)")
     p.add_argument("--random-draws", type=int, help="random windows drawn (default: exact mean)")
-    p.add_argument("--t", type=int, dest="mine_t", help="diffusion step to mine at (default: "
-                   "drawn uniformly per batch of windows, as in training)")  # fmt: skip
+    p.add_argument(
+        "--t",
+        type=int,
+        dest="mine_t",
+        help="diffusion step to mine at (default: "
+        "drawn uniformly per batch of windows, as in training)",
+    )
     add_filter_arguments(p, default=None, own="; a --model's own")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _run_mine(args: argparse.Namespace) -> int:
     report = mine(
-        args.source, args.target, split=args.split, k=args.k, show=args.show, model=args.model,
-        encoder=args.encoder, variants=args.variants,
+        args.source,
+        args.target,
+        split=args.split,
+        k=args.k,
+        show=args.show,
+        model=args.model,
+        encoder=args.encoder,
+        variants=args.variants,
         source_split=None if args.source_split == "all" else args.source_split,
-        seed=args.seed, random_draws=args.random_draws, mine_t=args.mine_t,
-        filter=args.filter, filter_pool=args.filter_pool, filter_encoder=args.filter_encoder,
-        filter_weight=args.filter_weight, progress=not args.no_progress,
-    )  # fmt: skip
+        seed=args.seed,
+        random_draws=args.random_draws,
+        mine_t=args.mine_t,
+        filter=args.filter,
+        filter_pool=args.filter_pool,
+        filter_encoder=args.filter_encoder,
+        filter_weight=args.filter_weight,
+        progress=not args.no_progress,
+    )
     print(report.text())
     if args.json is not None:
         write_text(args.json, json.dumps(report.to_json(), indent=1) + "\n")

@@ -39,7 +39,8 @@ def _encoder(args: argparse.Namespace):
 
 def _add_pretrain(sub) -> None:
     p = sub.add_parser(
-        "pretrain", help="train a T-MOR encoder contrastively against captions (and video)",
+        "pretrain",
+        help="train a T-MOR encoder contrastively against captions (and video)",
         description=(
             "Symmetric InfoNCE between the skeleton tower and the frozen text encoder's caption "
             "embeddings (near-duplicate captions masked out of the negatives), and with "
@@ -50,7 +51,7 @@ def _add_pretrain(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  kinemic tmor pretrain --source out/world/source --source out/cmu "
         "--visual --steps 1500 --out runs/tmor",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--source",
         type=Path,
@@ -98,15 +99,29 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         raise KinemicError("--visual-dir needs --visual")
     overrides = {} if args.frame_stride is None else {"frame_stride": args.frame_stride}
     out = pretrain_tmor(
-        args.source, args.out, preset=args.preset, model_overrides=overrides,
-        visual=args.visual, visual_dirs=args.visual_dir, steps=args.steps,
-        batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
-        ema=args.ema or None, text_encoder=args.text_encoder, seed=args.seed,
-        mixed_precision="bf16" if args.bf16 else "no", cpu=args.cpu,
-        checkpoint_every=args.checkpoint_every, resume=args.resume, max_frames=args.max_frames,
-        crop=args.crop, mirror=args.mirror, dup_threshold=args.dup_threshold,
+        args.source,
+        args.out,
+        preset=args.preset,
+        model_overrides=overrides,
+        visual=args.visual,
+        visual_dirs=args.visual_dir,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        ema=args.ema or None,
+        text_encoder=args.text_encoder,
+        seed=args.seed,
+        mixed_precision="bf16" if args.bf16 else "no",
+        cpu=args.cpu,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        max_frames=args.max_frames,
+        crop=args.crop,
+        mirror=args.mirror,
+        dup_threshold=args.dup_threshold,
         visual_weight=args.visual_weight,
-    )  # fmt: skip
+    )
     print(f"T-MOR run in {out}")
     return 0
 
@@ -122,10 +137,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_retrieve(sub) -> None:
-    p = sub.add_parser("retrieve", help="text-to-motion and motion-to-text retrieval figures",
-                       description="R@1/5/10 and median rank over a split's (clip, first "
-                       "caption) pairs: the whole split and batches of 32 (HumanML3D protocol), "
-                       "plain and with near-duplicate captions counted as correct.")  # fmt: skip
+    p = sub.add_parser(
+        "retrieve",
+        help="text-to-motion and motion-to-text retrieval figures",
+        description="R@1/5/10 and median rank over a split's (clip, first "
+        "caption) pairs: the whole split and batches of 32 (HumanML3D protocol), "
+        "plain and with near-duplicate captions counted as correct.",
+    )
     p.add_argument("--source", type=Path, required=True, help="captioned HumanML3D-layout folder")
     p.add_argument("--split", default="test", help="split list to use (test)")
     _common(p)
@@ -141,10 +159,13 @@ def _run_retrieve(args: argparse.Namespace) -> int:
 
 
 def _add_classify(sub) -> None:
-    p = sub.add_parser("classify", help="zero-shot, few-shot and supervised action recognition",
-                       description="Zero-shot (class-name prompts), k-shot (prototypes and a "
-                       "linear probe) and supervised (linear probe) top-1 on an NTU-VIBE "
-                       "few-shot split's validation clips.")  # fmt: skip
+    p = sub.add_parser(
+        "classify",
+        help="zero-shot, few-shot and supervised action recognition",
+        description="Zero-shot (class-name prompts), k-shot (prototypes and a "
+        "linear probe) and supervised (linear probe) top-1 on an NTU-VIBE "
+        "few-shot split's validation clips.",
+    )
     p.add_argument("--target", type=Path, required=True, help="NTU-VIBE-layout folder")
     p.add_argument("--split", default="S0001", help="few-shot split (S0001)")
     p.add_argument(
@@ -162,20 +183,27 @@ def _run_classify(args: argparse.Namespace) -> int:
     from kinemic.tmor.classify import evaluate_classification
 
     rep = evaluate_classification(
-        args.target, encoder=_encoder(args), split=args.split, regimes=args.regimes,
-        shots=args.shots, seeds=args.seeds,
-    )  # fmt: skip
+        args.target,
+        encoder=_encoder(args),
+        split=args.split,
+        regimes=args.regimes,
+        shots=args.shots,
+        seeds=args.seeds,
+    )
     print(f"{len(rep.classes)} classes, {rep.val_clips} validation clips\n{rep.table()}")
     _json_out(args.json, rep.to_dict())
     return 0
 
 
 def _add_detect(sub) -> None:
-    p = sub.add_parser("detect", help="frame-wise temporal action detection (per-frame mAP)",
-                       description="Sliding-window per-frame class scores on untrimmed "
-                       "sequences: held-out world source sequences against their ground-truth "
-                       "segments, and/or target validation clips concatenated into long "
-                       "sequences; the trivial most-frequent-class baseline beside.")  # fmt: skip
+    p = sub.add_parser(
+        "detect",
+        help="frame-wise temporal action detection (per-frame mAP)",
+        description="Sliding-window per-frame class scores on untrimmed "
+        "sequences: held-out world source sequences against their ground-truth "
+        "segments, and/or target validation clips concatenated into long "
+        "sequences; the trivial most-frequent-class baseline beside.",
+    )
     p.add_argument("--world", type=Path, help="a world folder (uses source/ and target/)")
     p.add_argument("--source", type=Path, help="a world source folder (segments/ sidecars)")
     p.add_argument("--target", type=Path, help="an NTU-VIBE folder to concatenate clips of")
@@ -197,15 +225,27 @@ def _run_detect(args: argparse.Namespace) -> int:
     enc = _encoder(args)
     out = {}
     if source is not None:
-        rep = detect_world(source, encoder=enc, method=args.method, window=args.window,
-                           stride=args.stride, max_train_sequences=args.max_train_sequences,
-                           seed=args.seed)  # fmt: skip
+        rep = detect_world(
+            source,
+            encoder=enc,
+            method=args.method,
+            window=args.window,
+            stride=args.stride,
+            max_train_sequences=args.max_train_sequences,
+            seed=args.seed,
+        )
         print(f"{rep.name}: {rep.sequences} sequences, {rep.frames} frames\n{rep.table()}")
         out["world"] = rep.to_dict()
     if target is not None:
-        rep = detect_concat(target, encoder=enc, method=args.method, window=args.window,
-                            stride=args.stride, clips_per_sequence=args.clips_per_sequence,
-                            seed=args.seed)  # fmt: skip
+        rep = detect_concat(
+            target,
+            encoder=enc,
+            method=args.method,
+            window=args.window,
+            stride=args.stride,
+            clips_per_sequence=args.clips_per_sequence,
+            seed=args.seed,
+        )
         print(f"{rep.name}: {rep.sequences} sequences, {rep.frames} frames\n{rep.table()}")
         out["concat"] = rep.to_dict()
     _json_out(args.json, out)
@@ -213,38 +253,54 @@ def _run_detect(args: argparse.Namespace) -> int:
 
 
 def _add_filter(sub) -> None:
-    p = sub.add_parser("filter", help="the kinematic filter's effect on KineMIC soft positives",
-                       description="Text soft positives of each target class (top-k source "
-                       "motions by caption similarity), re-ranked by T-MOR window similarity to "
-                       "the class' few-shot clips; on a world, the precision of the soft "
-                       "positives (ground-truth segments holding the class' primitive) before "
-                       "and after.")  # fmt: skip
+    p = sub.add_parser(
+        "filter",
+        help="the kinematic filter's effect on KineMIC soft positives",
+        description="Text soft positives of each target class (top-k source "
+        "motions by caption similarity), re-ranked by T-MOR window similarity to "
+        "the class' few-shot clips; on a world, the precision of the soft "
+        "positives (ground-truth segments holding the class' primitive) before "
+        "and after.",
+    )
     p.add_argument("--world", type=Path, required=True, help="a world folder")
     p.add_argument("--split", default="S0001", help="few-shot split of the target (S0001)")
     p.add_argument("--k", type=int, default=250, help="soft positives kept per class (250)")
     p.add_argument("--pool", type=int, help="text candidates re-ranked (2k, as finetune)")
-    p.add_argument("--weight", type=float, help="the motion score's share of the ranking key, "
-                   "the caption score's being the rest; 1 ranks by motion alone (0.5, as "
-                   "finetune)")  # fmt: skip
+    p.add_argument(
+        "--weight",
+        type=float,
+        help="the motion score's share of the ranking key, "
+        "the caption score's being the rest; 1 ranks by motion alone (0.5, as "
+        "finetune)",
+    )
     _common(p)
 
 
 def _run_filter(args: argparse.Namespace) -> int:
     from kinemic.tmor.filter_eval import evaluate_filter
 
-    rep = evaluate_filter(args.world, encoder=_encoder(args), split=args.split, k=args.k,
-                          pool=args.pool, weight=args.weight)  # fmt: skip
+    rep = evaluate_filter(
+        args.world,
+        encoder=_encoder(args),
+        split=args.split,
+        k=args.k,
+        pool=args.pool,
+        weight=args.weight,
+    )
     print(rep.table())
     _json_out(args.json, rep.to_dict())
     return 0
 
 
 def _add_t2m(sub) -> None:
-    p = sub.add_parser("t2m", help="text-to-motion quality in T-MOR space (R-precision, FID)",
-                       description="R-precision top-1/2/3 in batches of 32, matching distance, "
-                       "FID and diversity of generated motions (the shipped prior's samples "
-                       "from a split's captions, or --generated DIR), real figures "
-                       "beside.")  # fmt: skip
+    p = sub.add_parser(
+        "t2m",
+        help="text-to-motion quality in T-MOR space (R-precision, FID)",
+        description="R-precision top-1/2/3 in batches of 32, matching distance, "
+        "FID and diversity of generated motions (the shipped prior's samples "
+        "from a split's captions, or --generated DIR), real figures "
+        "beside.",
+    )
     p.add_argument("--source", type=Path, required=True, help="captioned HumanML3D-layout folder")
     p.add_argument("--split", default="test")
     p.add_argument("--prior", default="shipped", help="prior to sample (default: shipped)")
@@ -257,9 +313,16 @@ def _add_t2m(sub) -> None:
 def _run_t2m(args: argparse.Namespace) -> int:
     from kinemic.tmor.evaluator import evaluate_t2m
 
-    rep = evaluate_t2m(args.source, encoder=_encoder(args), prior=args.prior,
-                       generated=args.generated, split=args.split, n=args.n, seed=args.seed,
-                       ddim=args.ddim or None)  # fmt: skip
+    rep = evaluate_t2m(
+        args.source,
+        encoder=_encoder(args),
+        prior=args.prior,
+        generated=args.generated,
+        split=args.split,
+        n=args.n,
+        seed=args.seed,
+        ddim=args.ddim or None,
+    )
     print(f"{rep.pairs} pairs\n{rep.table()}")
     _json_out(args.json, rep.to_dict())
     return 0
@@ -277,13 +340,15 @@ SUBVERBS: dict[str, tuple[Callable, Callable]] = {
 
 def _add_tmor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "tmor", help="T-MOR: pretrain a skeleton-text(-video) encoder and evaluate it",
+        "tmor",
+        help="T-MOR: pretrain a skeleton-text(-video) encoder and evaluate it",
         description="T-MOR, a transferable skeleton motion representation: contrastive "
         "pretraining against captions (and video), then retrieval, zero/few-shot and "
         "supervised classification, temporal detection, KineMIC's kinematic filter and "
         "text-to-motion metrics. The shipped encoder is the default of every verb.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     verbs = p.add_subparsers(
         dest="tmor_verb", required=True, metavar="{" + ",".join(SUBVERBS) + "}"
     )

@@ -151,13 +151,15 @@ def run_demo(
         if side is None:
             runs = {m: _finetune(config, m, target, source, out / m, progress) for m in METHODS}
         else:
-            runs = {"kinemic": _finetune(config, "kinemic", target, source, out / "kinemic",
-                                         progress)}  # fmt: skip
+            runs = {
+                "kinemic": _finetune(config, "kinemic", target, source, out / "kinemic", progress)
+            }
         _done(t0, timing, "fine-tuning")
 
         t0 = _stage(4, "mining precision of the attention windows (world ground truth)")
-        mined = mine(source, target, model=runs["kinemic"], show=0, seed=config.seed,
-                     progress=progress)  # fmt: skip
+        mined = mine(
+            source, target, model=runs["kinemic"], show=0, seed=config.seed, progress=progress
+        )
         if mined.precision is not None:
             print(mined.precision.table())
         _done(t0, timing, "mining precision")
@@ -189,8 +191,10 @@ def run_demo(
             done = side.join()
             timing["second process"], ahead = done["seconds"], done["runs_ahead"]
             shared = done["runs_shared"]
-            print(f"   second process: mdm-ft fine-tuned and synthesised; HAR runs trained "
-                  f"{ahead} ahead of this stage and {shared} in it")  # fmt: skip
+            print(
+                f"   second process: mdm-ft fine-tuned and synthesised; HAR runs trained "
+                f"{ahead} ahead of this stage and {shared} in it"
+            )
         _done(t0, timing, "evaluation")
     finally:
         if side is not None:
@@ -312,8 +316,12 @@ class _SideWork:
             stale.unlink(missing_ok=True)
         threads = _protocol(config).run_threads()  # stage 6's, so that the run keys agree
         context = multiprocessing.get_context("spawn")  # fork after torch threads can deadlock
-        process = context.Process(target=_side_work, args=(config, target, source, out, threads),
-                                  name="kinemic-demo-second", daemon=True)  # fmt: skip
+        process = context.Process(
+            target=_side_work,
+            args=(config, target, source, out, threads),
+            name="kinemic-demo-second",
+            daemon=True,
+        )
         process.start()
         import torch
 
@@ -376,20 +384,41 @@ def _side_work(config: DemoConfig, target: Path, source: Path, out: Path, thread
     t2 = time.perf_counter()
     protocol = replace(_protocol(config), jobs=1, threads=threads)
     go = (out / SIDE_GO).exists
-    ahead = prerun(target, config.split, out=out / "eval", synthetic=[synth],
-                   config=replace(protocol, modes=SIDE_MODES), stop=go)  # fmt: skip
+    ahead = prerun(
+        target,
+        config.split,
+        out=out / "eval",
+        synthetic=[synth],
+        config=replace(protocol, modes=SIDE_MODES),
+        stop=go,
+    )
     t3 = time.perf_counter()
     while not go():  # every side mode is done before KineMIC's set exists
         time.sleep(0.5)
     t4 = time.perf_counter()
-    shared = prerun(target, config.split, out=out / "eval",
-                    synthetic=[synth, out / "synth-kinemic"], config=protocol)  # fmt: skip
+    shared = prerun(
+        target,
+        config.split,
+        out=out / "eval",
+        synthetic=[synth, out / "synth-kinemic"],
+        config=protocol,
+    )
     t5 = time.perf_counter()
-    seconds = {"mdm-ft fine-tune": round(t1 - t0, 1), "mdm-ft synthesis": round(t2 - t1, 1),
-               "HAR runs ahead": round(t3 - t2, 1), "idle": round(t4 - t3, 1),
-               "HAR runs in stage 6": round(t5 - t4, 1), "total": round(t5 - t0, 1)}  # fmt: skip
-    result = {"run": str(run), "synth": str(synth), "runs_ahead": ahead, "runs_shared": shared,
-              "seconds": seconds}  # fmt: skip
+    seconds = {
+        "mdm-ft fine-tune": round(t1 - t0, 1),
+        "mdm-ft synthesis": round(t2 - t1, 1),
+        "HAR runs ahead": round(t3 - t2, 1),
+        "idle": round(t4 - t3, 1),
+        "HAR runs in stage 6": round(t5 - t4, 1),
+        "total": round(t5 - t0, 1),
+    }
+    result = {
+        "run": str(run),
+        "synth": str(synth),
+        "runs_ahead": ahead,
+        "runs_shared": shared,
+        "seconds": seconds,
+    }
     write_text(out / SIDE_RESULT, json.dumps(result) + "\n")
 
 
@@ -454,8 +483,7 @@ def _evaluate(
 
     protocol = _protocol(config)
     if shared:
-        protocol = replace(protocol, jobs=max(1, protocol.jobs - 1),
-                           threads=protocol.run_threads())  # fmt: skip
+        protocol = replace(protocol, jobs=max(1, protocol.jobs - 1), threads=protocol.run_threads())
     return evaluate(
         target,
         config.split,

@@ -124,21 +124,33 @@ class FinetuneConfig:
 
     def mic_config(self, latent_dim: int) -> MICConfig:
         return MICConfig(
-            latent_dim=latent_dim, hidden_dim=self.mic_hidden, embed_dim=self.mic_embed,
-            bank_size=self.bank_size, temperature=self.temperature,
-        )  # fmt: skip
+            latent_dim=latent_dim,
+            hidden_dim=self.mic_hidden,
+            embed_dim=self.mic_embed,
+            bank_size=self.bank_size,
+            temperature=self.temperature,
+        )
 
     def train_config(self, *, progress: bool, position: int | None = None):
         from kinemic.training import TrainConfig
 
         return TrainConfig(
-            steps=self.steps, lr=self.lr, weight_decay=self.weight_decay,
-            warmup_steps=self.warmup_steps, grad_clip=self.grad_clip, ema=None, seed=self.seed,
-            mixed_precision=self.mixed_precision, cpu=self.cpu,
-            checkpoint_every=self.checkpoint_every, keep_checkpoints=self.keep_checkpoints,
-            log_every=self.log_every, progress=progress,
-            progress_desc=f"fine-tuning ({self.method})", progress_position=position,
-        )  # fmt: skip
+            steps=self.steps,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            warmup_steps=self.warmup_steps,
+            grad_clip=self.grad_clip,
+            ema=None,
+            seed=self.seed,
+            mixed_precision=self.mixed_precision,
+            cpu=self.cpu,
+            checkpoint_every=self.checkpoint_every,
+            keep_checkpoints=self.keep_checkpoints,
+            log_every=self.log_every,
+            progress=progress,
+            progress_desc=f"fine-tuning ({self.method})",
+            progress_position=position,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,9 +169,12 @@ class FinetuneModel(nn.Module):
     (loss, {term: value})."""
 
     def __init__(
-        self, denoiser: TwoStreamDenoiser, mic: MIC | None, schedule: NoiseSchedule,
+        self,
+        denoiser: TwoStreamDenoiser,
+        mic: MIC | None,
+        schedule: NoiseSchedule,
         config: FinetuneConfig,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         self.denoiser, self.mic = denoiser, mic
         self.schedule = schedule
@@ -249,18 +264,21 @@ class FinetuneTask:
         rows = list(range(rank * per, (rank + 1) * per))
         x0, mask = _pad([tgt[r] for r in rows])
         out = {
-            "x0": x0, "mask": mask, "t": t[rows],
+            "x0": x0,
+            "mask": mask,
+            "t": t[rows],
             "text": self.class_text[torch.as_tensor(label[rows])],
             "action": torch.as_tensor(label[rows], dtype=torch.long),
-        }  # fmt: skip
+        }
         local = x0.shape[1]
         if src:
             assert self.sources is not None
             src_x0, src_mask = _pad([src[r] for r in rows])
             out.update(
-                src_x0=src_x0, src_mask=src_mask,
+                src_x0=src_x0,
+                src_mask=src_mask,
                 src_text=self.sources.text[torch.as_tensor([src_caption[r] for r in rows])],
-            )  # fmt: skip
+            )
             local = max(local, src_x0.shape[1])
         out["noise"] = noise[rows, :local]
         return out
@@ -270,9 +288,11 @@ class FinetuneTask:
 
     def export(self, folder: Path, model: nn.Module, ema: nn.Module | None, *, step: int) -> None:
         save_generator(
-            folder, model=model.denoiser, mic=model.mic,
+            folder,
+            model=model.denoiser,
+            mic=model.mic,
             config={**self.generator_config, "step": step},
-        )  # fmt: skip
+        )
 
 
 def _crop(clip: np.ndarray, max_frames: int, rng: np.random.Generator) -> np.ndarray:
@@ -351,12 +371,19 @@ def finetune(
     if config.method == "kinemic":
         source_dir = _source_folder(source, p)
         sources, positives, source_info = load_sources(
-            source_dir, targets.class_captions, encoder=encoder, k=config.k,
-            normalizer=p.normalizer, target=target, fewshot_ids=targets.class_ids(),
-            filter=config.filter, filter_pool=config.filter_pool,
-            filter_encoder=config.filter_encoder, filter_weight=config.filter_weight,
+            source_dir,
+            targets.class_captions,
+            encoder=encoder,
+            k=config.k,
+            normalizer=p.normalizer,
+            target=target,
+            fewshot_ids=targets.class_ids(),
+            filter=config.filter,
+            filter_pool=config.filter_pool,
+            filter_encoder=config.filter_encoder,
+            filter_weight=config.filter_weight,
             progress=progress,
-        )  # fmt: skip
+        )
     steps = config.diffusion_steps
     pointer = prior_pointer(p)
     mic_cfg = (
@@ -366,8 +393,12 @@ def finetune(
         "method": config.method,
         "prior": pointer,
         "lora": config.lora.to_dict(),
-        "schedule": {"kind": "cosine", "num_steps": steps, "prior_steps": p.schedule.num_steps,
-                     "prior_timestep": "min(ceil(t*P/S), P-1)"},
+        "schedule": {
+            "kind": "cosine",
+            "num_steps": steps,
+            "prior_steps": p.schedule.num_steps,
+            "prior_timestep": "min(ceil(t*P/S), P-1)",
+        },
         "classes": targets.classes,
         "class_names": targets.class_names,
         "class_captions": targets.class_captions,
@@ -378,7 +409,7 @@ def finetune(
         "soft_positives": source_info,
         "mic": None if mic_cfg is None else mic_cfg.to_dict(),
         "finetune": config.to_dict(),
-    }  # fmt: skip
+    }
     free = {"steps", "checkpoint_every", "keep_checkpoints", "log_every"}
     if config.filter == "none":  # runs from before the filter option resume as they did
         free |= {"filter", "filter_pool", "filter_encoder", "filter_weight"}
@@ -386,28 +417,44 @@ def finetune(
         free.add("filter_weight")
     fingerprint = {
         **{k: v for k, v in config.to_dict().items() if k not in free},
-        "prior": pointer, "target": generator_config["target"], "split": split,
+        "prior": pointer,
+        "target": generator_config["target"],
+        "split": split,
         "train_ids": hashlib.sha256("\n".join(targets.ids).encode()).hexdigest(),
-        "source": generator_config["source"], "positives": source_info.get("sha256"),
-    }  # fmt: skip
+        "source": generator_config["source"],
+        "positives": source_info.get("sha256"),
+    }
     torch.manual_seed(config.seed)  # LoRA and MIC initial weights, then dropout
     model = TwoStreamDenoiser(
-        p.denoiser, num_actions=len(targets.classes), lora=config.lora, steps=steps,
+        p.denoiser,
+        num_actions=len(targets.classes),
+        lora=config.lora,
+        steps=steps,
         prior_steps=p.schedule.num_steps,
-    )  # fmt: skip
+    )
     mic = None if mic_cfg is None else MIC(mic_cfg)
     task = FinetuneTask(
-        targets=targets, sources=sources, positives=positives, class_text=class_text,
-        schedule=NoiseSchedule(steps), config=config, max_target_frames=max_tgt,
-        max_source_frames=max_src, generator_config=generator_config,
-    )  # fmt: skip
+        targets=targets,
+        sources=sources,
+        positives=positives,
+        class_text=class_text,
+        schedule=NoiseSchedule(steps),
+        config=config,
+        max_target_frames=max_tgt,
+        max_source_frames=max_src,
+        generator_config=generator_config,
+    )
     objective = FinetuneModel(model, mic, task.schedule, config)
     hparams = {k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str))}
     train(
-        objective, task, out, config.train_config(progress=progress, position=progress_position),
+        objective,
+        task,
+        out,
+        config.train_config(progress=progress, position=progress_position),
         fingerprint=fingerprint,
-        resume=resume, hparams=hparams,
-    )  # fmt: skip
+        resume=resume,
+        hparams=hparams,
+    )
     return out
 
 

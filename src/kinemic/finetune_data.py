@@ -42,8 +42,10 @@ class TargetClips:
 
     def class_ids(self) -> list[list[str]]:
         """The shots' ids of each class index."""
-        return [[i for i, y in zip(self.ids, self.labels, strict=True) if y == c]
-                for c in range(len(self.classes))]  # fmt: skip
+        return [
+            [i for i, y in zip(self.ids, self.labels, strict=True) if y == c]
+            for c in range(len(self.classes))
+        ]
 
 
 @dataclass
@@ -79,9 +81,10 @@ def load_targets(target: str | Path, split: str, *, normalizer: Normalizer) -> T
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise DataError(
-            listing, f"{len(missing)} of its {len(fs.train_ids)} clips have no features in "
+            listing,
+            f"{len(missing)} of its {len(fs.train_ids)} clips have no features in "
             f"{root / 'new_joint_vecs'}: {shown}; fix the split or restore the clips",
-        )  # fmt: skip
+        )
     counts = {c: fs.train_labels.count(c) for c in fs.class_list}
     short = {c: n for c, n in counts.items() if n < fs.shots}
     if short:
@@ -143,10 +146,18 @@ def load_sources(
 
     root = Path(source)
     sp = select_soft_positives(
-        root, class_captions, target=target, fewshot_ids=fewshot_ids, encoder=encoder, k=k,
-        filter=filter, filter_pool=filter_pool, filter_encoder=filter_encoder,
-        filter_weight=filter_weight, progress=progress,
-    )  # fmt: skip
+        root,
+        class_captions,
+        target=target,
+        fewshot_ids=fewshot_ids,
+        encoder=encoder,
+        k=k,
+        filter=filter,
+        filter_pool=filter_pool,
+        filter_encoder=filter_encoder,
+        filter_weight=filter_weight,
+        progress=progress,
+    )
     if sp.indices.ndim != 2 or sp.indices.shape[0] != len(class_captions) or sp.k < 1:
         raise KinemicError(
             f"soft positives of {root}: expected ({len(class_captions)}, k) indices, found "
@@ -171,8 +182,13 @@ def load_sources(
     positives = np.vectorize(local.__getitem__, otypes=[np.int64])(sp.indices)
     digest = hashlib.sha256(positives.tobytes() + "\n".join(ids).encode()).hexdigest()
     info = {
-        "k": sp.k, "encoder": sp.encoder, "split": sp.split, "notes": list(sp.notes),
-        "filter": sp.filter, "clips": len(ids), "sha256": digest,
+        "k": sp.k,
+        "encoder": sp.encoder,
+        "split": sp.split,
+        "notes": list(sp.notes),
+        "filter": sp.filter,
+        "clips": len(ids),
+        "sha256": digest,
         "top": [sp.ids(c)[:5] for c in range(len(class_captions))],
-    }  # fmt: skip
+    }
     return SourceClips(ids, features, owners, text), positives, info

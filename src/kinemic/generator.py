@@ -94,9 +94,12 @@ class LoraSettings:
         from peft import LoraConfig
 
         return LoraConfig(
-            r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout,
-            target_modules=list(self.target_modules), bias="none",
-        )  # fmt: skip
+            r=self.rank,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            bias="none",
+        )
 
 
 def prior_timestep(t: Tensor, *, steps: int, prior_steps: int) -> Tensor:
@@ -167,9 +170,14 @@ class TwoStreamDenoiser(nn.Module):
         """The target stream: x (B, T, F) at steps t (B,) -> x0 (B, T, F) [, latents (B, T, D)];
         the arguments are those of ``Denoiser.forward``."""
         return self.peft(
-            x, self.model_timestep(t), text=text, action=action, mask=mask, uncond=uncond,
+            x,
+            self.model_timestep(t),
+            text=text,
+            action=action,
+            mask=mask,
+            uncond=uncond,
             return_latents=return_latents,
-        )  # fmt: skip
+        )
 
     @contextlib.contextmanager
     def _frozen_prior(self) -> Iterator[None]:
@@ -195,9 +203,13 @@ class TwoStreamDenoiser(nn.Module):
         gradients; the same outputs as the original prior at the mapped timesteps."""
         with self._frozen_prior():
             return self.peft(
-                x, self.model_timestep(t), text=text, mask=mask, uncond=uncond,
+                x,
+                self.model_timestep(t),
+                text=text,
+                mask=mask,
+                uncond=uncond,
                 return_latents=return_latents,
-            )  # fmt: skip
+            )
 
     def adapter_state(self) -> dict[str, Tensor]:
         from peft import get_peft_model_state_dict
@@ -382,9 +394,12 @@ def load_generator(path: str | Path, *, device: str | torch.device = "cpu") -> G
     lora = LoraSettings(**config["lora"])
     classes = [int(c) for c in config["classes"]]
     model = TwoStreamDenoiser(
-        prior.denoiser, num_actions=len(classes), lora=lora,
-        steps=int(config["schedule"]["num_steps"]), prior_steps=prior.schedule.num_steps,
-    )  # fmt: skip
+        prior.denoiser,
+        num_actions=len(classes),
+        lora=lora,
+        steps=int(config["schedule"]["num_steps"]),
+        prior_steps=prior.schedule.num_steps,
+    )
     from peft import set_peft_model_state_dict
 
     adapter = load_file(folder / ADAPTER_DIR / "adapter_model.safetensors")

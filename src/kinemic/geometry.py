@@ -144,10 +144,16 @@ def quat_to_matrix(q: Array) -> Array:
     w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
     s = 2.0 / (q * q).sum(-1)
     rows = [
-        1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w),
-        s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w),
-        s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y),
-    ]  # fmt: skip
+        1 - s * (y * y + z * z),
+        s * (x * y - z * w),
+        s * (x * z + y * w),
+        s * (x * y + z * w),
+        1 - s * (x * x + z * z),
+        s * (y * z - x * w),
+        s * (x * z - y * w),
+        s * (y * z + x * w),
+        1 - s * (x * x + y * y),
+    ]
     m = _stack(rows, -1)
     return m.reshape(*m.shape[:-1], 3, 3)
 
@@ -205,11 +211,15 @@ def quat_to_cont6d(q: Array) -> Array:
     s = 2.0 / (q * q).sum(-1)
     return _stack(
         [
-            1 - s * (y * y + z * z), s * (x * y + z * w), s * (x * z - y * w),
-            s * (x * y - z * w), 1 - s * (x * x + z * z), s * (y * z + x * w),
+            1 - s * (y * y + z * z),
+            s * (x * y + z * w),
+            s * (x * z - y * w),
+            s * (x * y - z * w),
+            1 - s * (x * x + z * z),
+            s * (y * z + x * w),
         ],
         -1,
-    )  # fmt: skip
+    )
 
 
 def matrix_to_cont6d(m: Array) -> Array:

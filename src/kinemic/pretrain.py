@@ -160,11 +160,20 @@ def pretrain(
 
     out = Path(out)
     config = TrainConfig(
-        steps=steps, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
-        grad_clip=grad_clip, ema=ema, seed=seed, mixed_precision=mixed_precision, cpu=cpu,
-        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
-        log_every=log_every, progress=progress,
-    )  # fmt: skip
+        steps=steps,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_steps=warmup_steps,
+        grad_clip=grad_clip,
+        ema=ema,
+        seed=seed,
+        mixed_precision=mixed_precision,
+        cpu=cpu,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        log_every=log_every,
+        progress=progress,
+    )
     if batch_size < 1 or num_diffusion_steps < 1:
         raise KinemicError(
             f"batch_size and num_diffusion_steps must be >= 1 ({batch_size}, {num_diffusion_steps})"
@@ -177,9 +186,12 @@ def pretrain(
             "choose another output folder"
         )
     corpus = MotionCorpus.load(
-        sources, split=split, min_frames=min_frames, allow_uncaptioned=allow_uncaptioned,
+        sources,
+        split=split,
+        min_frames=min_frames,
+        allow_uncaptioned=allow_uncaptioned,
         progress=progress,
-    )  # fmt: skip
+    )
     # Processes share the accelerate state; the main one encodes first so a disk cache is
     # filled once and read by the others.
     state = PartialState(cpu=cpu)
@@ -210,20 +222,34 @@ def pretrain(
     normalizer = corpus.fit_normalizer()
     data = {
         "sources": [str(Path(s).resolve()) for s in sources],
-        "split": split, "min_frames": min_frames, "max_frames": max_frames,
+        "split": split,
+        "min_frames": min_frames,
+        "max_frames": max_frames,
         "allow_uncaptioned": allow_uncaptioned,
-    }  # fmt: skip
+    }
     hyper = {
-        "preset": preset, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-        "warmup_steps": warmup_steps, "grad_clip": grad_clip, "ema": ema, "seed": seed,
-        "mixed_precision": mixed_precision, "num_diffusion_steps": num_diffusion_steps,
+        "preset": preset,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "warmup_steps": warmup_steps,
+        "grad_clip": grad_clip,
+        "ema": ema,
+        "seed": seed,
+        "mixed_precision": mixed_precision,
+        "num_diffusion_steps": num_diffusion_steps,
         "text_encoder": text_encoder,
-    }  # fmt: skip
+    }
     fingerprint = {**data, **hyper, "denoiser": dcfg.to_dict()}
     extra = {
-        **data, **hyper, "steps": steps, "corpus": corpus.summary(), "clips": len(corpus),
-        "frames": len(corpus.features), "captions": len(corpus.captions),
-    }  # fmt: skip
+        **data,
+        **hyper,
+        "steps": steps,
+        "corpus": corpus.summary(),
+        "clips": len(corpus),
+        "frames": len(corpus.features),
+        "captions": len(corpus.captions),
+    }
     task = PretrainTask(
         corpus=corpus,
         normalizer=normalizer,
@@ -233,14 +259,21 @@ def pretrain(
         seed=seed,
         max_frames=max_frames,
         prior_info=dict(
-            num_steps=num_diffusion_steps, text_encoder=encoder_spec(encoder),
-            max_frames=max_frames, extra=extra,
+            num_steps=num_diffusion_steps,
+            text_encoder=encoder_spec(encoder),
+            max_frames=max_frames,
+            extra=extra,
         ),
-    )  # fmt: skip
+    )
     if progress and state.is_main_process:
         tqdm.write(f"pretraining on {corpus.summary()}; {model.num_parameters():,} parameters")
     train(
-        model, task, out, config, fingerprint=fingerprint, resume=resume,
+        model,
+        task,
+        out,
+        config,
+        fingerprint=fingerprint,
+        resume=resume,
         hparams={**hyper, "clips": len(corpus)},
-    )  # fmt: skip
+    )
     return out

@@ -329,9 +329,13 @@ def evaluate_prior(
     )
     windows, window_names, window_captions = single_action_clips(source, "val", frames=frames)
     probe = text_probe(
-        prior, judge, windows, [index[n] for n in window_names],
-        encoder.encode([c[0] for c in window_captions]), seed=seed,
-    )  # fmt: skip
+        prior,
+        judge,
+        windows,
+        [index[n] for n in window_names],
+        encoder.encode([c[0] for c in window_captions]),
+        seed=seed,
+    )
     real_motion = motion_by_group(val_clips, val_names)
 
     rng = np.random.default_rng(seed)

@@ -379,12 +379,30 @@ def _write_mp4(frames: Iterator[np.ndarray], out: Path, fps: float) -> None:
             if proc is None:
                 h, w = frame.shape[:2]
                 cmd = [
-                    ffmpeg, "-y", "-loglevel", "error",
-                    "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps}",
-                    "-i", "-",
-                    "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",  # yuv420p needs even sizes
-                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "mp4", tmp,
-                ]  # fmt: skip
+                    ffmpeg,
+                    "-y",
+                    "-loglevel",
+                    "error",
+                    "-f",
+                    "rawvideo",
+                    "-pix_fmt",
+                    "rgb24",
+                    "-s",
+                    f"{w}x{h}",
+                    "-r",
+                    f"{fps}",
+                    "-i",
+                    "-",
+                    "-vf",
+                    "pad=ceil(iw/2)*2:ceil(ih/2)*2",  # yuv420p needs even sizes
+                    "-c:v",
+                    "libx264",
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-f",
+                    "mp4",
+                    tmp,
+                ]
                 proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
             assert proc.stdin is not None
             try:

@@ -118,9 +118,11 @@ def sample_motions(
             "steps, the only number it can sample with; use ddim=N for fewer (faster) steps"
         )
     texts = list(texts or [])
-    action_ids = [] if not actions else _action_ids(
-        actions, prior.action_names, prior.denoiser.config.num_actions
-    )  # fmt: skip
+    action_ids = (
+        []
+        if not actions
+        else _action_ids(actions, prior.action_names, prior.denoiser.config.num_actions)
+    )
     if (
         texts
         and action_ids
@@ -163,10 +165,17 @@ def sample_motions(
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
     x = sample(
-        prior.denoiser, prior.schedule, (B, frames, prior.denoiser.config.feature_dim),
-        text=text, action=action, guidance=guidance, generator=generator, ddim_steps=ddim,
-        bf16=bf16, progress=progress,
-    )  # fmt: skip
+        prior.denoiser,
+        prior.schedule,
+        (B, frames, prior.denoiser.config.feature_dim),
+        text=text,
+        action=action,
+        guidance=guidance,
+        generator=generator,
+        ddim_steps=ddim,
+        bf16=bf16,
+        progress=progress,
+    )
     features = prior.normalizer.inverse(x.float().cpu().numpy()).astype(np.float32)  # (B, T, 263)
     joints = features_to_joints(features).astype(np.float32)  # (B, T, 22, 3)
     for i in range(B):

@@ -145,10 +145,17 @@ def synthesize(
             cls = torch.tensor([plan[i][0] for i in chunk])
             mask = lengths_to_mask(lengths)
             x = sample(
-                gen.denoiser, gen.schedule, (len(chunk), mask.shape[1], F),
-                text=class_text[cls], action=cls, mask=mask, guidance=guidance,
-                generator=generator, ddim_steps=ddim, bf16=bf16,
-            )  # fmt: skip
+                gen.denoiser,
+                gen.schedule,
+                (len(chunk), mask.shape[1], F),
+                text=class_text[cls],
+                action=cls,
+                mask=mask,
+                guidance=guidance,
+                generator=generator,
+                ddim_steps=ddim,
+                bf16=bf16,
+            )
             x = x.float().cpu().numpy()
             for row, i in enumerate(chunk):
                 n = plan[i][1]
@@ -156,8 +163,13 @@ def synthesize(
                 contacts = features[:, CONTACTS]
                 features[:, CONTACTS] = (contacts > 0.5).astype(np.float32)  # binary, as stored
                 joints = features_to_joints(features).astype(np.float32)  # (T, 22, 3)
-                write_clip(staging, ids[i], features=features, joints=joints,
-                           captions=[gen.class_captions[plan[i][0]]])  # fmt: skip
+                write_clip(
+                    staging,
+                    ids[i],
+                    features=features,
+                    joints=joints,
+                    captions=[gen.class_captions[plan[i][0]]],
+                )
             bar.update(len(chunk))
         bar.close()
         labels = [gen.classes[c] for c, _ in plan]
@@ -165,20 +177,32 @@ def synthesize(
         write_text(staging / "synth.txt", "".join(f"{i}\n" for i in ids))
         write_text(staging / "synth_y.txt", "".join(f"{y}\n" for y in labels))
         info = {
-            "format": FORMAT, "version": VERSION, "model": str(gen.path.resolve()),
-            "method": gen.method, "prior": gen.config["prior"], "split": gen.config["split"],
-            "target": gen.config.get("target"), "classes": gen.classes,
-            "class_names": gen.class_names, "class_captions": gen.class_captions,
+            "format": FORMAT,
+            "version": VERSION,
+            "model": str(gen.path.resolve()),
+            "method": gen.method,
+            "prior": gen.config["prior"],
+            "split": gen.config["split"],
+            "target": gen.config.get("target"),
+            "classes": gen.classes,
+            "class_names": gen.class_names,
+            "class_captions": gen.class_captions,
             "per_class": {str(gen.classes[c]): n for c, n in counters.items()},
-            "per_class_setting": per_class, "oversample": oversample, "guidance": guidance,
+            "per_class_setting": per_class,
+            "oversample": oversample,
+            "guidance": guidance,
             "sampler": "ddpm" if ddim is None else "ddim",
             "steps": gen.schedule.num_steps if ddim is None else ddim,
-            "schedule_steps": gen.schedule.num_steps, "seed": seed, "batch_size": batch_size,
-            "bf16": bf16, "lengths": "drawn from the few-shot clips' lengths of each class",
-            "clips": len(ids), "generator_step": gen.config.get("step"),
+            "schedule_steps": gen.schedule.num_steps,
+            "seed": seed,
+            "batch_size": batch_size,
+            "bf16": bf16,
+            "lengths": "drawn from the few-shot clips' lengths of each class",
+            "clips": len(ids),
+            "generator_step": gen.config.get("step"),
             "joints": "features_to_joints of the features: one frame per feature row",
             "foot_contacts": "rounded to 0/1 (the model predicts them continuous)",
-        }  # fmt: skip
+        }
         write_text(staging / "info.json", json.dumps(info, indent=2) + "\n")
         if out.exists():
             out.rmdir()  # empty (checked above)
@@ -207,5 +231,6 @@ def _write_classes(folder: Path, gen) -> None:
         for label, name in zip(gen.classes, gen.class_names, strict=True):
             names[label] = name
         write_class_names(folder, names)
-        write_metadata(folder, dict(zip(gen.classes, gen.class_captions, strict=True)),
-                       class_names=names)  # fmt: skip
+        write_metadata(
+            folder, dict(zip(gen.classes, gen.class_captions, strict=True)), class_names=names
+        )

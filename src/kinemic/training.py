@@ -304,10 +304,13 @@ def train(
     result.losses = [(int(a), float(b)) for a, b in history if a <= start]
     result.terms = [(int(a), dict(b)) for a, b in terms_history if a <= start]
     bar = tqdm(
-        total=config.steps, initial=start, desc=config.progress_desc, dynamic_ncols=True,
+        total=config.steps,
+        initial=start,
+        desc=config.progress_desc,
+        dynamic_ncols=True,
         position=config.progress_position,
         disable=not (config.progress and acc.is_main_process) or None,
-    )  # fmt: skip
+    )
     model.train()
     loss_sum = torch.zeros((), device=acc.device)
     term_sums: dict[str, torch.Tensor] = {}  # named loss terms, summed since the last log

@@ -322,8 +322,10 @@ def _check_clips(c: _Collector, root: Path, progress: bool) -> dict[str, int | N
         c.add("layout", fdir, "folder missing: every clip needs (T, 263) features")
     elif not ids:
         c.add("layout", fdir, "no clips: expected <id>.npy files")
-    for d, why in ((jdir, "joints are needed to render and evaluate clips"),
-                   (tdir, "the clips have no captions for text-conditioned models")):  # fmt: skip
+    for d, why in (
+        (jdir, "joints are needed to render and evaluate clips"),
+        (tdir, "the clips have no captions for text-conditioned models"),
+    ):
         if not d.is_dir():
             c.add("layout", d, f"folder missing: {why}", severity="warning")
     rows: dict[str, int | None] = {}
@@ -518,8 +520,10 @@ def _check_classes(c: _Collector, root: Path, layout: str) -> int | None:
         elif a.get("tag") != tag:
             warn(f"actions[{i}] has tag {a.get('tag')!r}, expected {tag!r}")
         elif names and i < len(names) and a.get("action") != names[i]:
-            warn(f"actions[{i}] is {a.get('action')!r}, line {i + 1} of ntu_classes.txt "
-                 f"is {names[i]!r}")  # fmt: skip
+            warn(
+                f"actions[{i}] is {a.get('action')!r}, line {i + 1} of ntu_classes.txt "
+                f"is {names[i]!r}"
+            )
     if names is not None and isinstance(actions, list) and len(actions) != len(names):
         warn(f"{len(actions)} actions but ntu_classes.txt has {len(names)} classes")
     if names is not None:
@@ -568,8 +572,12 @@ def validate_dataset(
     if not root.is_dir():
         c.add("layout", root, "is not a folder" if root.exists() else "does not exist")
     elif layout == "unknown":
-        c.add("layout", root, "not a HumanML3D or NTU-VIBE folder: expected new_joint_vecs/, "
-              "new_joints/, texts/ (and ntu_classes.txt, splits/ for NTU-VIBE)")  # fmt: skip
+        c.add(
+            "layout",
+            root,
+            "not a HumanML3D or NTU-VIBE folder: expected new_joint_vecs/, "
+            "new_joints/, texts/ (and ntu_classes.txt, splits/ for NTU-VIBE)",
+        )
     if layout == "unknown":
         return ValidationReport(root, layout, c.problems, 0, c.suppressed)
     rows = _check_clips(c, root, progress)

@@ -53,9 +53,16 @@ _PRESETS: dict[str, dict[str, Any]] = {
     # MiniLM embeddings are unit vectors (components ~0.05); scaled by √384 their components
     # have unit variance like the normalised motion features, and the prior learns to use the
     # text far sooner (README, "the text probe").
-    "tiny": dict(latent_dim=128, num_layers=4, num_heads=4, ff_dim=256, dropout=0.1, text_dim=384,
-                 text_scale=math.sqrt(384)),
-}  # fmt: skip
+    "tiny": dict(
+        latent_dim=128,
+        num_layers=4,
+        num_heads=4,
+        ff_dim=256,
+        dropout=0.1,
+        text_dim=384,
+        text_scale=math.sqrt(384),
+    ),
+}
 
 
 @dataclass

@@ -244,11 +244,13 @@ def load_protocol_data(
     index = {c: i for i, c in enumerate(fs.class_list)}
     cache: dict[tuple[Path, str], np.ndarray] = {}
 
-    def clips(root_ds: NTUVibeDataset, ids: Sequence[str], labels: Sequence[int], synth: bool,
-              what: str) -> ClipSet:  # fmt: skip
+    def clips(
+        root_ds: NTUVibeDataset, ids: Sequence[str], labels: Sequence[int], synth: bool, what: str
+    ) -> ClipSet:
         x = np.zeros((len(ids), frames, 22, 3), dtype=np.float32)
-        for k, clip_id in enumerate(tqdm(ids, desc=f"reading {what}", disable=not progress or None,
-                                         leave=False)):  # fmt: skip
+        for k, clip_id in enumerate(
+            tqdm(ids, desc=f"reading {what}", disable=not progress or None, leave=False)
+        ):
             key = (root_ds.root, clip_id)
             if key not in cache:
                 joints = root_ds.joints(clip_id)

@@ -66,8 +66,14 @@ def fid(a: np.ndarray, b: np.ndarray) -> float:
     return float(max(value, 0.0))
 
 
-def kid(a: np.ndarray, b: np.ndarray, *, subsets: int = 100, subset_size: int = 1000,
-        rng: np.random.Generator) -> float:  # fmt: skip
+def kid(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    rng: np.random.Generator,
+) -> float:
     """Kernel inception distance: unbiased MMD² with the kernel (x·y/d + 1)³, averaged over
     random subsets of ``min(subset_size, N, M)`` rows of each side."""
     d = a.shape[1]
@@ -99,8 +105,14 @@ def diversity(f: np.ndarray, *, pairs: int = 300, rng: np.random.Generator) -> f
     return float(np.linalg.norm(f[i] - f[j], axis=1).mean())
 
 
-def multimodality(f: np.ndarray, labels: np.ndarray, *, per_class: int = 30, pairs: int = 10,
-                  rng: np.random.Generator) -> float:  # fmt: skip
+def multimodality(
+    f: np.ndarray,
+    labels: np.ndarray,
+    *,
+    per_class: int = 30,
+    pairs: int = 10,
+    rng: np.random.Generator,
+) -> float:
     """Per class, mean distance of ``pairs`` random pairs among up to ``per_class`` of its
     clips; averaged over the classes with at least 2 clips."""
     values = []
@@ -134,8 +146,10 @@ class Evaluator:
         xt = torch.as_tensor(x, dtype=torch.float32)
         self.model.eval()
         with torch.inference_mode():
-            out = [self.model.features(xt[a : a + batch_size]).float()
-                   for a in range(0, len(xt), batch_size)]  # fmt: skip
+            out = [
+                self.model.features(xt[a : a + batch_size]).float()
+                for a in range(0, len(xt), batch_size)
+            ]
         return torch.cat(out).numpy() if out else np.zeros((0, self.model.config.feature_dim))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -160,20 +174,30 @@ def train_evaluator(
     if (out / "config.json").exists():
         raise KinemicError(f"{out} already holds an evaluator: reuse it or choose another --out")
     train = train or HARTrainConfig()
-    data = load_protocol_data(target, split, modes=("gt",), frames=frames, centre=centre,
-                              progress=progress)  # fmt: skip
+    data = load_protocol_data(
+        target, split, modes=("gt",), frames=frames, centre=centre, progress=progress
+    )
     gt = data.train["gt"]
     model_cfg = STGCNConfig(num_classes=data.num_classes, width=width, dropout=0.0)
-    res = train_classifier(gt.x, gt.y, model_config=model_cfg, config=train,
-                           val_x=data.val.x, val_y=data.val.y)  # fmt: skip
-    extra = {"evaluator": {
-        "target": str(data.target), "split": data.split.name,
-        "protocol": str(data.split.extra.get("protocol", "xsub")),
-        "classes": list(data.split.class_list), "class_names": data.class_names,
-        "frames": frames, "centre": centre, "train_clips": len(gt),
-        "train": asdict(train), "epochs": res.epochs, "val_clips": len(data.val),
-        "val_top1_final": res.final_top1,
-    }}  # fmt: skip
+    res = train_classifier(
+        gt.x, gt.y, model_config=model_cfg, config=train, val_x=data.val.x, val_y=data.val.y
+    )
+    extra = {
+        "evaluator": {
+            "target": str(data.target),
+            "split": data.split.name,
+            "protocol": str(data.split.extra.get("protocol", "xsub")),
+            "classes": list(data.split.class_list),
+            "class_names": data.class_names,
+            "frames": frames,
+            "centre": centre,
+            "train_clips": len(gt),
+            "train": asdict(train),
+            "epochs": res.epochs,
+            "val_clips": len(data.val),
+            "val_top1_final": res.final_top1,
+        }
+    }
     return save_stgcn(out, res.model, extra=extra)
 
 
@@ -183,8 +207,9 @@ def load_evaluator(path: str | Path) -> Evaluator:
     ev = info.get("evaluator")
     if not isinstance(ev, dict):
         raise DataError(Path(path) / "config.json", "an ST-GCN folder but not an evaluator")
-    return Evaluator(model, list(ev["classes"]), list(ev["class_names"]), int(ev["frames"]),
-                     ev["centre"], ev)  # fmt: skip
+    return Evaluator(
+        model, list(ev["classes"]), list(ev["class_names"]), int(ev["frames"]), ev["centre"], ev
+    )
 
 
 # ------------------------------------------------------------------------------ the report
@@ -216,8 +241,15 @@ def generative_metrics(
 
     ev = evaluator if isinstance(evaluator, Evaluator) else load_evaluator(evaluator)
     modes = ("gt", *(["synth"] if synthetic else []))
-    data = load_protocol_data(target, split, synthetic=synthetic, modes=modes,
-                              frames=ev.frames, centre=ev.centre, progress=progress)  # fmt: skip
+    data = load_protocol_data(
+        target,
+        split,
+        synthetic=synthetic,
+        modes=modes,
+        frames=ev.frames,
+        centre=ev.centre,
+        progress=progress,
+    )
     if list(data.split.class_list) != ev.classes:
         raise KinemicError(
             f"the evaluator was trained for classes {ev.classes}, split {split} has "
@@ -227,14 +259,22 @@ def generative_metrics(
         raise KinemicError(f"repeats must be >= 1, found {repeats}")
     ref = ev.features(data.train["gt"].x)
     rows_in = [("real (validation)", "validation clips of " + split, data.val)]
-    rows_in += [(m.label.removeprefix("synth (").removesuffix(")"), str(m.synthetic.path),
-                 data.train[m.label]) for m in data.modes if m.kind == "synth"]  # fmt: skip
+    rows_in += [
+        (
+            m.label.removeprefix("synth (").removesuffix(")"),
+            str(m.synthetic.path),
+            data.train[m.label],
+        )
+        for m in data.modes
+        if m.kind == "synth"
+    ]
     n = sample_size or min(len(s) for _, _, s in rows_in)
     rows = []
     for name, source, clips in rows_in:
         feats, pred = ev.features(clips.x), ev.predict(clips.x)
-        vals: dict[str, list[float]] = {k: [] for k in ("fid", "kid", "diversity",
-                                                         "multimodality", "accuracy")}  # fmt: skip
+        vals: dict[str, list[float]] = {
+            k: [] for k in ("fid", "kid", "diversity", "multimodality", "accuracy")
+        }
         for r in range(repeats):
             rng = np.random.default_rng([seed, r])
             pick = rng.choice(len(clips), min(n, len(clips)), replace=False)
@@ -244,16 +284,32 @@ def generative_metrics(
             vals["diversity"].append(diversity(f, rng=rng))
             vals["multimodality"].append(multimodality(f, y, rng=rng))
             vals["accuracy"].append(float((pred[pick] == y).mean() * 100))
-        rows.append({"name": name, "source": source, "clips": len(clips),
-                     **{k: _stat(v) for k, v in vals.items()}})  # fmt: skip
+        rows.append(
+            {
+                "name": name,
+                "source": source,
+                "clips": len(clips),
+                **{k: _stat(v) for k, v in vals.items()},
+            }
+        )
     doc = {
-        "format": FORMAT, "version": 1, "evaluator": ev.info, "target": str(data.target),
-        "split": data.split.name, "class_names": data.class_names,
-        "reference": {"clips": len(ref), "what": "the evaluator's training clips (all "
-                      "default-split training clips of the split's classes)"},
-        "repeats": repeats, "sample_size": n, "kid_subsets": kid_subsets, "seed": seed,
+        "format": FORMAT,
+        "version": 1,
+        "evaluator": ev.info,
+        "target": str(data.target),
+        "split": data.split.name,
+        "class_names": data.class_names,
+        "reference": {
+            "clips": len(ref),
+            "what": "the evaluator's training clips (all "
+            "default-split training clips of the split's classes)",
+        },
+        "repeats": repeats,
+        "sample_size": n,
+        "kid_subsets": kid_subsets,
+        "seed": seed,
         "rows": rows,
-    }  # fmt: skip
+    }
     text = json.dumps(doc, indent=2) + "\n"
     if out is not None:
         write_text(Path(out) / "metrics.json", text)

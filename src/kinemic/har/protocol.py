@@ -160,13 +160,22 @@ def _run_one(mode: str, seed: int, payload: dict[str, Any] | None = None) -> dic
     per_class = (np.diag(confusion) / np.maximum(confusion.sum(1), 1) * 100).tolist()
     best_epoch, best_top1 = res.best
     return {
-        "mode": mode, "seed": seed, "train_clips": len(x), "epochs": res.epochs,
-        "steps": res.steps, "final_top1": res.final_top1, "best_top1": best_top1,
-        "best_epoch": best_epoch, "history": [list(h) for h in res.history],
-        "per_class": per_class, "confusion": confusion.tolist(), "losses": res.losses,
-        "seconds": res.seconds, "samples_per_second": res.samples_per_second,
+        "mode": mode,
+        "seed": seed,
+        "train_clips": len(x),
+        "epochs": res.epochs,
+        "steps": res.steps,
+        "final_top1": res.final_top1,
+        "best_top1": best_top1,
+        "best_epoch": best_epoch,
+        "history": [list(h) for h in res.history],
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "losses": res.losses,
+        "seconds": res.seconds,
+        "samples_per_second": res.samples_per_second,
         "threads": p["threads"],
-    }  # fmt: skip
+    }
 
 
 # ------------------------------------------------------------------------------- protocol
@@ -188,9 +197,16 @@ def run_keys(data: ProtocolData, config: ProtocolConfig, threads: int) -> dict[s
         settings.pop(free)
     from kinemic import __version__
 
-    common = json.dumps({"settings": settings, "threads": threads, "classes": data.num_classes,
-                         "val": _digest(data.val.x, data.val.y), "kinemic": __version__},
-                        sort_keys=True)  # fmt: skip
+    common = json.dumps(
+        {
+            "settings": settings,
+            "threads": threads,
+            "classes": data.num_classes,
+            "val": _digest(data.val.x, data.val.y),
+            "kinemic": __version__,
+        },
+        sort_keys=True,
+    )
     return {
         label: hashlib.sha256(f"{common}\0{label}\0{_digest(s.x, s.y)}".encode()).hexdigest()
         for label, s in data.train.items()
@@ -332,10 +348,12 @@ def run_protocol(
 
     ctx = multiprocessing.get_context("spawn")  # fork after torch threads can deadlock
     pool = (
-        _Inline() if config.jobs == 1 else
-        ProcessPoolExecutor(config.jobs, mp_context=ctx, initializer=_init_worker,
-                            initargs=(payload,))
-    )  # fmt: skip
+        _Inline()
+        if config.jobs == 1
+        else ProcessPoolExecutor(
+            config.jobs, mp_context=ctx, initializer=_init_worker, initargs=(payload,)
+        )
+    )
     args = (payload,) if config.jobs == 1 else ()
     inflight: dict[Future, tuple[str, int]] = {}
     trained, stopped = 0, False
@@ -373,12 +391,20 @@ def run_protocol(
     bar.close()
     seconds = time.perf_counter() - t0
     ordered = [runs[w] for w in work if w in runs]
-    return _document(data, config, ordered, seconds=seconds, threads=threads,
-                     reused=len(ordered) - trained)  # fmt: skip
+    return _document(
+        data, config, ordered, seconds=seconds, threads=threads, reused=len(ordered) - trained
+    )
 
 
-def _document(data: ProtocolData, config: ProtocolConfig, runs: list[dict], *, seconds: float,
-              threads: int, reused: int = 0) -> dict[str, Any]:  # fmt: skip
+def _document(
+    data: ProtocolData,
+    config: ProtocolConfig,
+    runs: list[dict],
+    *,
+    seconds: float,
+    threads: int,
+    reused: int = 0,
+) -> dict[str, Any]:
     k = data.num_classes
     modes = []
     for spec in data.modes:
@@ -391,32 +417,47 @@ def _document(data: ProtocolData, config: ProtocolConfig, runs: list[dict], *, s
         per_class = np.array([r["per_class"] for r in rs])  # (seeds, K)
         cis = [mean_ci95(per_class[:, c]) for c in range(k)]
         syn = spec.synthetic
-        modes.append({
-            "mode": spec.label, "kind": spec.kind,
-            "method": None if syn is None else syn.method,
-            "synthetic": None if syn is None else str(syn.path),
-            "train_clips": len(ts), "train_real": int((~ts.synthetic).sum()),
-            "train_synthetic": int(ts.synthetic.sum()), "train_per_class": ts.counts(k),
-            "epochs": rs[0]["epochs"], "steps": rs[0]["steps"],
-            "final": _summary(final), "best": {**_summary(best),
-                                               "epochs": [r["best_epoch"] for r in rs]},
-            "per_class": {"mean": [c[0] for c in cis], "ci95": [c[1] for c in cis]},
-            "confusion": np.sum([r["confusion"] for r in rs], axis=0).tolist(),
-        })  # fmt: skip
+        modes.append(
+            {
+                "mode": spec.label,
+                "kind": spec.kind,
+                "method": None if syn is None else syn.method,
+                "synthetic": None if syn is None else str(syn.path),
+                "train_clips": len(ts),
+                "train_real": int((~ts.synthetic).sum()),
+                "train_synthetic": int(ts.synthetic.sum()),
+                "train_per_class": ts.counts(k),
+                "epochs": rs[0]["epochs"],
+                "steps": rs[0]["steps"],
+                "final": _summary(final),
+                "best": {**_summary(best), "epochs": [r["best_epoch"] for r in rs]},
+                "per_class": {"mean": [c[0] for c in cis], "ci95": [c[1] for c in cis]},
+                "confusion": np.sum([r["confusion"] for r in rs], axis=0).tolist(),
+            }
+        )
     from kinemic import __version__
 
     return {
-        "format": FORMAT, "version": 1, "kinemic": __version__,
-        "target": str(data.target), "split": data.split.name,
+        "format": FORMAT,
+        "version": 1,
+        "kinemic": __version__,
+        "target": str(data.target),
+        "split": data.split.name,
         "protocol": str(data.split.extra.get("protocol", "xsub")),
-        "classes": list(data.split.class_list), "class_names": list(data.class_names),
+        "classes": list(data.split.class_list),
+        "class_names": list(data.class_names),
         "validation": {"clips": len(data.val), "per_class": data.val.counts(k)},
         "seeds": list(range(config.seeds)),
         "settings": {**asdict(config), "model": "ST-GCN", "graph": "smpl22"},
-        "timing": {"seconds": seconds, "jobs": config.jobs, "threads": threads,
-                   "reused_runs": reused},
-        "modes": modes, "runs": runs,
-    }  # fmt: skip
+        "timing": {
+            "seconds": seconds,
+            "jobs": config.jobs,
+            "threads": threads,
+            "reused_runs": reused,
+        },
+        "modes": modes,
+        "runs": runs,
+    }
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
@@ -456,12 +497,22 @@ def evaluate(
     return doc
 
 
-def _load(target: str | Path, split: str, synthetic: Sequence[str | Path],
-          config: ProtocolConfig, progress: bool) -> ProtocolData:  # fmt: skip
+def _load(
+    target: str | Path,
+    split: str,
+    synthetic: Sequence[str | Path],
+    config: ProtocolConfig,
+    progress: bool,
+) -> ProtocolData:
     return load_protocol_data(
-        target, split, synthetic=synthetic, modes=config.modes, frames=config.frames,
-        centre=config.centre, progress=progress,
-    )  # fmt: skip
+        target,
+        split,
+        synthetic=synthetic,
+        modes=config.modes,
+        frames=config.frames,
+        centre=config.centre,
+        progress=progress,
+    )
 
 
 def prerun(
@@ -545,13 +596,24 @@ def results_markdown(doc: dict[str, Any]) -> str:
         pc = m["per_class"]
         cells = [_pm({"mean": a, "ci95": h}) for a, h in zip(pc["mean"], pc["ci95"], strict=True)]
         out.append(f"| {m['mode']} | " + " | ".join(cells) + " |")
-    out += ["", "## Confusion matrices (final epoch, summed over seeds)", "",
-            "Rows: true class; columns: predicted class.", ""]  # fmt: skip
+    out += [
+        "",
+        "## Confusion matrices (final epoch, summed over seeds)",
+        "",
+        "Rows: true class; columns: predicted class.",
+        "",
+    ]
     for m in doc["modes"]:
-        out += [f"### {m['mode']}", "", "| true \\ predicted | " + " | ".join(names) + " |",
-                "|---|" + "---:|" * len(names)]  # fmt: skip
-        out += [f"| {n} | " + " | ".join(str(v) for v in row) + " |"
-                for n, row in zip(names, m["confusion"], strict=True)]  # fmt: skip
+        out += [
+            f"### {m['mode']}",
+            "",
+            "| true \\ predicted | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names),
+        ]
+        out += [
+            f"| {n} | " + " | ".join(str(v) for v in row) + " |"
+            for n, row in zip(names, m["confusion"], strict=True)
+        ]
         out.append("")
     tm = doc["timing"]
     reused = tm.get("reused_runs", 0)

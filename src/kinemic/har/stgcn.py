@@ -31,8 +31,17 @@ from kinemic.har.graph import GRAPHS, get_graph
 
 #: (channels, temporal stride) of the ten blocks at width 1.
 BLOCKS: tuple[tuple[int, int], ...] = (
-    (64, 1), (64, 1), (64, 1), (64, 1), (128, 2), (128, 1), (128, 1), (256, 2), (256, 1), (256, 1),
-)  # fmt: skip
+    (64, 1),
+    (64, 1),
+    (64, 1),
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (256, 1),
+)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -80,8 +89,19 @@ class STGCNConfig:
 class STGCNBlock(nn.Module):
     """Graph convolution over K partitions, then a temporal convolution; residual, ReLU."""
 
-    def __init__(self, c_in: int, c_out: int, *, num_parts: int, num_joints: int, stride: int,
-                 kernel: int, dropout: float, residual: bool, edge_importance: bool):  # fmt: skip
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        *,
+        num_parts: int,
+        num_joints: int,
+        stride: int,
+        kernel: int,
+        dropout: float,
+        residual: bool,
+        edge_importance: bool,
+    ):
         super().__init__()
         self.num_parts = num_parts
         self.gcn = nn.Conv2d(c_in, c_out * num_parts, kernel_size=1)
@@ -131,11 +151,17 @@ class STGCN(nn.Module):
         for i, (c_out, (_, stride)) in enumerate(zip(config.channels(), BLOCKS, strict=True)):
             blocks.append(
                 STGCNBlock(
-                    c_in, c_out, num_parts=len(adjacency), num_joints=v, stride=stride,
-                    kernel=config.temporal_kernel, dropout=config.dropout, residual=i > 0,
+                    c_in,
+                    c_out,
+                    num_parts=len(adjacency),
+                    num_joints=v,
+                    stride=stride,
+                    kernel=config.temporal_kernel,
+                    dropout=config.dropout,
+                    residual=i > 0,
                     edge_importance=config.edge_importance,
                 )
-            )  # fmt: skip
+            )
             c_in = c_out
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Linear(c_in, config.num_classes)

@@ -184,9 +184,12 @@ def train_classifier(
     torch.manual_seed(config.seed)
     model = STGCN(model_config)
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
         weight_decay=config.weight_decay,
-    )  # fmt: skip
+    )
     model, optimizer = acc.prepare(model, optimizer)
     gen = torch.Generator().manual_seed(config.seed)
     epochs = config.epochs_for(len(x))
@@ -194,8 +197,13 @@ def train_classifier(
     total = epochs * len(batches)
     evaluated = eval_epochs(epochs, config.evaluations)
     result = TrainedClassifier(model=model, epochs=epochs, steps=total)
-    bar = tqdm(range(1, epochs + 1), desc="training ST-GCN", leave=False, dynamic_ncols=True,
-               disable=not (config.progress and acc.is_main_process) or None)  # fmt: skip
+    bar = tqdm(
+        range(1, epochs + 1),
+        desc="training ST-GCN",
+        leave=False,
+        dynamic_ncols=True,
+        disable=not (config.progress and acc.is_main_process) or None,
+    )
     model.train()
     step, train_time = 0, 0.0
     for epoch in bar:
@@ -242,6 +250,8 @@ def predict_logits(
     device = next(model.parameters()).device
     model.eval()
     with torch.inference_mode():
-        out = [model(x[a : a + batch_size].to(device)).float().cpu()
-               for a in range(0, len(x), batch_size)]  # fmt: skip
+        out = [
+            model(x[a : a + batch_size].to(device)).float().cpu()
+            for a in range(0, len(x), batch_size)
+        ]
     return torch.cat(out) if out else torch.zeros(0, model.config.num_classes)

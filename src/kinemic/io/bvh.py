@@ -31,8 +31,13 @@ import numpy as np
 from kinemic.errors import DataError
 
 CHANNEL_NAMES: tuple[str, ...] = (
-    "Xposition", "Yposition", "Zposition", "Xrotation", "Yrotation", "Zrotation",
-)  # fmt: skip
+    "Xposition",
+    "Yposition",
+    "Zposition",
+    "Xrotation",
+    "Yrotation",
+    "Zrotation",
+)
 _CANONICAL = {name.lower(): name for name in CHANNEL_NAMES}
 _TOKEN = re.compile(r"[{}]|[^\s{}]+")
 
@@ -139,9 +144,13 @@ def _parse_hierarchy(head: str, path: Path | None) -> dict[str, list[Any]]:
         for tok in _TOKEN.findall(line)
     ]
     out: dict[str, list[Any]] = {
-        "names": [], "parents": [], "offsets": [], "channels": [], "end_parents": [],
+        "names": [],
+        "parents": [],
+        "offsets": [],
+        "channels": [],
+        "end_parents": [],
         "end_offsets": [],
-    }  # fmt: skip
+    }
     last_line = max(1, head.count("\n") + 1)
     pos = 0
 

@@ -153,13 +153,38 @@ _VERB_WORDS = (
 )
 _VERBS = frozenset(_VERB_WORDS.split())
 _IRREGULAR = {
-    "ran": "run", "sat": "sit", "stood": "stand", "threw": "throw", "thrown": "throw",
-    "took": "take", "taken": "take", "fell": "fall", "fallen": "fall", "went": "go",
-    "gone": "go", "made": "make", "did": "do", "done": "do", "does": "do", "goes": "go",
-    "caught": "catch", "held": "hold", "brought": "bring", "got": "get", "gave": "give",
-    "given": "give", "came": "come", "began": "begin", "begun": "begin", "swung": "swing",
-    "lies": "lie", "lying": "lie", "rose": "rise", "wore": "wear", "knelt": "kneel",
-}  # fmt: skip
+    "ran": "run",
+    "sat": "sit",
+    "stood": "stand",
+    "threw": "throw",
+    "thrown": "throw",
+    "took": "take",
+    "taken": "take",
+    "fell": "fall",
+    "fallen": "fall",
+    "went": "go",
+    "gone": "go",
+    "made": "make",
+    "did": "do",
+    "done": "do",
+    "does": "do",
+    "goes": "go",
+    "caught": "catch",
+    "held": "hold",
+    "brought": "bring",
+    "got": "get",
+    "gave": "give",
+    "given": "give",
+    "came": "come",
+    "began": "begin",
+    "begun": "begin",
+    "swung": "swing",
+    "lies": "lie",
+    "lying": "lie",
+    "rose": "rise",
+    "wore": "wear",
+    "knelt": "kneel",
+}
 _IRREGULAR_NOUNS = {"feet": "foot", "people": "person", "men": "man", "women": "woman"}
 
 

@@ -59,8 +59,12 @@ class PysklData:
 def annotation(frame_dir: str, label: int, joints: np.ndarray) -> dict[str, Any]:
     """One clip's annotation from joints (T, V, C)."""
     kp = np.asarray(joints, dtype=np.float32)[None]  # (1, T, V, C)
-    return {"frame_dir": frame_dir, "label": int(label), "total_frames": int(kp.shape[1]),
-            "keypoint": kp}  # fmt: skip
+    return {
+        "frame_dir": frame_dir,
+        "label": int(label),
+        "total_frames": int(kp.shape[1]),
+        "keypoint": kp,
+    }
 
 
 def write_pyskl(path: str | Path, data: PysklData) -> Path:
@@ -77,13 +81,21 @@ class _SafeUnpickler(pickle.Unpickler):
     """Only builtins containers and NumPy arrays: a pickle from elsewhere cannot run code."""
 
     ALLOWED: ClassVar[set[tuple[str, str]]] = {
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"), ("builtins", "tuple"), ("builtins", "list"),
-        ("builtins", "dict"), ("builtins", "set"), ("builtins", "slice"),
-        ("numpy.dtypes", "Float32DType"), ("numpy.dtypes", "Float64DType"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("builtins", "tuple"),
+        ("builtins", "list"),
+        ("builtins", "dict"),
+        ("builtins", "set"),
+        ("builtins", "slice"),
+        ("numpy.dtypes", "Float32DType"),
+        ("numpy.dtypes", "Float64DType"),
         ("numpy.dtypes", "Int64DType"),
-    }  # fmt: skip
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
@@ -131,9 +143,10 @@ def check_pyskl(data: PysklData, *, where: str | Path) -> None:
         unknown = [i for i in ids if i not in names]
         if unknown:
             raise DataError(
-                where, f"split {split!r} lists {len(unknown)} clips without an annotation, "
+                where,
+                f"split {split!r} lists {len(unknown)} clips without an annotation, "
                 f"e.g. {unknown[0]!r}",
-            )  # fmt: skip
+            )
 
 
 # ------------------------------------------------------------------------------ export
@@ -164,8 +177,11 @@ def export_pyskl(
 
     ds = NTUVibeDataset(root)
     names = ds.class_names()
-    skeleton = {"name": "smpl22", "joints": list(SMPL22.joint_names),
-                "parents": list(SMPL22.parents)}  # fmt: skip
+    skeleton = {
+        "name": "smpl22",
+        "joints": list(SMPL22.joint_names),
+        "parents": list(SMPL22.parents),
+    }
     jobs: list[tuple[NTUVibeDataset, str, str, int]] = []  # (dataset, clip id, frame_dir, label)
     parts: dict[str, list[str]] = {}
     if mixed and not synthetic:
@@ -194,8 +210,9 @@ def export_pyskl(
         index = {c: i for i, c in enumerate(fs.class_list)}
         train: list[str] = []
         if not synthetic or mixed:
-            jobs += [(ds, i, i, index[y]) for i, y in zip(fs.train_ids, fs.train_labels,
-                                                          strict=True)]  # fmt: skip
+            jobs += [
+                (ds, i, i, index[y]) for i, y in zip(fs.train_ids, fs.train_labels, strict=True)
+            ]
             train += fs.train_ids
         sets = [read_synthetic(s, fs) for s in synthetic]
         for s in sets:
@@ -207,19 +224,31 @@ def export_pyskl(
         parts = {"train": train, "val": list(fs.val_ids)}
         jobs += [(ds, i, i, index[y]) for i, y in zip(fs.val_ids, fs.val_labels, strict=True)]
         meta = {
-            "labels": "index into classes", "classes": list(fs.class_list),
-            "class_names": [names[c] for c in fs.class_list], "split": split,
-            "synthetic": [{"path": str(s.path), "method": s.method, "clips": len(s.ids)}
-                          for s in sets],
-        }  # fmt: skip
+            "labels": "index into classes",
+            "classes": list(fs.class_list),
+            "class_names": [names[c] for c in fs.class_list],
+            "split": split,
+            "synthetic": [
+                {"path": str(s.path), "method": s.method, "clips": len(s.ids)} for s in sets
+            ],
+        }
     seen: dict[str, dict[str, Any]] = {}
-    for sds, clip_id, frame_dir, label in tqdm(jobs, desc="exporting", unit="clip",
-                                               disable=not progress or None):  # fmt: skip
+    for sds, clip_id, frame_dir, label in tqdm(
+        jobs, desc="exporting", unit="clip", disable=not progress or None
+    ):
         if frame_dir not in seen:
             seen[frame_dir] = annotation(frame_dir, label, sds.joints(clip_id))
-    data = PysklData(parts, list(seen.values()),
-                     {"format": "kinemic-pyskl", "version": 1, "source": str(ds.root),
-                      "skeleton": skeleton, **meta})  # fmt: skip
+    data = PysklData(
+        parts,
+        list(seen.values()),
+        {
+            "format": "kinemic-pyskl",
+            "version": 1,
+            "source": str(ds.root),
+            "skeleton": skeleton,
+            **meta,
+        },
+    )
     write_pyskl(out, data)
     return data
 

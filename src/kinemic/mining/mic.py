@@ -107,9 +107,12 @@ class MIC(nn.Module):
         super().__init__()
         self.config = c = config
         self.gru = nn.GRU(
-            c.latent_dim, c.hidden_dim, num_layers=c.num_layers, batch_first=True,
+            c.latent_dim,
+            c.hidden_dim,
+            num_layers=c.num_layers,
+            batch_first=True,
             bidirectional=True,
-        )  # fmt: skip
+        )
         width = 2 * c.hidden_dim
         self.score = nn.Sequential(
             nn.Linear(width, c.hidden_dim), nn.Tanh(), nn.Linear(c.hidden_dim, 1)

@@ -194,10 +194,14 @@ class ClassPrecision:
 
     def to_json(self) -> dict[str, Any]:
         out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
-        out.update(retrieval=self.retrieval, attention=self.attention, random=self.random,
-                   whole=self.whole,
-                   attention_in_containing=self.in_containing(self.attention_hits),
-                   random_in_containing=self.in_containing(self.random_hits))  # fmt: skip
+        out.update(
+            retrieval=self.retrieval,
+            attention=self.attention,
+            random=self.random,
+            whole=self.whole,
+            attention_in_containing=self.in_containing(self.attention_hits),
+            random_in_containing=self.in_containing(self.random_hits),
+        )
         return out
 
 
@@ -214,12 +218,16 @@ class MiningPrecision:
     def overall(self) -> ClassPrecision:
         att = [c.attention_hits for c in self.classes]
         return ClassPrecision(
-            "overall", tuple(dict.fromkeys(p for c in self.classes for p in c.primitives)),
-            *(sum(getattr(c, f) for c in self.classes)
-              for f in ("soft_positives", "containing", "windows", "windows_containing")),
+            "overall",
+            tuple(dict.fromkeys(p for c in self.classes for p in c.primitives)),
+            *(
+                sum(getattr(c, f) for c in self.classes)
+                for f in ("soft_positives", "containing", "windows", "windows_containing")
+            ),
             None if any(a is None for a in att) else sum(att),  # type: ignore[arg-type]
-            sum(c.random_hits for c in self.classes), sum(c.whole_hits for c in self.classes),
-        )  # fmt: skip
+            sum(c.random_hits for c in self.classes),
+            sum(c.whole_hits for c in self.classes),
+        )
 
     def table(self) -> str:
         """A Markdown table (percent): retrieval, then the precision of the attention window
@@ -239,24 +247,32 @@ class MiningPrecision:
         overall = self.overall
         for c, name in [*named, (overall, "**overall**")]:
             prims = ", ".join(c.primitives) if c is not overall or len(c.primitives) < 4 else "…"
-            cells = [name, prims,
-                     f"{c.containing}/{c.soft_positives} ({pct(c.retrieval)})"]  # fmt: skip
+            cells = [name, prims, f"{c.containing}/{c.soft_positives} ({pct(c.retrieval)})"]
             cells += [pct(c.attention)] if mined else []
             cells += [pct(c.random), pct(c.whole)]
             inside = pct(c.in_containing(c.random_hits))
             if mined:
                 inside = f"{pct(c.in_containing(c.attention_hits))} / {inside}"
             rows.append("| " + " | ".join([*cells, inside]) + " |")
-        random = "exact mean over all starts" if self.random_draws is None else (
-            f"{self.random_draws} draws, seed {self.seed}")  # fmt: skip
-        rows.append(f"\nhit: temporal IoU ≥ {self.threshold} with a segment of the primitive; "
-                    f"random window: same length, {random}")  # fmt: skip
+        random = (
+            "exact mean over all starts"
+            if self.random_draws is None
+            else (f"{self.random_draws} draws, seed {self.seed}")
+        )
+        rows.append(
+            f"\nhit: temporal IoU ≥ {self.threshold} with a segment of the primitive; "
+            f"random window: same length, {random}"
+        )
         return "\n".join(rows)
 
     def to_json(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "random_draws": self.random_draws,
-                "seed": self.seed, "classes": [c.to_json() for c in self.classes],
-                "overall": self.overall.to_json()}  # fmt: skip
+        return {
+            "threshold": self.threshold,
+            "random_draws": self.random_draws,
+            "seed": self.seed,
+            "classes": [c.to_json() for c in self.classes],
+            "overall": self.overall.to_json(),
+        }
 
 
 Windows = Mapping[tuple[int, str], np.ndarray | Sequence[int]] | np.ndarray
@@ -305,13 +321,17 @@ def mining_precision(
     names for the table (default: the captions).
     """
     if len(class_primitives) != len(soft.captions):
-        raise KinemicError(f"{len(class_primitives)} primitive lists for {len(soft.captions)} "
-                           "classes: give one per caption")  # fmt: skip
+        raise KinemicError(
+            f"{len(class_primitives)} primitive lists for {len(soft.captions)} "
+            "classes: give one per caption"
+        )
     if windows is None and lengths is None:
         raise KinemicError("mining_precision needs the mined windows or the window lengths")
     if isinstance(windows, np.ndarray) and windows.shape[:2] != soft.indices.shape:
-        raise KinemicError(f"windows {windows.shape} do not match the soft positives "
-                           f"{soft.indices.shape} (expected (C, k, 2))")  # fmt: skip
+        raise KinemicError(
+            f"windows {windows.shape} do not match the soft positives "
+            f"{soft.indices.shape} (expected (C, k, 2))"
+        )
     rng = np.random.default_rng(seed)
     truth: dict[str, SourceTruth] = {}
     classes = []
@@ -340,8 +360,21 @@ def mining_precision(
             if att is not None:
                 att += int(window_hits(w, spans, threshold=threshold).sum())
             for start, end in w:
-                rand += random_window_rate(end - start, gt.rows, spans, threshold=threshold,
-                                           draws=random_draws, rng=rng)  # fmt: skip
-        classes.append(ClassPrecision(caption, prims, soft.k, containing, n_win, n_win_cont,
-                                      att, rand, whole, names[c] if names else None))  # fmt: skip
+                rand += random_window_rate(
+                    end - start, gt.rows, spans, threshold=threshold, draws=random_draws, rng=rng
+                )
+        classes.append(
+            ClassPrecision(
+                caption,
+                prims,
+                soft.k,
+                containing,
+                n_win,
+                n_win_cont,
+                att,
+                rand,
+                whole,
+                names[c] if names else None,
+            )
+        )
     return MiningPrecision(classes, threshold, random_draws, seed)

@@ -102,9 +102,10 @@ def read_source_captions(root: Path, ids: list[str]) -> tuple[list[list[Caption]
         path = root / "texts" / f"{clip_id}.txt"
         if not path.is_file():
             raise DataError(
-                path, f"missing file: source motion {clip_id!r} has no captions, and soft "
-                "positives are found by caption (caption it, or leave it out of the split)"
-            )  # fmt: skip
+                path,
+                f"missing file: source motion {clip_id!r} has no captions, and soft "
+                "positives are found by caption (caption it, or leave it out of the split)",
+            )
         raw = path.read_bytes()
         digest.update(clip_id.encode() + b"\0" + raw + b"\0")
         lines = raw.decode("utf-8").splitlines()
@@ -214,20 +215,36 @@ def _read_cache(path: Path, ids: list[str], dim: int) -> np.ndarray | None:
         if emb.dtype != np.float32 or emb.shape != (len(ids), dim):
             raise ValueError(f"embeddings {emb.dtype} {emb.shape}, expected ({len(ids)}, {dim})")
     except Exception as e:  # any damage: recompute and overwrite
-        warnings.warn(f"{path}: unusable cache entry ({e}); recomputing it", RuntimeWarning,
-                      stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"{path}: unusable cache entry ({e}); recomputing it", RuntimeWarning, stacklevel=3
+        )
         return None
     return emb
 
 
-def _write_cache(path: Path, matrix: np.ndarray, ids: list[str], encoder: str, key: str,
-                 root: Path, split: str | None, subclips: str) -> None:  # fmt: skip
+def _write_cache(
+    path: Path,
+    matrix: np.ndarray,
+    ids: list[str],
+    encoder: str,
+    key: str,
+    root: Path,
+    split: str | None,
+    subclips: str,
+) -> None:
     from safetensors import safe_open
     from safetensors.numpy import save
 
     source = str(root.resolve())
-    meta = {"format": CACHE_FORMAT, "encoder": encoder, "key": key, "source": source,
-            "split": json.dumps(split), "subclips": subclips, "ids": json.dumps(ids)}  # fmt: skip
+    meta = {
+        "format": CACHE_FORMAT,
+        "encoder": encoder,
+        "key": key,
+        "source": source,
+        "split": json.dumps(split),
+        "subclips": subclips,
+        "ids": json.dumps(ids),
+    }
     write_bytes(path, save({"embeddings": matrix}, meta))
     # Entries of earlier caption versions of this same folder are stale now: remove them.
     for other in path.parent.glob("*.safetensors"):
@@ -273,12 +290,20 @@ class SoftPositives:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "encoder": self.encoder, "split": self.split, "k": self.k, "notes": self.notes,
+            "encoder": self.encoder,
+            "split": self.split,
+            "k": self.k,
+            "notes": self.notes,
             "filter": self.filter,
-            "classes": [{"caption": cap, "ids": self.ids(c),
-                         "scores": [round(float(s), 5) for s in self.scores[c]]}
-                        for c, cap in enumerate(self.captions)],
-        }  # fmt: skip
+            "classes": [
+                {
+                    "caption": cap,
+                    "ids": self.ids(c),
+                    "scores": [round(float(s), 5) for s in self.scores[c]],
+                }
+                for c, cap in enumerate(self.captions)
+            ],
+        }
 
 
 def rank(queries: np.ndarray, motions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -319,8 +344,15 @@ def soft_positives(
     if k < 1:
         raise KinemicError(f"k must be at least 1, got {k}")
     encoder = as_encoder(encoder)
-    motions = motion_embeddings(source_dir, encoder=encoder, cache_dir=cache_dir, split=split,
-                                subclips=subclips, cache=cache, progress=progress)  # fmt: skip
+    motions = motion_embeddings(
+        source_dir,
+        encoder=encoder,
+        cache_dir=cache_dir,
+        split=split,
+        subclips=subclips,
+        cache=cache,
+        progress=progress,
+    )
     notes = list(motions.notes)
     n = len(motions.source_ids)
     if k > n:
@@ -329,8 +361,9 @@ def soft_positives(
         k = n
     queries = embed_texts(encoder, [c.strip() for c in captions])  # (C, dim)
     indices, scores = rank(queries, motions.embeddings, k)
-    return SoftPositives(captions, motions.source_ids, indices, scores, motions.encoder,
-                         motions.split, notes)  # fmt: skip
+    return SoftPositives(
+        captions, motions.source_ids, indices, scores, motions.encoder, motions.split, notes
+    )
 
 
 def filter_problems(
@@ -381,27 +414,49 @@ def select_soft_positives(
     if problems:
         raise KinemicError("soft positives: " + "; ".join(problems))
     if filter == "none" or k < 1:  # soft_positives refuses k < 1
-        return soft_positives(source_dir, captions, encoder=encoder, k=k, cache_dir=cache_dir,
-                              split=split, progress=progress)  # fmt: skip
+        return soft_positives(
+            source_dir,
+            captions,
+            encoder=encoder,
+            k=k,
+            cache_dir=cache_dir,
+            split=split,
+            progress=progress,
+        )
     from kinemic.io.ntu_vibe import NTUVibeDataset
     from kinemic.tmor.encoder import SHIPPED_TMOR, load_tmor
     from kinemic.tmor.filter import DEFAULT_WEIGHT, kinematic_rerank
 
     if len(fewshot_ids) != len(captions):
-        raise KinemicError(f"{len(fewshot_ids)} classes of few-shot clips for {len(captions)} "
-                           "captions")  # fmt: skip
+        raise KinemicError(
+            f"{len(fewshot_ids)} classes of few-shot clips for {len(captions)} captions"
+        )
     tmor = load_tmor(filter_encoder)  # before any work: a wrong folder fails at once
     n = len(source_ids(source_dir, split)[0])
     wanted = 2 * k if filter_pool is None else filter_pool
     pool = min(wanted, n)
-    text = soft_positives(source_dir, captions, encoder=encoder, k=pool, cache_dir=cache_dir,
-                          split=split, progress=progress)  # fmt: skip
+    text = soft_positives(
+        source_dir,
+        captions,
+        encoder=encoder,
+        k=pool,
+        cache_dir=cache_dir,
+        split=split,
+        progress=progress,
+    )
     ds = NTUVibeDataset(target)
     joints = [[ds.joints(i) for i in ids] for ids in fewshot_ids]
     weight = DEFAULT_WEIGHT if filter_weight is None else float(filter_weight)
-    order, scores = kinematic_rerank(tmor, source_dir, text.source_ids, text.indices, joints,
-                                     text_scores=text.scores, weight=weight,
-                                     progress=progress)  # fmt: skip
+    order, scores = kinematic_rerank(
+        tmor,
+        source_dir,
+        text.source_ids,
+        text.indices,
+        joints,
+        text_scores=text.scores,
+        weight=weight,
+        progress=progress,
+    )
     keep = min(k, pool)
     where = f"split {text.split!r}" if text.split else "the source"
     notes = list(text.notes)
@@ -410,9 +465,19 @@ def select_soft_positives(
     if keep < k:
         notes.append(f"k={k} capped at the {n} motions of {where}")
     shipped = Path(tmor.path).resolve() == SHIPPED_TMOR.resolve()
-    record = {"name": "kinematic", "pool": pool,
-              "encoder": None if shipped else str(Path(tmor.path).resolve()),
-              "weight": weight}  # fmt: skip
-    return SoftPositives(list(captions), text.source_ids, order[:, :keep],
-                         scores[:, :keep].astype(np.float32), text.encoder, text.split, notes,
-                         record)  # fmt: skip
+    record = {
+        "name": "kinematic",
+        "pool": pool,
+        "encoder": None if shipped else str(Path(tmor.path).resolve()),
+        "weight": weight,
+    }
+    return SoftPositives(
+        list(captions),
+        text.source_ids,
+        order[:, :keep],
+        scores[:, :keep].astype(np.float32),
+        text.encoder,
+        text.split,
+        notes,
+        record,
+    )

@@ -58,8 +58,16 @@ def accuracy_chart(
         mean = np.array([v.mean for v in values])
         err = np.array([[v.mean - v.low for v in values], [v.high - v.mean for v in values]])
         pos = x - shift + k * 2 * shift
-        ax.bar(pos, mean, width, yerr=err, capsize=4, label=label, alpha=alpha,
-               color=[PALETTE[i % len(PALETTE)] for i in range(len(modes))])  # fmt: skip
+        ax.bar(
+            pos,
+            mean,
+            width,
+            yerr=err,
+            capsize=4,
+            label=label,
+            alpha=alpha,
+            color=[PALETTE[i % len(PALETTE)] for i in range(len(modes))],
+        )
         for p, m in zip(pos, mean, strict=True):
             ax.text(p, 1.0, f"{m:.1f}", ha="center", va="bottom", fontsize=8, color="white")
     ax.set_xticks(x, modes, rotation=15, ha="right")
@@ -85,8 +93,13 @@ def per_class_chart(classes: Sequence[str], modes: Sequence[str], accuracy: np.n
     x = np.arange(len(classes), dtype=float)
     width = 0.8 / max(len(modes), 1)
     for i, mode in enumerate(modes):
-        ax.bar(x - 0.4 + (i + 0.5) * width, accuracy[i], width, label=mode,
-               color=PALETTE[i % len(PALETTE)])  # fmt: skip
+        ax.bar(
+            x - 0.4 + (i + 0.5) * width,
+            accuracy[i],
+            width,
+            label=mode,
+            color=PALETTE[i % len(PALETTE)],
+        )
     ax.set_xticks(x, classes, rotation=15, ha="right")
     ax.set_ylabel("top-1 (%), final epoch")
     ax.set_ylim(0, 100)

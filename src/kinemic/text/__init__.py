@@ -67,9 +67,14 @@ TEXT_ENCODERS: dict[str, Callable[..., TextEncoder]] = {
 _UNCACHED = frozenset({"hash-64"})
 
 
-def get_text_encoder(name: str = "minilm", *, cache_dir: str | Path | None = None,
-                     device: str | torch.device = "cpu", path: str | Path | None = None,
-                     cache: bool = True) -> TextEncoder:  # fmt: skip
+def get_text_encoder(
+    name: str = "minilm",
+    *,
+    cache_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    path: str | Path | None = None,
+    cache: bool = True,
+) -> TextEncoder:
     """The text encoder called ``name`` (a key of ``TEXT_ENCODERS``), on ``device``.
 
     ``path``: a local weights folder (MiniLM: a sentence-transformers folder; CLIP: a folder
@@ -95,9 +100,14 @@ def encoder_spec(encoder: TextEncoder) -> dict[str, Any]:
     return dict(spec()) if spec is not None else {"name": encoder.name, "dim": encoder.dim}
 
 
-def encoder_from_spec(spec: dict[str, Any] | str, *, cache_dir: str | Path | None = None,
-                      device: str | torch.device = "cpu", path: str | Path | None = None,
-                      cache: bool = True) -> TextEncoder:  # fmt: skip
+def encoder_from_spec(
+    spec: dict[str, Any] | str,
+    *,
+    cache_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    path: str | Path | None = None,
+    cache: bool = True,
+) -> TextEncoder:
     """Rebuild the encoder ``encoder_spec`` described (a spec dict or a bare name); checks
     that it gives embeddings of the recorded ``dim``."""
     if isinstance(spec, str):

@@ -45,8 +45,9 @@ class CachedEncoder:
     and texts sent to the encoder.
     """
 
-    def __init__(self, encoder: TextEncoder, cache_dir: str | Path | None = None, *,
-                 compact_at: int = 32):  # fmt: skip
+    def __init__(
+        self, encoder: TextEncoder, cache_dir: str | Path | None = None, *, compact_at: int = 32
+    ):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", encoder.name):
             raise KinemicError(
                 f"text encoder name {encoder.name!r} cannot name a cache folder; use letters, "
@@ -155,8 +156,12 @@ class CachedEncoder:
     def _write_shard(self, texts: list[str], emb: np.ndarray) -> Path:
         from safetensors.numpy import save
 
-        meta = {"format": SHARD_FORMAT, "encoder": self.name, "dim": str(self.dim),
-                "texts": json.dumps(texts, ensure_ascii=False)}  # fmt: skip
+        meta = {
+            "format": SHARD_FORMAT,
+            "encoder": self.name,
+            "dim": str(self.dim),
+            "texts": json.dumps(texts, ensure_ascii=False),
+        }
         name = f"{uuid.uuid4().hex}-{os.getpid()}{SHARD_SUFFIX}"
         path = self.folder / name
         write_bytes(path, save({"embeddings": np.ascontiguousarray(emb, np.float32)}, meta))

@@ -109,9 +109,16 @@ class CLIPTextEncoder:
     ``-t{max_tokens}`` suffix when ``max_tokens`` is not 20).
     """
 
-    def __init__(self, *, path: str | Path | None = None, device: str | torch.device = "cpu",
-                 max_tokens: int = MDM_MAX_TOKENS, batch_size: int = 128,
-                 name: str | None = None, model_id: str = CLIP_MODEL_ID):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        path: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        max_tokens: int = MDM_MAX_TOKENS,
+        batch_size: int = 128,
+        name: str | None = None,
+        model_id: str = CLIP_MODEL_ID,
+    ):
         if not 1 <= max_tokens <= 75:
             raise ValueError(
                 f"max_tokens must be in 1..75 (CLIP's context is 77), got {max_tokens}"
@@ -145,9 +152,12 @@ class CLIPTextEncoder:
             # Truncation keeps the start and end tokens around the first max_tokens pieces,
             # like clip.tokenize(truncate=True); causal attention makes padding irrelevant.
             batch = self._tokenizer(
-                chunk, padding=True, truncation=True, max_length=self.max_tokens + 2,
+                chunk,
+                padding=True,
+                truncation=True,
+                max_length=self.max_tokens + 2,
                 return_tensors="pt",
-            ).to(self.device)  # fmt: skip
+            ).to(self.device)
             emb = self._model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
             out[a : a + len(chunk)] = emb.text_embeds.float().cpu()
         return out

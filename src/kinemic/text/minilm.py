@@ -91,8 +91,13 @@ class MiniLMEncoder:
     name = MINILM_NAME
     dim = 384
 
-    def __init__(self, *, path: str | Path | None = None, device: str | torch.device = "cpu",
-                 batch_size: int = 128):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        path: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        batch_size: int = 128,
+    ):
         folder = bundled_minilm_path() if path is None else Path(path)
         missing = [f for f in MINILM_FILES if not (folder / f).is_file()]
         if missing:
@@ -138,9 +143,12 @@ class MiniLMEncoder:
         for a in range(0, len(order), self.batch_size):
             idx = order[a : a + self.batch_size]
             batch = tokenizer(
-                [texts[i] for i in idx], padding=True, truncation=True,
-                max_length=self.max_tokens, return_tensors="pt",
-            ).to(self.device)  # fmt: skip
+                [texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=self.max_tokens,
+                return_tensors="pt",
+            ).to(self.device)
             hidden = model(**batch).last_hidden_state  # (B, L, 384)
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, L, 1)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)  # (B, 384)

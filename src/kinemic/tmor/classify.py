@@ -132,11 +132,19 @@ def evaluate_classification(
         [ds.joints(i) for i in fs.val_ids], progress=progress, desc="val clips"
     )
     report = ClassifyReport(
-        target=str(target), split=split, classes=classes, class_names=names,
-        val_clips=len(fs.val_ids), chance=100.0 / len(classes),
-        settings={"encoder": str(enc.path), "protocol": protocol, "seeds": seeds,
-                  "templates": list(templates)},
-    )  # fmt: skip
+        target=str(target),
+        split=split,
+        classes=classes,
+        class_names=names,
+        val_clips=len(fs.val_ids),
+        chance=100.0 / len(classes),
+        settings={
+            "encoder": str(enc.path),
+            "protocol": protocol,
+            "seeds": seeds,
+            "templates": list(templates),
+        },
+    )
     if "zero-shot" in regimes:
         w = zero_shot_classifier(enc, names, templates)
         pred = (val_x @ w.T).argmax(1)

@@ -66,12 +66,15 @@ class DetectionReport:
         return asdict(self)
 
     def table(self) -> str:
-        return "\n".join([
-            "| measure | T-MOR | trivial (most frequent class) |",
-            "|---|---:|---:|",
-            f"| per-frame mAP | {self.map:.1f}% | {self.trivial_map:.1f}% |",
-            f"| per-frame accuracy | {self.frame_accuracy:.1f}% | {self.trivial_accuracy:.1f}% |",
-        ])  # fmt: skip
+        return "\n".join(
+            [
+                "| measure | T-MOR | trivial (most frequent class) |",
+                "|---|---:|---:|",
+                f"| per-frame mAP | {self.map:.1f}% | {self.trivial_map:.1f}% |",
+                f"| per-frame accuracy | {self.frame_accuracy:.1f}% "
+                f"| {self.trivial_accuracy:.1f}% |",
+            ]
+        )
 
 
 def _windows(sequences: Sequence[np.ndarray], window: int, stride: int):
@@ -125,19 +128,29 @@ def _report(name, scores, labels, classes, train_labels, method, fps, settings) 
     m, aps = frame_map(scores_all, labels_all, num_classes=c)
     frequent = int(np.bincount(train_labels, minlength=c).argmax())
     return DetectionReport(
-        name=name, sequences=len(scores), frames=len(labels_all), classes=list(classes),
-        method=method, map=100 * m, trivial_map=100 * trivial_frame_map(labels_all, c),
+        name=name,
+        sequences=len(scores),
+        frames=len(labels_all),
+        classes=list(classes),
+        method=method,
+        map=100 * m,
+        trivial_map=100 * trivial_frame_map(labels_all, c),
         frame_accuracy=float((scores_all.argmax(1) == labels_all).mean() * 100),
         trivial_accuracy=float((labels_all == frequent).mean() * 100),
         per_class_ap={classes[k]: float(100 * a) for k, a in enumerate(aps) if not np.isnan(a)},
-        frames_per_second=fps, settings=settings,
-    )  # fmt: skip
+        frames_per_second=fps,
+        settings=settings,
+    )
 
 
 def _probe_head(enc, train_seqs, train_frame_labels, num_classes, window, stride, progress):
     clips, seq, first = _windows(train_seqs, window, stride)
-    y = np.array([train_frame_labels[n][min(f + window // 2, len(train_frame_labels[n]) - 1)]
-                  for n, f in zip(seq, first, strict=True)])  # fmt: skip
+    y = np.array(
+        [
+            train_frame_labels[n][min(f + window // 2, len(train_frame_labels[n]) - 1)]
+            for n, f in zip(seq, first, strict=True)
+        ]
+    )
     z = enc.embed_motions(clips, batch_size=128, progress=progress, desc="training windows")
     head = linear_probe(z, torch.from_numpy(y), num_classes)
     return (lambda x: probe_logits(head, x)), y
@@ -165,8 +178,11 @@ def world_sequences(source: Path, split: str, limit: int | None = None, seed: in
     for clip_id in ids:
         path = source / "segments" / f"{clip_id}.json"
         if not path.is_file():
-            raise DataError(path, "missing segment sidecar: detection needs ground-truth segments "
-                            "(a world source folder written by 'kinemic world')")  # fmt: skip
+            raise DataError(
+                path,
+                "missing segment sidecar: detection needs ground-truth segments "
+                "(a world source folder written by 'kinemic world')",
+            )
         sidecar = json.loads(path.read_text(encoding="utf-8"))
         joints = ds.joints(clip_id)
         names = np.empty(len(joints), dtype=object)
@@ -217,12 +233,25 @@ def detect_world(
         raise KinemicError(f"unknown detection method {method!r}: probe or zero-shot")
     scores, fps = _score_sequences(enc, test, head, window, stride, progress)
     return _report(
-        "world source, held-out sequences", scores, test_labels, classes,
-        np.concatenate(train_labels), method, fps,
-        {"encoder": str(enc.path), "source": str(source), "window": window, "stride": stride,
-         "train_split": train_split, "test_split": test_split, "train_stride": train_stride,
-         "max_train_sequences": max_train_sequences, "seed": seed},
-    )  # fmt: skip
+        "world source, held-out sequences",
+        scores,
+        test_labels,
+        classes,
+        np.concatenate(train_labels),
+        method,
+        fps,
+        {
+            "encoder": str(enc.path),
+            "source": str(source),
+            "window": window,
+            "stride": stride,
+            "train_split": train_split,
+            "test_split": test_split,
+            "train_stride": train_stride,
+            "max_train_sequences": max_train_sequences,
+            "seed": seed,
+        },
+    )
 
 
 def concat_clips(clips: Sequence[np.ndarray]) -> np.ndarray:
@@ -286,9 +315,21 @@ def detect_concat(
         raise KinemicError(f"unknown detection method {method!r}: probe or zero-shot")
     scores, fps = _score_sequences(enc, test, head, window, stride, progress)
     return _report(
-        f"target clips concatenated by {clips_per_sequence}", scores, test_labels, classes,
-        np.concatenate(train_labels), method, fps,
-        {"encoder": str(enc.path), "target": str(target), "protocol": protocol,
-         "window": window, "stride": stride, "train_stride": train_stride, "seed": seed,
-         "clips_per_sequence": clips_per_sequence},
-    )  # fmt: skip
+        f"target clips concatenated by {clips_per_sequence}",
+        scores,
+        test_labels,
+        classes,
+        np.concatenate(train_labels),
+        method,
+        fps,
+        {
+            "encoder": str(enc.path),
+            "target": str(target),
+            "protocol": protocol,
+            "window": window,
+            "stride": stride,
+            "train_stride": train_stride,
+            "seed": seed,
+            "clips_per_sequence": clips_per_sequence,
+        },
+    )

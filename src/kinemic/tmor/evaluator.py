@@ -119,16 +119,25 @@ def t2m_metrics(
     ref = encoder.embed_motions(list(reference)).numpy()
     r = r_precision(m, t, batch=batch, seed=seed)
     return {
-        "R@1": r[0], "R@2": r[1], "R@3": r[2],
+        "R@1": r[0],
+        "R@2": r[1],
+        "R@3": r[2],
         "matching": float(np.linalg.norm(m - t, axis=-1).mean()),
-        "FID": fid(m, ref), "diversity": diversity(m, pairs=diversity_pairs, seed=seed),
-    }  # fmt: skip
+        "FID": fid(m, ref),
+        "diversity": diversity(m, pairs=diversity_pairs, seed=seed),
+    }
 
 
 def generate_from_prior(
-    prior, captions: Sequence[str], lengths: Sequence[int], *, seed: int = 0, ddim: int | None = 10,
-    guidance: float = 2.5, batch_size: int = 64,
-) -> list[np.ndarray]:  # fmt: skip
+    prior,
+    captions: Sequence[str],
+    lengths: Sequence[int],
+    *,
+    seed: int = 0,
+    ddim: int | None = 10,
+    guidance: float = 2.5,
+    batch_size: int = 64,
+) -> list[np.ndarray]:
     """Joints (T_i, 22, 3) sampled from a loaded prior, one per caption at the given lengths
     (clipped to the prior's max_frames)."""
     from kinemic.diffusion.sampling import lengths_to_mask, sample
@@ -144,9 +153,15 @@ def generate_from_prior(
         mask = lengths_to_mask(lens)
         shape = (len(caps), mask.shape[1], prior.denoiser.config.feature_dim)
         x = sample(
-            prior.denoiser, prior.schedule, shape, text=enc.encode(caps), mask=mask,
-            guidance=guidance, generator=gen, ddim_steps=ddim,
-        )  # fmt: skip
+            prior.denoiser,
+            prior.schedule,
+            shape,
+            text=enc.encode(caps),
+            mask=mask,
+            guidance=guidance,
+            generator=gen,
+            ddim_steps=ddim,
+        )
         feats = prior.normalizer.inverse(x.numpy())
         for i, n in enumerate(lens):
             out.append(features_to_joints(feats[i, :n]).astype(np.float32))
@@ -182,8 +197,14 @@ def evaluate_t2m(
     ref_clips, _, _ = retrieval_pairs(source, reference_split)
     ref_pick = np.random.default_rng(seed + 1).permutation(len(ref_clips))[:n]
     ref_clips = [ref_clips[i] for i in ref_pick]
-    settings = {"encoder": str(enc.path), "source": str(source), "split": split,
-                "reference_split": reference_split, "n": len(real), "seed": seed}  # fmt: skip
+    settings = {
+        "encoder": str(enc.path),
+        "source": str(source),
+        "split": split,
+        "reference_split": reference_split,
+        "n": len(real),
+        "seed": seed,
+    }
     if generated is not None:
         gen, gen_caps, _ = retrieval_pairs(generated, None)
         settings["generated"] = str(generated)
@@ -191,8 +212,9 @@ def evaluate_t2m(
         from kinemic.prior import load_prior
 
         p = load_prior(prior if prior is not None else "shipped")
-        gen = generate_from_prior(p, captions, [len(r) for r in real], seed=seed, ddim=ddim,
-                                  guidance=guidance)  # fmt: skip
+        gen = generate_from_prior(
+            p, captions, [len(r) for r in real], seed=seed, ddim=ddim, guidance=guidance
+        )
         gen_caps = captions
         settings.update(prior=str(p.path), ddim=ddim, guidance=guidance)
     return T2MReport(

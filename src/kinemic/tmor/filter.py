@@ -199,9 +199,16 @@ def kinematic_rerank(
     if weight < 1.0 and text_scores is None:
         raise KinemicError("a filter weight below 1 fuses with the caption scores: pass them")
     ks = kinematic_scores(
-        encoder, source_dir, source_ids, candidate_indices, fewshot_joints, stride=stride,
-        window=window, batch_size=batch_size, progress=progress,
-    )  # fmt: skip
+        encoder,
+        source_dir,
+        source_ids,
+        candidate_indices,
+        fewshot_joints,
+        stride=stride,
+        window=window,
+        batch_size=batch_size,
+        progress=progress,
+    )
     key = ranking_key(text_scores, ks.score, weight)
     order = np.argsort(-key, axis=1, kind="stable")
     cand = np.asarray(candidate_indices)

@@ -117,10 +117,17 @@ def score_candidates(
     classes = list(fs.class_list)
     captions = ds.class_captions()
     names = ds.class_names()
-    shots = [[ds.joints(i) for i, y in zip(fs.train_ids, fs.train_labels, strict=True) if y == c]
-             for c in classes]  # fmt: skip
-    text = soft_positives(source, [captions[c] for c in classes], encoder=enc.text_spec["name"],
-                          k=pool, progress=progress)  # fmt: skip
+    shots = [
+        [ds.joints(i) for i, y in zip(fs.train_ids, fs.train_labels, strict=True) if y == c]
+        for c in classes
+    ]
+    text = soft_positives(
+        source,
+        [captions[c] for c in classes],
+        encoder=enc.text_spec["name"],
+        k=pool,
+        progress=progress,
+    )
     ids, cand = text.source_ids, text.indices
     segs = {}
     for i in {int(x) for x in cand.ravel()}:
@@ -130,10 +137,15 @@ def score_candidates(
         segs[i] = json.loads(path.read_text(encoding="utf-8"))["segments"]
     ks = kinematic_scores(enc, source, ids, cand, shots, stride=stride, progress=progress)
     prims = [class_of(c + 1).primitive for c in classes]
-    hits = np.array([[any(s["primitive"] == prim for s in segs[int(i)]) for i in row]
-                     for prim, row in zip(prims, cand, strict=True)])  # fmt: skip
-    return FilterCandidates(classes, [names[c] for c in classes], prims, ids, cand, text.scores,
-                            ks, hits, segs)  # fmt: skip
+    hits = np.array(
+        [
+            [any(s["primitive"] == prim for s in segs[int(i)]) for i in row]
+            for prim, row in zip(prims, cand, strict=True)
+        ]
+    )
+    return FilterCandidates(
+        classes, [names[c] for c in classes], prims, ids, cand, text.scores, ks, hits, segs
+    )
 
 
 def evaluate_filter(
@@ -159,12 +171,14 @@ def evaluate_filter(
         raise KinemicError(f"pool ({pool}) must be at least k ({k})")
     check_weight(weight)
     enc = encoder if isinstance(encoder, TMOREncoder) else load_tmor(encoder)
-    fc = score_candidates(world, encoder=enc, split=split, pool=pool, stride=stride,
-                          progress=progress)  # fmt: skip
+    fc = score_candidates(
+        world, encoder=enc, split=split, pool=pool, stride=stride, progress=progress
+    )
     cand, segs, ks = fc.indices, fc.segments, fc.kinematic
     rng = np.random.default_rng(seed)
-    out: dict[str, dict[str, float]] = {key: {} for key in (
-        "text", "filtered", "text_top", "filtered_top", "window", "random")}  # fmt: skip
+    out: dict[str, dict[str, float]] = {
+        key: {} for key in ("text", "filtered", "text_top", "filtered_top", "window", "random")
+    }
     top = max(1, k // 5)
     key = ranking_key(fc.text_scores, ks.score, weight)
     for row, (name, prim) in enumerate(zip(fc.names, fc.primitives, strict=True)):
@@ -190,10 +204,20 @@ def evaluate_filter(
     for d in out.values():
         d["mean"] = float(np.mean(list(d.values())))
     return FilterReport(
-        k=k, pool=pool, weight=weight, text_precision=out["text"],
+        k=k,
+        pool=pool,
+        weight=weight,
+        text_precision=out["text"],
         filtered_precision=out["filtered"],
-        text_precision_top=out["text_top"], filtered_precision_top=out["filtered_top"],
-        window_precision=out["window"], random_window_precision=out["random"],
-        settings={"encoder": str(enc.path), "world": str(Path(world)), "split": split,
-                  "stride": stride, "seed": seed},
-    )  # fmt: skip
+        text_precision_top=out["text_top"],
+        filtered_precision_top=out["filtered_top"],
+        window_precision=out["window"],
+        random_window_precision=out["random"],
+        settings={
+            "encoder": str(enc.path),
+            "world": str(Path(world)),
+            "split": split,
+            "stride": stride,
+            "seed": seed,
+        },
+    )

@@ -104,13 +104,23 @@ class TMORConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(dim=32, layers=1, heads=2, ff_dim=64, embed_dim=32, text_hidden=64,
-                 visual_width=16),
-    "small": dict(dim=128, layers=4, heads=4, ff_dim=256, embed_dim=256, text_hidden=512,
-                  frame_stride=4),
-    "base": dict(dim=256, layers=6, heads=8, ff_dim=1024, embed_dim=256, text_hidden=512,
-                 visual_width=128, visual_layers=2),
-}  # fmt: skip
+    "tiny": dict(
+        dim=32, layers=1, heads=2, ff_dim=64, embed_dim=32, text_hidden=64, visual_width=16
+    ),
+    "small": dict(
+        dim=128, layers=4, heads=4, ff_dim=256, embed_dim=256, text_hidden=512, frame_stride=4
+    ),
+    "base": dict(
+        dim=256,
+        layers=6,
+        heads=8,
+        ff_dim=1024,
+        embed_dim=256,
+        text_hidden=512,
+        visual_width=128,
+        visual_layers=2,
+    ),
+}
 
 
 def sinusoid(length: int, dim: int, device: torch.device) -> torch.Tensor:

@@ -62,9 +62,15 @@ class TMORTask:
                 f"batch size {self.batch_size} is not divisible by the {world_size} processes"
             )
         b = draw_tmor_batch(
-            self.corpus, step_rng(self.seed, step), self.batch_size, max_frames=self.max_frames,
-            min_frames=self.min_frames, crop=self.crop, mirror=self.mirror, scale=self.scale,
-        )  # fmt: skip
+            self.corpus,
+            step_rng(self.seed, step),
+            self.batch_size,
+            max_frames=self.max_frames,
+            min_frames=self.min_frames,
+            crop=self.crop,
+            mirror=self.mirror,
+            scale=self.scale,
+        )
         per = self.batch_size // world_size
         rows = slice(rank * per, (rank + 1) * per)
         longest = int(b["mask"][rows].sum(1).max())
@@ -72,8 +78,9 @@ class TMORTask:
         out["joints"], out["mask"] = out["joints"][:, :longest], out["mask"][:, :longest]
         if "visual_mask" in out:
             out["visual"], out["visual_mask"] = (
-                out["visual"][:, :longest], out["visual_mask"][:, :longest],
-            )  # fmt: skip
+                out["visual"][:, :longest],
+                out["visual_mask"][:, :longest],
+            )
         out["text_emb"] = self.text_embeddings[out.pop("text")]
         return out
 
@@ -109,9 +116,13 @@ class TMORTask:
         from kinemic.tmor.encoder import save_tmor
 
         save_tmor(
-            folder, model, ema=ema, text_encoder=self.text_spec,  # type: ignore[arg-type]
-            visual_kind=self.corpus.visual_kind, extra={**self.extra, "step": step},
-        )  # fmt: skip
+            folder,
+            model,
+            ema=ema,
+            text_encoder=self.text_spec,  # type: ignore[arg-type]
+            visual_kind=self.corpus.visual_kind,
+            extra={**self.extra, "step": step},
+        )
 
 
 def encode_texts(encoder, texts: Sequence[str], *, progress: bool = True) -> torch.Tensor:
@@ -176,11 +187,20 @@ def pretrain_tmor(
 
     out = Path(out)
     config = TrainConfig(
-        steps=steps, lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
-        grad_clip=grad_clip, ema=ema, seed=seed, mixed_precision=mixed_precision, cpu=cpu,
-        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
-        log_every=log_every, progress=progress,
-    )  # fmt: skip
+        steps=steps,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_steps=warmup_steps,
+        grad_clip=grad_clip,
+        ema=ema,
+        seed=seed,
+        mixed_precision=mixed_precision,
+        cpu=cpu,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        log_every=log_every,
+        progress=progress,
+    )
     problems = []
     if batch_size < 2:
         problems.append(f"batch_size must be >= 2 (contrastive), found {batch_size}")
@@ -200,9 +220,13 @@ def pretrain_tmor(
             "choose another output folder"
         )
     corpus = TMORCorpus.load(
-        sources, split=split, min_frames=min_frames, visual=visual, visual_dirs=visual_dirs,
+        sources,
+        split=split,
+        min_frames=min_frames,
+        visual=visual,
+        visual_dirs=visual_dirs,
         progress=progress,
-    )  # fmt: skip
+    )
     state = PartialState(cpu=cpu)
     with state.main_process_first():
         encoder = get_text_encoder(
@@ -223,31 +247,58 @@ def pretrain_tmor(
     torch.manual_seed(seed)
     model = TMOR(mcfg)
     data = {
-        "sources": [str(Path(s).resolve()) for s in sources], "split": split,
-        "visual": visual, "visual_dirs": None if visual_dirs is None else [
-            None if v is None else str(Path(v).resolve()) for v in visual_dirs],
-        "min_frames": min_frames, "max_frames": max_frames,
-    }  # fmt: skip
+        "sources": [str(Path(s).resolve()) for s in sources],
+        "split": split,
+        "visual": visual,
+        "visual_dirs": None
+        if visual_dirs is None
+        else [None if v is None else str(Path(v).resolve()) for v in visual_dirs],
+        "min_frames": min_frames,
+        "max_frames": max_frames,
+    }
     hyper = {
-        "preset": preset, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-        "warmup_steps": warmup_steps, "grad_clip": grad_clip, "ema": ema, "seed": seed,
-        "mixed_precision": mixed_precision, "text_encoder": text_encoder, "crop": crop,
-        "mirror": mirror, "dup_threshold": dup_threshold, "visual_weight": visual_weight,
-    }  # fmt: skip
+        "preset": preset,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "warmup_steps": warmup_steps,
+        "grad_clip": grad_clip,
+        "ema": ema,
+        "seed": seed,
+        "mixed_precision": mixed_precision,
+        "text_encoder": text_encoder,
+        "crop": crop,
+        "mirror": mirror,
+        "dup_threshold": dup_threshold,
+        "visual_weight": visual_weight,
+    }
     fingerprint = {**data, **hyper, "model": mcfg.to_dict()}
     extra = {**data, **hyper, "steps": steps, "corpus": corpus.summary(), "clips": len(corpus)}
     task = TMORTask(
-        corpus=corpus, text_embeddings=embeddings, batch_size=batch_size, seed=seed,
-        max_frames=max_frames, min_frames=min_frames, crop=crop, mirror=mirror,
-        dup_threshold=dup_threshold, visual_weight=visual_weight,
-        text_spec=encoder_spec(encoder), extra=extra,
-    )  # fmt: skip
+        corpus=corpus,
+        text_embeddings=embeddings,
+        batch_size=batch_size,
+        seed=seed,
+        max_frames=max_frames,
+        min_frames=min_frames,
+        crop=crop,
+        mirror=mirror,
+        dup_threshold=dup_threshold,
+        visual_weight=visual_weight,
+        text_spec=encoder_spec(encoder),
+        extra=extra,
+    )
     if progress and state.is_main_process:
         tqdm.write(
             f"T-MOR pretraining on {corpus.summary()}; {model.num_parameters():,} parameters"
         )
     train(
-        model, task, out, config, fingerprint=fingerprint, resume=resume,
+        model,
+        task,
+        out,
+        config,
+        fingerprint=fingerprint,
+        resume=resume,
         hparams={**hyper, "clips": len(corpus)},
-    )  # fmt: skip
+    )
     return out

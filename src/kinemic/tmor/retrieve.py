@@ -132,8 +132,17 @@ def evaluate_retrieval(
     else:  # fewer pairs than one batch: the batch is the whole split
         b32, b32_d = full, full_d
     return RetrievalReport(
-        source=str(source), split=str(split), pairs=len(clips), whole=full, batches_of_32=b32,
-        whole_dedup=full_d, batches_of_32_dedup=b32_d,
-        settings={"encoder": str(enc.path), "batch": batch, "seed": seed,
-                  "dup_threshold": dup_threshold},
-    )  # fmt: skip
+        source=str(source),
+        split=str(split),
+        pairs=len(clips),
+        whole=full,
+        batches_of_32=b32,
+        whole_dedup=full_d,
+        batches_of_32_dedup=b32_d,
+        settings={
+            "encoder": str(enc.path),
+            "batch": batch,
+            "seed": seed,
+            "dup_threshold": dup_threshold,
+        },
+    )

@@ -242,8 +242,13 @@ _DIRECTIONS = {
 }
 _FAST = ("quickly", "fast", "rapidly", "at a fast pace")
 _SLOW = ("slowly", "at a slow pace", "gently")
-_COUNTS = {2: ("twice", "two times"), 3: ("three times", "thrice"), 4: ("four times",),
-           5: ("five times",), 6: ("six times",)}  # fmt: skip
+_COUNTS = {
+    2: ("twice", "two times"),
+    3: ("three times", "thrice"),
+    4: ("four times",),
+    5: ("five times",),
+    6: ("six times",),
+}
 _THEN = (", then ", " and then ", ", and then ", ", after that ")
 FAST_SPEED = 1.3  # params.speed at or above this is said to be fast
 SLOW_SPEED = 0.75  # ... at or below this, slow
@@ -256,8 +261,10 @@ def text_of(primitive: str) -> PrimitiveText:
     if primitive in TEXTS:
         return TEXTS[primitive]
     words = primitive.replace("_", " ")
-    return PrimitiveText((f"does {words}", f"performs {words}", f"does some {words}"),
-                         (f"a person is seen doing {words}",))  # fmt: skip
+    return PrimitiveText(
+        (f"does {words}", f"performs {words}", f"does some {words}"),
+        (f"a person is seen doing {words}",),
+    )
 
 
 def train_templates(primitive: str) -> list[str]:

@@ -151,11 +151,16 @@ def _source_item(seed: int, root: Path, index: int) -> tuple[list[Write], tuple,
     features, joints = encode_clip(seq.joints)
     captions = sequence_captions(seq.segments, _rng(seed, _SOURCE, index, _TEXT), fps=SOURCE_FPS)
     segments = [
-        {"primitive": s.primitive, "start": s.start, "end": s.end,
-         "start_s": round(s.start / SOURCE_FPS, 3), "end_s": round(s.end / SOURCE_FPS, 3),
-         "params": asdict(s.params)}
+        {
+            "primitive": s.primitive,
+            "start": s.start,
+            "end": s.end,
+            "start_s": round(s.start / SOURCE_FPS, 3),
+            "end_s": round(s.end / SOURCE_FPS, 3),
+            "params": asdict(s.params),
+        }
         for s in seq.segments
-    ]  # fmt: skip
+    ]
     sidecar = {"fps": SOURCE_FPS, "frames": len(seq.joints), "segments": segments}
     keypoints, camera = visual_proxy(seq.joints, _rng(seed, _SOURCE, index, _VISUAL))
     writes = [
@@ -180,8 +185,11 @@ def _split_ids(seed: int, n: int) -> dict[str, list[str]]:
     """80/10/10 train/val/test by sequence."""
     order = _rng(seed, _SPLIT).permutation(n)
     n_val = n_test = max(1, n // 10)
-    parts = {"val": order[:n_val], "test": order[n_val : n_val + n_test],
-             "train": order[n_val + n_test :]}  # fmt: skip
+    parts = {
+        "val": order[:n_val],
+        "test": order[n_val : n_val + n_test],
+        "train": order[n_val + n_test :],
+    }
     return {k: [source_id(i) for i in sorted(v)] for k, v in parts.items()}
 
 
@@ -247,8 +255,12 @@ def generate_target(
 ) -> list[tgt.ClipPlan]:
     """Write the target clips, class names, metadata and default splits into ``root``."""
     classes = tuple(tgt.class_of(a) for a in config.actions)
-    plans = tgt.plan_clips(_rng(seed, _PLAN), classes, train_per_class=config.train_per_class,
-                           val_per_class=config.val_per_class)  # fmt: skip
+    plans = tgt.plan_clips(
+        _rng(seed, _PLAN),
+        classes,
+        train_per_class=config.train_per_class,
+        val_per_class=config.val_per_class,
+    )
     work = partial(_target_item, seed, root)
     cameras = {}
     with _Writer() as writer:
@@ -269,8 +281,13 @@ def generate_target(
     for protocol, is_train in rules.items():
         for part, want in (("train", True), ("val", False)):
             chosen = [p for p in ordered if is_train(p) == want]
-            write_default_split(root, protocol, part, [str(p.name) for p in chosen],
-                                [p.target.label for p in chosen])  # fmt: skip
+            write_default_split(
+                root,
+                protocol,
+                part,
+                [str(p.name) for p in chosen],
+                [p.target.label for p in chosen],
+            )
     return plans
 
 
@@ -359,19 +376,22 @@ def generate_world(
         workers = min(2, os.cpu_count() or 1) if scale != "tiny" else 1
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    frames = generate_source(out / "source", seed=seed, sequences=config.sequences,
-                             progress=progress, workers=workers)  # fmt: skip
+    frames = generate_source(
+        out / "source", seed=seed, sequences=config.sequences, progress=progress, workers=workers
+    )
     seconds["source"] = time.perf_counter() - t
     t = time.perf_counter()
-    plans = generate_target(out / "target", seed=seed, config=config, progress=progress,
-                            workers=workers)  # fmt: skip
+    plans = generate_target(
+        out / "target", seed=seed, config=config, progress=progress, workers=workers
+    )
     seconds["target"] = time.perf_counter() - t
     t = time.perf_counter()
     fewshot = _fewshot(out / "target", seed=seed, actions=config.actions)
     seconds["few-shot splits"] = time.perf_counter() - t
     names = [f"A{a:03d} {tgt.NTU_CLASS_NAMES[a - 1]}" for a in config.actions]
-    return WorldSummary(out, seed, scale, config.sequences, frames, len(plans), names, fewshot,
-                        seconds)  # fmt: skip
+    return WorldSummary(
+        out, seed, scale, config.sequences, frames, len(plans), names, fewshot, seconds
+    )
 
 
 def render_gallery(

@@ -99,8 +99,14 @@ class Primitive:
             direction=direction,
         )
 
-    def track(self, body: Body, params: PrimitiveParams, *, fps: float = 20.0,
-              rng: np.random.Generator | None = None) -> Track:  # fmt: skip
+    def track(
+        self,
+        body: Body,
+        params: PrimitiveParams,
+        *,
+        fps: float = 20.0,
+        rng: np.random.Generator | None = None,
+    ) -> Track:
         """The anatomical track of one performance; ``rng`` adds natural variation."""
         vrng = rng if rng is not None else np.random.default_rng(0)
         tr = self.generate(body, params, vrng, fps)
@@ -112,8 +118,14 @@ class Primitive:
             vary(tr, rng, fps)
         return tr
 
-    def motion(self, body: Body, params: PrimitiveParams, *, fps: float = 20.0,
-               rng: np.random.Generator | None = None) -> Motion:  # fmt: skip
+    def motion(
+        self,
+        body: Body,
+        params: PrimitiveParams,
+        *,
+        fps: float = 20.0,
+        rng: np.random.Generator | None = None,
+    ) -> Motion:
         """Local rotations and root trajectory of one performance on ``body``, facing
         ``params.facing``, starting at the XZ origin. Deterministic without ``rng``."""
         tr = self.track(body, params, fps=fps, rng=rng)
@@ -122,9 +134,16 @@ class Primitive:
         return Motion(local_rot=local, root_pos=root, lift=tr.lift)
 
 
-def _p(name: str, category: str, fn: Generator, *, sided: bool = False,
-       reps: tuple[int, int] = (1, 1), directions: tuple[str, ...] = (),
-       max_tempo: float = 1.3) -> Primitive:  # fmt: skip
+def _p(
+    name: str,
+    category: str,
+    fn: Generator,
+    *,
+    sided: bool = False,
+    reps: tuple[int, int] = (1, 1),
+    directions: tuple[str, ...] = (),
+    max_tempo: float = 1.3,
+) -> Primitive:
     return Primitive(name, category, sided, fn, reps, directions, max_tempo)
 
 
@@ -173,7 +192,7 @@ _ALL = (
     _p("phone_call", "object", arms.phone_call, sided=True, reps=(1, 3)),
     # idle
     _p("stand", "idle", bodym.stand),
-)  # fmt: skip
+)
 
 #: Every primitive by name (>= 30 actions plus the idle "stand").
 PRIMITIVES: dict[str, Primitive] = {p.name: p for p in _ALL}

@@ -166,37 +166,116 @@ def _circle(p: PrimitiveParams) -> float:
 
 
 def walk(body: Body, p: PrimitiveParams, rng: np.random.Generator, fps: float) -> Track:
-    return _gait(body, p, rng, fps, period=1.1, duty=0.6, sweep=20 * D, knee_swing=60 * D,
-                 knee_stance=12 * D, arm=18 * D, yaw_rate=_circle(p) * p.speed)  # fmt: skip
+    return _gait(
+        body,
+        p,
+        rng,
+        fps,
+        period=1.1,
+        duty=0.6,
+        sweep=20 * D,
+        knee_swing=60 * D,
+        knee_stance=12 * D,
+        arm=18 * D,
+        yaw_rate=_circle(p) * p.speed,
+    )
 
 
 def walk_backwards(body: Body, p: PrimitiveParams, rng: np.random.Generator, fps: float) -> Track:
-    return _gait(body, p, rng, fps, period=1.25, duty=0.62, sweep=15 * D, knee_swing=45 * D,
-                 knee_stance=10 * D, push=0.0, arm=10 * D, lean=4 * D, reverse=True)  # fmt: skip
+    return _gait(
+        body,
+        p,
+        rng,
+        fps,
+        period=1.25,
+        duty=0.62,
+        sweep=15 * D,
+        knee_swing=45 * D,
+        knee_stance=10 * D,
+        push=0.0,
+        arm=10 * D,
+        lean=4 * D,
+        reverse=True,
+    )
 
 
 def jog(body: Body, p: PrimitiveParams, rng: np.random.Generator, fps: float) -> Track:
-    return _gait(body, p, rng, fps, period=0.78, duty=0.44, sweep=20 * D, knee_swing=78 * D,
-                 knee_stance=25 * D, arm=28 * D, elbow=80 * D, lean=6 * D,
-                 yaw_rate=_circle(p) * p.speed)  # fmt: skip
+    return _gait(
+        body,
+        p,
+        rng,
+        fps,
+        period=0.78,
+        duty=0.44,
+        sweep=20 * D,
+        knee_swing=78 * D,
+        knee_stance=25 * D,
+        arm=28 * D,
+        elbow=80 * D,
+        lean=6 * D,
+        yaw_rate=_circle(p) * p.speed,
+    )
 
 
 def run(body: Body, p: PrimitiveParams, rng: np.random.Generator, fps: float) -> Track:
-    return _gait(body, p, rng, fps, period=0.7, duty=0.36, sweep=20 * D, knee_swing=95 * D,
-                 knee_stance=30 * D, hip_swing=20 * D, push=25 * D, arm=40 * D, elbow=90 * D,
-                 lean=12 * D, pelvis_rot=7 * D, yaw_rate=_circle(p) * p.speed)  # fmt: skip
+    return _gait(
+        body,
+        p,
+        rng,
+        fps,
+        period=0.7,
+        duty=0.36,
+        sweep=20 * D,
+        knee_swing=95 * D,
+        knee_stance=30 * D,
+        hip_swing=20 * D,
+        push=25 * D,
+        arm=40 * D,
+        elbow=90 * D,
+        lean=12 * D,
+        pelvis_rot=7 * D,
+        yaw_rate=_circle(p) * p.speed,
+    )
 
 
 def run_on_spot(body: Body, p: PrimitiveParams, rng: np.random.Generator, fps: float) -> Track:
-    return _gait(body, p, rng, fps, period=0.7, duty=0.42, sweep=0.0, knee_swing=80 * D,
-                 knee_stance=15 * D, hip_swing=45 * D, push=20 * D, arm=30 * D, elbow=85 * D,
-                 lean=3 * D, pelvis_rot=3 * D)  # fmt: skip
+    return _gait(
+        body,
+        p,
+        rng,
+        fps,
+        period=0.7,
+        duty=0.42,
+        sweep=0.0,
+        knee_swing=80 * D,
+        knee_stance=15 * D,
+        hip_swing=45 * D,
+        push=20 * D,
+        arm=30 * D,
+        elbow=85 * D,
+        lean=3 * D,
+        pelvis_rot=3 * D,
+    )
 
 
 def butt_kicks(body: Body, p: PrimitiveParams, rng: np.random.Generator, fps: float) -> Track:
-    return _gait(body, p, rng, fps, period=0.72, duty=0.42, sweep=0.0, knee_swing=105 * D,
-                 knee_stance=12 * D, hip_swing=-8 * D, push=20 * D, arm=22 * D, elbow=85 * D,
-                 lean=6 * D, pelvis_rot=3 * D)  # fmt: skip
+    return _gait(
+        body,
+        p,
+        rng,
+        fps,
+        period=0.72,
+        duty=0.42,
+        sweep=0.0,
+        knee_swing=105 * D,
+        knee_stance=12 * D,
+        hip_swing=-8 * D,
+        push=20 * D,
+        arm=22 * D,
+        elbow=85 * D,
+        lean=6 * D,
+        pelvis_rot=3 * D,
+    )
 
 
 def side_step(body: Body, p: PrimitiveParams, rng: np.random.Generator, fps: float) -> Track:

@@ -132,10 +132,22 @@ HABITUAL_WAY = 0.85  # how often a performer does a class their habitual way
 IDIOSYNCRASY = 12.0 * P.D
 STYLE_MAX_SPEED = 6.0  # rad/s: the fastest the deviation from the textbook turns a joint
 _STYLE_JOINTS = {
-    P.SPINE1: 0.4, P.SPINE2: 0.4, P.SPINE3: 0.4, P.NECK: 0.5, P.HEAD: 0.6,
-    P.L_COLLAR: 0.4, P.R_COLLAR: 0.4, P.L_SHOULDER: 1.0, P.R_SHOULDER: 1.0,
-    P.L_ELBOW: 1.0, P.R_ELBOW: 1.0, P.L_HIP: 0.8, P.R_HIP: 0.8, P.L_KNEE: 0.8, P.R_KNEE: 0.8,
-}  # fmt: skip
+    P.SPINE1: 0.4,
+    P.SPINE2: 0.4,
+    P.SPINE3: 0.4,
+    P.NECK: 0.5,
+    P.HEAD: 0.6,
+    P.L_COLLAR: 0.4,
+    P.R_COLLAR: 0.4,
+    P.L_SHOULDER: 1.0,
+    P.R_SHOULDER: 1.0,
+    P.L_ELBOW: 1.0,
+    P.R_ELBOW: 1.0,
+    P.L_HIP: 0.8,
+    P.R_HIP: 0.8,
+    P.L_KNEE: 0.8,
+    P.R_KNEE: 0.8,
+}
 
 
 def class_of(action: int) -> TargetClass:
@@ -226,8 +238,9 @@ def personal_style(
     by ten people; every training clip shows all of them, many times."""
     joints = np.array(list(_STYLE_JOINTS))
     shared = class_way(target, clip_way(performer, target, rng))
-    own = _deviation_pattern(np.random.default_rng([performer.habit_seed, target.action, 1]),
-                             IDIOSYNCRASY)  # fmt: skip
+    own = _deviation_pattern(
+        np.random.default_rng([performer.habit_seed, target.action, 1]), IDIOSYNCRASY
+    )
     gain = float(np.clip(rng.normal(1.0, 0.2), 0.5, 1.5))
 
     def apply(track: P.Track) -> None:
