@@ -3,7 +3,7 @@
 For each class of a few-shot split, the text top-``pool`` source motions are ranked by
 ``w · z(motion) + (1 - w) · z(text)``, where z standardises a score within the class's pool,
 the motion score is the kinematic filter's (best T-MOR window cosine to the class's shots) and
-the text score the caption cosine (``kinemic.tmor.filter.fused_scores``, the key of
+the text score the caption cosine (``kinemic.mining.kinematic_filter.fused_scores``, the key of
 ``--filter kinematic --filter-weight w``); precision@k is the share of the first k whose
 ground-truth segments contain the class's primitive. w = 0 is KineMIC's text ranking, w = 1 the
 motion ranking alone, w = 0.5 the filter's default. Prints a table and appends it to
@@ -19,8 +19,8 @@ import sys
 
 import numpy as np
 
-from kinemic.tmor.filter import fused_scores
-from kinemic.tmor.filter_eval import score_candidates
+from kinemic.mining.filter_eval import score_candidates
+from kinemic.mining.kinematic_filter import fused_scores
 from results_log import append, heading
 
 

@@ -5,7 +5,7 @@ Prints a table and appends it to bench/results.md. Run: ``python bench/finetune.
 (``--no-append`` to only print; ``--threads N``; ``--cuda`` on a GPU when one is visible).
 
 Each row runs in a fresh process (so peak memory is that row's alone) the real objective of
-``kinemic.finetune.FinetuneModel`` with AdamW on the trainable tensors, for a randomly
+``kinemic.finetune.run.FinetuneModel`` with AdamW on the trainable tensors, for a randomly
 initialised denoiser of the preset (``tiny`` 0.68 M, ``mdm`` 17.9 M parameters) with LoRA rank
 16 and a 3-class action table: a batch of B target clips of 60 frames (3 s) each paired with
 a source clip of 120 frames, random features and text embeddings. Rows:
@@ -39,8 +39,8 @@ def child(preset: str, method: str, two_copies: bool, batch: int, steps: int, cu
     import peft  # noqa: F401  (imported before measuring: it pulls in transformers)
 
     from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule
-    from kinemic.finetune import FinetuneConfig, FinetuneModel
-    from kinemic.generator import LoraSettings, TwoStreamDenoiser
+    from kinemic.finetune.generator import LoraSettings, TwoStreamDenoiser
+    from kinemic.finetune.run import FinetuneConfig, FinetuneModel
     from kinemic.mining.mic import MIC
 
     device = torch.device("cuda" if cuda else "cpu")

@@ -1,4 +1,4 @@
-"""The quality gate of a prior on the procedural world (see kinemic.quality).
+"""The quality gate of a prior on the procedural world (see kinemic.prior.quality).
 
 For every world primitive, samples from a caption paraphrase reserved for evaluation are
 classified by a TCN trained on real world segments; random features give the floor; the share
@@ -16,8 +16,8 @@ import argparse
 import time
 from pathlib import Path
 
-from kinemic.io.atomic import write_text
-from kinemic.quality import evaluate_prior
+from kinemic.files import write_text
+from kinemic.prior.quality import evaluate_prior
 from results_log import append, heading
 
 

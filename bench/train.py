@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kinemic.data import MotionCorpus
+from kinemic.corpus import MotionCorpus
 from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule
 from kinemic.io.humanml3d import write_clip
-from kinemic.pretrain import PretrainTask
+from kinemic.prior.pretrain import PretrainTask
 from kinemic.training import TrainConfig, train
 
 RESULTS = Path(__file__).with_name("results.md")

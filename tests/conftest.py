@@ -78,7 +78,7 @@ def tiny_generators(tiny_world, tmp_path_factory) -> dict[str, Path]:
     split S0000 (checkpoints at steps 2 and 4): {"kinemic": RUN, "mdm-ft": RUN}. Read-only."""
     import torch
 
-    from kinemic.finetune import FinetuneConfig, finetune
+    from kinemic.finetune.run import FinetuneConfig, finetune
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -73,7 +73,9 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys):
     assert "missing.npy" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["cli", "cli_har", "cli_kinemic", "cli_mine", "cli_tmor"])
+@pytest.mark.parametrize(
+    "module", ["cli", "cli.data", "cli.prior", "cli.kinemic", "cli.har", "cli.tmor"]
+)
 def test_each_cli_module_imports_on_its_own(module):
     """A fresh interpreter imports each CLI module first: no circular import between them."""
     import subprocess

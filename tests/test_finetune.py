@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from kinemic.errors import KinemicError
-from kinemic.finetune import FinetuneConfig, FinetuneTask, finetune
-from kinemic.generator import load_generator, prior_timestep
-from kinemic.prior import SHIPPED_PRIOR, load_prior
+from kinemic.finetune.generator import load_generator, prior_timestep
+from kinemic.finetune.run import FinetuneConfig, FinetuneTask, finetune
+from kinemic.prior.folder import SHIPPED_PRIOR, load_prior
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -53,7 +53,7 @@ def test_prior_stream_is_the_prior_bit_for_bit_on_one_copy_of_the_weights(
     lora = sum(p.numel() for n, p in params.items() if "lora_" in n)
     assert 0 < lora < original.num_parameters()
     # what fine-tuning trains: the LoRA matrices and the action table, nothing else
-    from kinemic.generator import LoraSettings, TwoStreamDenoiser
+    from kinemic.finetune.generator import LoraSettings, TwoStreamDenoiser
 
     fresh = TwoStreamDenoiser(
         load_prior("shipped").denoiser,
@@ -236,7 +236,7 @@ def test_a_generator_is_refused_as_prior_and_a_run_is_not_overwritten(
 
 
 def test_cli_defaults_agree_with_the_config() -> None:
-    from kinemic.cli_kinemic import _Defaults
+    from kinemic.cli.kinemic import _Defaults
 
     d = FinetuneConfig()
     for name in (
@@ -256,7 +256,7 @@ def test_cli_defaults_agree_with_the_config() -> None:
 
 
 def test_cli_filter_choices_are_the_library_filters() -> None:
-    from kinemic.cli_kinemic import FILTER_CHOICES
+    from kinemic.cli.kinemic import FILTER_CHOICES
     from kinemic.mining.soft_positives import FILTERS
 
     assert FILTER_CHOICES == FILTERS
@@ -266,8 +266,8 @@ def test_objective_terms_and_what_gets_gradients() -> None:
     """The objective on a small random denoiser: every configured term, gradients only into the
     adapters, the action table and MIC, and the bank filled with the prior embeddings."""
     from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule
-    from kinemic.finetune import FinetuneModel
-    from kinemic.generator import LoraSettings, TwoStreamDenoiser
+    from kinemic.finetune.generator import LoraSettings, TwoStreamDenoiser
+    from kinemic.finetune.run import FinetuneModel
     from kinemic.mining.mic import MIC
 
     torch.manual_seed(0)

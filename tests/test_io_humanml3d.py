@@ -261,8 +261,8 @@ def test_writers_reject_bad_shapes(tmp_path):
 
 def test_convert_joints_folder(tmp_path, humanml3d_fixture):
     pytest.importorskip("kinemic.features")
-    from kinemic.convert import convert_joints_folder
     from kinemic.features import features_to_joints
+    from kinemic.io.joints import convert_joints_folder
 
     src = tmp_path / "src"
     src.mkdir()
@@ -295,7 +295,7 @@ def test_convert_joints_folder(tmp_path, humanml3d_fixture):
 
 def test_convert_resamples_and_rejects_bad_files(tmp_path):
     pytest.importorskip("kinemic.features")
-    from kinemic.convert import convert_joints_folder
+    from kinemic.io.joints import convert_joints_folder
 
     src = tmp_path / "src"
     src.mkdir()

@@ -210,7 +210,7 @@ def test_mine_verb_errors(tiny_world, tmp_path, capsys):
 @pytest.mark.slow
 def test_mine_verb_with_a_model(tiny_world, tiny_generators, tmp_path, capsys):
     """``--model``: attention windows mined in every soft positive, scored, reproducible."""
-    from kinemic.cli_mine import attention_windows, load_for_mining
+    from kinemic.mining.report import attention_windows, load_for_mining
 
     out = tmp_path / "mine.json"
     run = tiny_generators["kinemic"]
@@ -288,8 +288,8 @@ def test_attention_mining_beats_random_on_a_small_world(tiny_world, tmp_path, on
     is in ~30 training sequences; the tiny world's 60 hold too few to measure); the target is
     the tiny world's S0000. 40 steps of batch 16 on the shipped prior; mining over the top 60
     soft positives, each mined twice (two seeds: other noise, t and window length)."""
-    from kinemic.cli_mine import attention_windows, load_for_mining, target_classes
-    from kinemic.finetune import FinetuneConfig, finetune
+    from kinemic.finetune.run import FinetuneConfig, finetune
+    from kinemic.mining.report import attention_windows, load_for_mining, target_classes
     from kinemic.mining.soft_positives import soft_positives
     from kinemic.world.generate import generate_source
 

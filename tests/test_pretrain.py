@@ -15,9 +15,9 @@ from safetensors.torch import load_file
 from kinemic.errors import DataError, KinemicError
 from kinemic.features import encode_clip
 from kinemic.io.humanml3d import Caption, write_clip, write_split
-from kinemic.pretrain import masked_mse, pretrain
-from kinemic.prior import load_prior
-from kinemic.sample import parse_length, sample_motions
+from kinemic.prior.folder import load_prior
+from kinemic.prior.pretrain import masked_mse, pretrain
+from kinemic.prior.sample import parse_length, sample_motions
 from tests.synthetic import walking_clip
 
 TINY = dict(latent_dim=32, num_layers=2, ff_dim=64, num_heads=2)
@@ -95,7 +95,7 @@ def test_pretrain_writes_a_self_describing_run(run: Path, corpus: Path) -> None:
 def test_resume_after_a_kill_gives_identical_weights(
     corpus: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    from kinemic.pretrain import PretrainTask
+    from kinemic.prior.pretrain import PretrainTask
 
     pretrain([corpus], tmp_path / "straight", steps=10, **OPTS)
     original = PretrainTask.batch
@@ -250,7 +250,7 @@ def test_import_mdm_writes_a_prior_folder(tmp_path: Path) -> None:
     from kinemic.diffusion import Denoiser, DenoiserConfig
     from kinemic.diffusion.mdm_import import to_mdm_state_dict
     from kinemic.io.humanml3d import write_mean_std
-    from kinemic.prior import import_mdm
+    from kinemic.prior.folder import import_mdm
 
     torch.manual_seed(0)
     mdm = Denoiser(DenoiserConfig.preset("tiny", **TINY, text_dim=64, text_scale=1.0))  # official

@@ -375,7 +375,7 @@ def test_cli_evaluate_min_epochs_sets_the_epochs_of_a_small_budget(tiny_world, t
 
 
 def test_cli_defaults_match_the_configs():
-    from kinemic.cli_har import _Defaults
+    from kinemic.cli.har import _Defaults
 
     train, protocol = HARTrainConfig(), ProtocolConfig()
     for name in ("steps", "min_epochs", "max_epochs", "batch_size", "lr", "evaluations"):

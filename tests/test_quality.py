@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from helpers import standing
-from kinemic.quality import (
+from kinemic.prior.quality import (
     captions_by_primitive,
     motion_by_group,
     plausibility,
@@ -106,7 +106,7 @@ class _Judge:
 
 
 def test_text_probe_is_blind_for_a_prior_without_text(tiny_world):
-    from kinemic.prior import load_prior
+    from kinemic.prior.folder import load_prior
 
     prior = load_prior("shipped")
     windows, _, _ = single_action_clips(tiny_world / "source", "train", frames=40)
@@ -134,7 +134,7 @@ def test_motion_by_group_splits_locomotion_from_the_rest():
 
 
 def test_evaluate_prior_reports_every_figure_on_the_tiny_world(tiny_world):
-    from kinemic.quality import evaluate_prior
+    from kinemic.prior.quality import evaluate_prior
 
     report = evaluate_prior(
         "shipped", tiny_world, samples=2, seconds=2.0, ddim=2, judge_epochs=1, progress=False

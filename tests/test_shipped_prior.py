@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from kinemic.prior import SHIPPED_PRIOR, load_prior
+from kinemic.prior.folder import SHIPPED_PRIOR, load_prior
 
 
 def test_shipped_prior_is_complete_and_small():
@@ -24,7 +24,7 @@ def test_shipped_prior_is_complete_and_small():
 
 @pytest.mark.slow  # loads MiniLM (~10 s on the 2-core machine)
 def test_shipped_prior_samples_from_text(tmp_path):
-    from kinemic.sample import sample_motions
+    from kinemic.prior.sample import sample_motions
 
     out = sample_motions(
         "shipped",

@@ -11,11 +11,11 @@ import pytest
 
 from kinemic.cli import main
 from kinemic.errors import KinemicError
-from kinemic.finetune import FinetuneConfig, finetune
+from kinemic.finetune.run import FinetuneConfig, finetune
 from kinemic.io.ntu_vibe import NTUVibeDataset
+from kinemic.mining.kinematic_filter import fused_scores, kinematic_scores
 from kinemic.mining.soft_positives import select_soft_positives, soft_positives
-from kinemic.prior import SHIPPED_PRIOR
-from kinemic.tmor.filter import fused_scores, kinematic_scores
+from kinemic.prior.folder import SHIPPED_PRIOR
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

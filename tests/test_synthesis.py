@@ -11,8 +11,8 @@ import pytest
 
 from kinemic.cli import main
 from kinemic.errors import KinemicError
+from kinemic.finetune.synthesize import plan_samples, synthesize
 from kinemic.io.ntu_vibe import NTUVibeDataset
-from kinemic.synthesis import plan_samples, synthesize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

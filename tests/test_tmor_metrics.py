@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kinemic.tmor.evaluator import fid, r_precision
+from kinemic.prior.t2m import fid, r_precision
 from kinemic.tmor.loss import duplicate_mask, info_nce
 from kinemic.tmor.metrics import (
     average_precision,

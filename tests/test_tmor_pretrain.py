@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from kinemic.data import step_rng
+from kinemic.corpus import step_rng
 from kinemic.errors import DataError, KinemicError
 from kinemic.tmor.data import TMORCorpus, draw_tmor_batch
 from kinemic.tmor.encoder import load_tmor

@@ -14,10 +14,10 @@ from kinemic.cli import main
 from kinemic.errors import KinemicError
 from kinemic.io.humanml3d import HumanML3DDataset
 from kinemic.io.ntu_vibe import NTUVibeDataset
+from kinemic.mining.kinematic_filter import fused_scores, kinematic_rerank
 from kinemic.tmor.classify import evaluate_classification
 from kinemic.tmor.detect import concat_clips, detect_concat, detect_world, frame_scores_from_windows
 from kinemic.tmor.encoder import SHIPPED_TMOR, load_tmor, window_starts
-from kinemic.tmor.filter import fused_scores, kinematic_rerank
 from kinemic.tmor.pretrain import pretrain_tmor
 from kinemic.tmor.retrieve import evaluate_retrieval
 
@@ -200,7 +200,7 @@ def test_the_shipped_encoder() -> None:
 
 
 def test_filter_figures_agree_with_the_candidates_truth(enc, tiny_world: Path) -> None:
-    from kinemic.tmor.filter_eval import evaluate_filter, score_candidates
+    from kinemic.mining.filter_eval import evaluate_filter, score_candidates
 
     fc = score_candidates(tiny_world, encoder=enc, split="S0000", pool=20, progress=False)
     assert fc.indices.shape == fc.text_scores.shape == fc.kinematic.score.shape == fc.hits.shape

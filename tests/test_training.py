@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from kinemic.data import NO_CAPTION, MotionCorpus, draw_batch, step_rng
+from kinemic.corpus import NO_CAPTION, MotionCorpus, draw_batch, step_rng
 from kinemic.errors import DataError, KinemicError
 from kinemic.features import Normalizer
 from kinemic.io.humanml3d import Caption, write_clip, write_split

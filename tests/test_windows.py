@@ -65,9 +65,9 @@ def test_cut_windows() -> None:
 
 def test_mine_windows_with_a_generator_on_the_shipped_prior() -> None:
     from kinemic.diffusion import NoiseSchedule
-    from kinemic.generator import Generator, LoraSettings, TwoStreamDenoiser
+    from kinemic.finetune.generator import Generator, LoraSettings, TwoStreamDenoiser
     from kinemic.mining.mic import MIC, MICConfig
-    from kinemic.prior import load_prior
+    from kinemic.prior.folder import load_prior
 
     prior = load_prior("shipped")
     torch.manual_seed(0)

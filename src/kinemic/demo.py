@@ -132,7 +132,7 @@ def run_demo(
             for stale in (out / m, out / f"synth-{m}"):
                 shutil.rmtree(stale, ignore_errors=True)
 
-    from kinemic.cli_mine import mine
+    from kinemic.mining.report import mine
 
     two = min(config.jobs, os.cpu_count() or 1) >= 2
     side = _SideWork.start(config, target, source, out) if two else None
@@ -245,7 +245,7 @@ def _world(config: DemoConfig, world: Path, timing: dict, progress: bool) -> tup
             world, seed=config.world_seed, scale=config.scale, overwrite=True, progress=progress
         )
         print(summary.table())
-        from kinemic.io.atomic import write_text
+        from kinemic.files import write_text
 
         write_text(mark, json.dumps(want) + "\n")
     _done(t0, timing, "world")
@@ -260,7 +260,7 @@ def _finetune(
     run: Path,
     progress: bool,
 ) -> Path:
-    from kinemic.finetune import FinetuneConfig, finetune
+    from kinemic.finetune.run import FinetuneConfig, finetune
     from kinemic.training import LATEST, TRAINER_FILE
 
     settings = FinetuneConfig(
@@ -372,8 +372,8 @@ def _side_work(config: DemoConfig, target: Path, source: Path, out: Path, thread
     """The second process (``_SideWork``)."""
     import torch
 
+    from kinemic.files import write_text
     from kinemic.har.protocol import prerun
-    from kinemic.io.atomic import write_text
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -423,7 +423,7 @@ def _side_work(config: DemoConfig, target: Path, source: Path, out: Path, thread
 
 
 def _synthesize(config: DemoConfig, model: Path, folder: Path, progress: bool) -> Path:
-    from kinemic.synthesis import synthesize
+    from kinemic.finetune.synthesize import synthesize
 
     info = folder / "info.json"
     if info.is_file():
@@ -521,7 +521,7 @@ def _figures(config: DemoConfig, results: dict, mined, timing: dict, out: Path) 
 
 
 def _write_json(figures: dict, path: Path, extra: str | Path | None) -> None:
-    from kinemic.io.atomic import write_text
+    from kinemic.files import write_text
 
     text = json.dumps(figures, indent=2, default=str) + "\n"
     write_text(path, text)

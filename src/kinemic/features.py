@@ -469,7 +469,7 @@ class Normalizer:
         """Write ``mean`` and ``std`` to an ``.npz`` file atomically."""
         import io
 
-        from kinemic.io.atomic import write_bytes
+        from kinemic.files import write_bytes
 
         buf = io.BytesIO()
         np.savez(buf, mean=self.mean, std=self.std)

@@ -28,7 +28,7 @@ from mpl_toolkits.mplot3d.art3d import Line3DCollection, Poly3DCollection
 from PIL import Image
 
 from kinemic.errors import DataError, KinemicError
-from kinemic.io.atomic import atomic_open
+from kinemic.files import atomic_open
 from kinemic.skeleton import SMPL22
 
 ACCEPTED_SHAPES = "(T, 22, 3) joints, (T, 66) flattened joints or (T, 263) HumanML3D features"

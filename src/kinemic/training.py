@@ -40,7 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kinemic.errors import KinemicError
-from kinemic.io.atomic import write_text
+from kinemic.files import write_text
 
 LATEST = "latest"
 TRAINER_FILE = "trainer.json"

@@ -237,7 +237,7 @@ def generative_metrics(
 ) -> dict[str, Any]:
     """Compute every figure for the real validation clips and each synthetic folder; write
     ``out/metrics.json`` and ``out/metrics.md`` (and ``json_path``); returns the document."""
-    from kinemic.io.atomic import write_text
+    from kinemic.files import write_text
 
     ev = evaluator if isinstance(evaluator, Evaluator) else load_evaluator(evaluator)
     modes = ("gt", *(["synth"] if synthetic else []))

@@ -235,7 +235,7 @@ def _load_record(runs_dir: Path | None, mode: str, seed: int, key: str) -> dict 
 def _save_record(runs_dir: Path | None, record: dict, key: str) -> dict:
     record = {**record, "key": key}
     if runs_dir is not None and _is_main_process():
-        from kinemic.io.atomic import write_text
+        from kinemic.files import write_text
 
         path = run_record_path(runs_dir, record["mode"], record["seed"])
         write_text(path, json.dumps(record, allow_nan=False) + "\n")
@@ -480,7 +480,7 @@ def evaluate(
     Runs already recorded under ``out/runs/`` with the same key are reused (module doc)."""
     import json
 
-    from kinemic.io.atomic import write_text
+    from kinemic.files import write_text
 
     config = config or ProtocolConfig()
     data = _load(target, split, synthetic, config, progress)

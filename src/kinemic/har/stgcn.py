@@ -204,7 +204,7 @@ def save_stgcn(folder: str | Path, model: STGCN, *, extra: dict | None = None) -
     """Write ``config.json`` (architecture + ``extra``) and ``model.safetensors``; atomic."""
     from safetensors.torch import save
 
-    from kinemic.io.atomic import write_bytes, write_text
+    from kinemic.files import write_bytes, write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

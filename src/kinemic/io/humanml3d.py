@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from kinemic.errors import DataError
-from kinemic.io.atomic import save_npy, write_text
+from kinemic.files import save_npy, write_text
 
 FEATURE_DIM = 263
 NUM_JOINTS = 22

@@ -156,7 +156,7 @@ def convert_ntu_folder(
 def _write_dataset_files(out: Path, ids: list[str], captions: str | Path | None) -> None:
     """Default splits, normaliser statistics and (given the metadata) class names."""
     from kinemic.features import Normalizer
-    from kinemic.io.atomic import write_bytes
+    from kinemic.files import write_bytes
     from kinemic.io.humanml3d import HumanML3DDataset, write_mean_std
     from kinemic.io.ntu_names import NTUName, is_train
     from kinemic.io.ntu_vibe import write_class_names, write_default_split

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kinemic.errors import DataError
-from kinemic.io.atomic import write_text
+from kinemic.files import write_text
 from kinemic.io.humanml3d import HumanML3DDataset
 from kinemic.io.ntu_names import NTUName
 

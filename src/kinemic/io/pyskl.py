@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from kinemic.errors import DataError, KinemicError
-from kinemic.io.atomic import write_bytes
+from kinemic.files import write_bytes
 from kinemic.io.ntu_vibe import PROTOCOLS, NTUVibeDataset
 from kinemic.skeleton import SMPL22
 

@@ -28,7 +28,7 @@ Choices, and why:
 - **Mirrors** (``M<id>``) are separate motions, with their own (mirrored) captions.
 
 With the kinematic filter (``select_soft_positives(..., filter="kinematic")``) the caption
-top-``pool`` of each class is re-ranked by ``kinemic.tmor.filter.kinematic_rerank`` (the best
+top-``pool`` of each class is re-ranked by ``kinematic_filter.kinematic_rerank`` (the best
 T-MOR window's cosine to the class's few-shot clips, fused with the caption cosine by the
 motion weight ``filter_weight``, default 0.5) and the first ``k`` are kept.
 
@@ -53,7 +53,7 @@ import numpy as np
 from tqdm import tqdm
 
 from kinemic.errors import DataError, KinemicError
-from kinemic.io.atomic import write_bytes
+from kinemic.files import write_bytes
 from kinemic.io.humanml3d import Caption, HumanML3DDataset, parse_caption_line
 from kinemic.text import TextEncoder, default_cache_dir, get_text_encoder
 
@@ -267,7 +267,7 @@ class SoftPositives:
     drawn from (None: every id); ``notes`` say what was adjusted (k capped, split absent).
     ``filter`` records the selection: ``{"name": "none"}`` (caption ranking), or
     ``{"name": "kinematic", "pool": P, "encoder": T-MOR folder or None for the shipped one,
-    "weight": w}``, and then ``scores`` are the ranking keys (``kinemic.tmor.filter``: the best
+    "weight": w}``, and then ``scores`` are the ranking keys (``mining.kinematic_filter``: the best
     window cosine to the class prototype for w = 1, else its fusion with the caption cosine).
     A record without ``"weight"`` comes from before the option and means w = 1."""
 
@@ -408,7 +408,7 @@ def select_soft_positives(
     (``fewshot_ids[c]``, joints read from ``target``) with the T-MOR encoder
     ``filter_encoder`` (None: the shipped one), of which the first ``k`` are kept. The ranking
     key is ``filter_weight`` (default 0.5) times the standardised motion score plus the rest
-    times the standardised caption score (``kinemic.tmor.filter.fused_scores``); 1 ranks by
+    times the standardised caption score (``kinematic_filter.fused_scores``); 1 ranks by
     motion alone."""
     problems = filter_problems(filter, filter_pool, filter_encoder, k, filter_weight)
     if problems:
@@ -424,8 +424,8 @@ def select_soft_positives(
             progress=progress,
         )
     from kinemic.io.ntu_vibe import NTUVibeDataset
+    from kinemic.mining.kinematic_filter import DEFAULT_WEIGHT, kinematic_rerank
     from kinemic.tmor.encoder import SHIPPED_TMOR, load_tmor
-    from kinemic.tmor.filter import DEFAULT_WEIGHT, kinematic_rerank
 
     if len(fewshot_ids) != len(captions):
         raise KinemicError(

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from kinemic.generator import Generator
+    from kinemic.finetune.generator import Generator
 
 __all__ = ["best_window", "cut_windows", "mine_windows", "source_attention", "window_lengths"]
 

@@ -36,8 +36,8 @@ def build_report(
     *,
     config: dict[str, Any],
     results: dict[str, Any],
-    mined: Any,  # kinemic.cli_mine.MineReport with a model
-    soft: Any,  # kinemic.cli_mine.MineReport without
+    mined: Any,  # kinemic.mining.report.MineReport with a model
+    soft: Any,  # kinemic.mining.report.MineReport without
     world: Path,
     synth: dict[str, Path],
     figures: dict[str, Any],
@@ -187,7 +187,7 @@ def _window_rows(mined: Any, world: Path) -> list[WindowRow]:
     """MIC attention over the best soft positives of each class, with the mined window."""
     import torch
 
-    from kinemic.generator import load_generator
+    from kinemic.finetune.generator import load_generator
     from kinemic.io.humanml3d import HumanML3DDataset
     from kinemic.mining.precision import read_truth
     from kinemic.mining.windows import source_attention

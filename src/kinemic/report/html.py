@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kinemic.io.atomic import write_bytes, write_text
+from kinemic.files import write_bytes, write_text
 
 ASSETS = "assets"
 _MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".svg": "image/svg+xml"}

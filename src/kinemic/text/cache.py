@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from kinemic.errors import KinemicError
-from kinemic.io.atomic import write_bytes
+from kinemic.files import write_bytes
 from kinemic.text.protocol import TextEncoder, check_texts, default_cache_dir
 
 SHARD_FORMAT = "kinemic-text-cache/1"

@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from kinemic.errors import KinemicError
-from kinemic.io.atomic import write_bytes, write_text
+from kinemic.files import write_bytes, write_text
 from kinemic.tmor.data import pad_joints
 from kinemic.tmor.inputs import motion_input
 from kinemic.tmor.model import TMOR, TMORConfig

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from kinemic.data import step_rng
+from kinemic.corpus import step_rng
 from kinemic.errors import KinemicError
 from kinemic.tmor.data import TMORCorpus, draw_tmor_batch
 from kinemic.tmor.inputs import motion_input

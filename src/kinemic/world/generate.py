@@ -34,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from kinemic.errors import KinemicError
-from kinemic.io.atomic import save_npy, write_text
+from kinemic.files import save_npy, write_text
 from kinemic.io.humanml3d import Caption, write_clip, write_mean_std, write_split
 from kinemic.io.ntu_names import xset_is_train
 from kinemic.io.ntu_vibe import write_class_names, write_default_split, write_metadata

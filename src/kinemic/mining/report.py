@@ -7,19 +7,14 @@ windows find the target action (``kinemic.mining.precision``).
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kinemic.cli_kinemic import add_filter_arguments
 from kinemic.errors import KinemicError
-from kinemic.io.atomic import write_text
 from kinemic.io.humanml3d import HumanML3DDataset
 from kinemic.io.ntu_vibe import NTUVibeDataset
 from kinemic.mining import precision as prec
@@ -367,13 +362,13 @@ def mine(
 
 
 def load_for_mining(model: str | Path, split: str | None) -> tuple[Any, str | None]:
-    """The fine-tuned generator of ``model`` (``kinemic.generator.load_generator``) and the
+    """The fine-tuned generator of ``model`` (``kinemic.finetune.generator.load_generator``) and the
     split to mine: ``split``, or the generator's own when None (they must agree)."""
     try:
-        from kinemic.generator import load_generator
+        from kinemic.finetune.generator import load_generator
     except ImportError as e:
         raise KinemicError(
-            f"--model needs kinemic.generator (loading fine-tuned generators), which this "
+            f"--model needs kinemic.finetune.generator (loading fine-tuned generators), which this "
             f"installation does not have ({e}); run without --model for the soft positives"
         ) from None
     generator = load_generator(model)
@@ -463,91 +458,3 @@ def attention_windows(
         for i, p in enumerate(batch):
             out[pairs[p]] = (int(starts[i]), int(starts[i] + length[i]))
     return out
-
-
-# ---------------------------------------------------------------------------------------- verb
-
-
-def _add_mine(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "mine",
-        help="show the soft positives (best-matching source motions) of each target class",
-        description=(
-            "Embed every caption of the source corpus (default: its train split), average them "
-            "per motion, and rank the motions by cosine with each target class's caption: the "
-            "top k are the class's soft positives, which KineMIC fine-tuning pairs the few-shot "
-            "clips with. Prints, per class, the best matches with their closest caption, so you "
-            "can check that the class captions retrieve the right motion. On a procedural world "
-            "(source with segments/ sidecars) it also reports how many soft positives contain "
-            "the class's motion, and the precision of a random window and of the whole clip; "
-            "with --model, the precision of the fine-tuned model's attention windows (hit: "
-            "temporal IoU ≥ 0.5 with a true segment). --filter kinematic re-ranks a larger "
-            "caption pool by T-MOR motion similarity to the class's target clips, weighed "
-            "with the caption similarity (--filter-weight), first. "
-            "Embeddings are cached on disk."
-        ),
-        epilog="""examples:
-  kinemic mine --source out/world/source --target out/world/target --split S0000
-  kinemic mine --source out/world/source --target out/world/target --show 10 --json mine.json
-  kinemic mine --source out/world/source --target out/world/target --split S0000 \\
-      --filter kinematic                # soft positives re-ranked by the T-MOR kinematic filter
-  kinemic mine --source out/world/source --target out/world/target --split S0000 \\
-      --model runs/kinemic-S0000        # also mine attention windows and score them""",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--source", type=Path, required=True, help="source corpus (HumanML3D layout)")
-    p.add_argument("--target", type=Path, required=True, help="target dataset (NTU-VIBE layout)")
-    p.add_argument(
-        "--split",
-        help="few-shot split of the target, e.g. S0000 (default: every class; a --model's own)",
-    )
-    p.add_argument("--k", type=int, help=f"soft positives per class ({DEFAULT_K}; a --model's own)")
-    p.add_argument("--show", type=int, default=5, help="matches printed per class (5)")
-    p.add_argument("--json", type=Path, help="write every figure to this JSON file")
-    p.add_argument("--model", type=Path, help="fine-tuned generator run: mine attention windows")
-    p.add_argument("--encoder", help="text encoder (minilm; a --model's own)")
-    p.add_argument(
-        "--source-split", default="train", help="source split searched (train; 'all': every clip)"
-    )
-    p.add_argument("--variants", action="store_true", help="count class variants as hits too")
-    p.add_argument("--seed", type=int, default=0, help="seed of the mining noise (0)")
-    p.add_argument("--random-draws", type=int, help="random windows drawn (default: exact mean)")
-    p.add_argument(
-        "--t",
-        type=int,
-        dest="mine_t",
-        help="diffusion step to mine at (default: "
-        "drawn uniformly per batch of windows, as in training)",
-    )
-    add_filter_arguments(p, default=None, own="; a --model's own")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def _run_mine(args: argparse.Namespace) -> int:
-    report = mine(
-        args.source,
-        args.target,
-        split=args.split,
-        k=args.k,
-        show=args.show,
-        model=args.model,
-        encoder=args.encoder,
-        variants=args.variants,
-        source_split=None if args.source_split == "all" else args.source_split,
-        seed=args.seed,
-        random_draws=args.random_draws,
-        mine_t=args.mine_t,
-        filter=args.filter,
-        filter_pool=args.filter_pool,
-        filter_encoder=args.filter_encoder,
-        filter_weight=args.filter_weight,
-        progress=not args.no_progress,
-    )
-    print(report.text())
-    if args.json is not None:
-        write_text(args.json, json.dumps(report.to_json(), indent=1) + "\n")
-        print(f"wrote {args.json}")
-    return 0
-
-
-VERBS: dict[str, tuple[Callable, Callable]] = {"mine": (_add_mine, _run_mine)}

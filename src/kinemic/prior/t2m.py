@@ -209,7 +209,7 @@ def evaluate_t2m(
         gen, gen_caps, _ = retrieval_pairs(generated, None)
         settings["generated"] = str(generated)
     else:
-        from kinemic.prior import load_prior
+        from kinemic.prior.folder import load_prior
 
         p = load_prior(prior if prior is not None else "shipped")
         gen = generate_from_prior(

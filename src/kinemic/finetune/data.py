@@ -142,7 +142,7 @@ def load_sources(
     Returns (clips, positives (C, k) int64 indices into ``clips``, a JSON-able summary with a
     sha256 of the pairing and the filter used)."""
     from kinemic.mining.soft_positives import select_soft_positives
-    from kinemic.pretrain import encode_captions
+    from kinemic.prior.pretrain import encode_captions
 
     root = Path(source)
     sp = select_soft_positives(

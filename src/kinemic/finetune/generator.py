@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from kinemic.diffusion import LORA_TARGET_MODULES, Denoiser, DenoiserConfig, NoiseSchedule
 from kinemic.errors import KinemicError
 from kinemic.features import Normalizer
-from kinemic.io.atomic import write_bytes, write_text
+from kinemic.files import write_bytes, write_text
 from kinemic.mining.mic import MIC, MICConfig
 
 __all__ = [
@@ -233,7 +233,7 @@ def _sha256(path: Path) -> str:
 
 def prior_pointer(prior) -> dict[str, str]:
     """{"path": absolute prior folder or "shipped", "sha256": of the weights file it loaded}."""
-    from kinemic.prior import RAW_WEIGHTS_FILE, SHIPPED_PRIOR, WEIGHTS_FILE
+    from kinemic.prior.folder import RAW_WEIGHTS_FILE, SHIPPED_PRIOR, WEIGHTS_FILE
 
     folder = Path(prior.path).resolve()
     file = WEIGHTS_FILE
@@ -367,7 +367,7 @@ def load_generator(path: str | Path, *, device: str | torch.device = "cpu") -> G
     prior it points to, whose weights must still have the recorded sha256."""
     from safetensors.torch import load_file
 
-    from kinemic.prior import load_prior, resolve_prior_folder
+    from kinemic.prior.folder import load_prior, resolve_prior_folder
 
     folder = resolve_generator_folder(path)
     config = _read_config(folder)

@@ -24,7 +24,7 @@ import torch
 from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule, from_mdm_checkpoint
 from kinemic.errors import KinemicError
 from kinemic.features import Normalizer
-from kinemic.io.atomic import write_bytes, write_text
+from kinemic.files import write_bytes, write_text
 from kinemic.training import cpu_state_dict
 
 __all__ = [
@@ -47,7 +47,7 @@ DEFAULT_MAX_FRAMES = 196
 #: The prior that ships inside the package (``tiny`` preset, MiniLM text), trained on the default
 #: world's source corpus and the converted CMU trials; the README gives the command that
 #: reproduces it and its quality figures. ``load_prior("shipped")`` loads it.
-SHIPPED_PRIOR = Path(__file__).with_name("assets") / "prior-tiny"
+SHIPPED_PRIOR = Path(__file__).resolve().parents[1] / "assets" / "prior-tiny"
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 
@@ -18,7 +17,7 @@ class _Defaults:
     seeds, width, frames = 5, 1.0, 100
 
 
-def _add_training(p: argparse.ArgumentParser) -> None:
+def add_training(p: argparse.ArgumentParser) -> None:
     d = _Defaults
     g = p.add_argument_group("ST-GCN and its training")
     g.add_argument(
@@ -82,7 +81,7 @@ def _train_config(args: argparse.Namespace, **extra):
 # ----------------------------------------------------------------------------------- evaluate
 
 
-def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
     d = _Defaults
     p = sub.add_parser(
         "evaluate",
@@ -135,10 +134,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "--out", type=Path, help="folder for results.json, results.md and runs/ (reused)"
     )
     p.add_argument("--json", type=Path, help="also write the results JSON here")
-    _add_training(p)
+    add_training(p)
 
 
-def _run_evaluate(args: argparse.Namespace) -> int:
+def run_evaluate(args: argparse.Namespace) -> int:
     from kinemic.har.protocol import ProtocolConfig, evaluate, results_table
 
     modes = args.modes or ("real,synth,mixed,gt" if args.synthetic else "real,gt")
@@ -171,7 +170,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- evaluator, metrics
 
 
-def _add_evaluator(sub: argparse._SubParsersAction) -> None:
+def add_evaluator(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluator",
         help="train the ST-GCN evaluator of the generative metrics and save it",
@@ -186,10 +185,10 @@ def _add_evaluator(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", type=Path, required=True, help="NTU-VIBE-layout target dataset")
     p.add_argument("--split", default="S0000", help="few-shot split whose classes to learn")
     p.add_argument("--out", type=Path, required=True, help="evaluator folder to write")
-    _add_training(p)
+    add_training(p)
 
 
-def _run_evaluator(args: argparse.Namespace) -> int:
+def run_evaluator(args: argparse.Namespace) -> int:
     from kinemic.har.metrics import train_evaluator
 
     out = train_evaluator(
@@ -205,7 +204,7 @@ def _run_evaluator(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_metrics(sub: argparse._SubParsersAction) -> None:
+def add_metrics(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "metrics",
         help="FID, KID, diversity, multimodality and evaluator accuracy of synthetic sets",
@@ -231,10 +230,10 @@ def _add_metrics(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="(0)")
     p.add_argument("--out", type=Path, help="folder for metrics.json and metrics.md")
     p.add_argument("--json", type=Path, help="also write the metrics JSON here")
-    _add_training(p)
+    add_training(p)
 
 
-def _run_metrics(args: argparse.Namespace) -> int:
+def run_metrics(args: argparse.Namespace) -> int:
     from kinemic.har.metrics import generative_metrics, metrics_markdown, train_evaluator
 
     if not (args.evaluator / "config.json").exists():
@@ -261,58 +260,3 @@ def _run_metrics(args: argparse.Namespace) -> int:
     )
     print(metrics_markdown(doc))
     return 0
-
-
-# ------------------------------------------------------------------------------------- export
-
-
-def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
-        help="export clips for other toolkits (pyskl / mmaction2 skeleton pickle)",
-        description="Write a dataset, a few-shot split or synthetic clips in another format.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    kinds = p.add_subparsers(dest="kind", required=True, metavar="{pyskl}")
-    k = kinds.add_parser(
-        "pyskl",
-        help="the pickle pyskl and mmaction2 train skeleton classifiers from",
-        description=(
-            "dict(split={name: [frame_dir, ...]}, annotations=[dict(frame_dir, label, "
-            "total_frames, keypoint (1, T, 22, 3) float32)]) plus a 'kinemic' key with the "
-            "class names and the SMPL-22 parents (pyskl needs a graph layout built from them). "
-            "Without options: every clip with the default splits (xsub_train, xsub_val, ...) "
-            "and 0-based NTU labels. --split: train = the few-shot clips, val = its validation "
-            "clips, labels 0..K-1. --synthetic: train = the synthetic clips; with --mixed "
-            "train = few-shot + synthetic."
-        ),
-        epilog="""examples:
-  kinemic export pyskl out/world/target --out world.pkl
-  kinemic export pyskl out/world/target --split S0000 --out s0000.pkl
-  kinemic export pyskl out/world/target --synthetic runs/syn-kinemic --mixed --out mixed.pkl""",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    k.add_argument("root", type=Path, help="NTU-VIBE-layout target dataset")
-    k.add_argument("--out", type=Path, required=True, help="the .pkl to write")
-    k.add_argument("--split", help="few-shot split (default: the synthetic folders' split)")
-    k.add_argument("--synthetic", type=Path, action="append", default=[], help="(repeatable)")
-    k.add_argument("--mixed", action="store_true", help="few-shot clips + synthetic clips")
-
-
-def _run_export(args: argparse.Namespace) -> int:
-    from kinemic.io.pyskl import export_pyskl
-
-    data = export_pyskl(
-        args.root, args.out, split=args.split, synthetic=args.synthetic, mixed=args.mixed
-    )
-    counts = ", ".join(f"{k}: {len(v)}" for k, v in data.split.items())
-    print(f"wrote {args.out}: {len(data.annotations)} clips ({counts})")
-    return 0
-
-
-VERBS: dict[str, tuple[Callable, Callable]] = {
-    "evaluate": (_add_evaluate, _run_evaluate),
-    "evaluator": (_add_evaluator, _run_evaluator),
-    "metrics": (_add_metrics, _run_metrics),
-    "export": (_add_export, _run_export),
-}

@@ -1,11 +1,15 @@
-"""``kinemic finetune`` and ``kinemic synthesize``: thin wrappers over ``kinemic.finetune`` and
-``kinemic.synthesis`` (same shape as ``cli.py``: verb -> (add, run))."""
+"""``kinemic finetune`` and ``kinemic synthesize``: thin wrappers over ``kinemic.finetune.run`` and
+``kinemic.finetune.synthesize`` (same shape as ``cli.py``: verb -> (add, run))."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import json
 from pathlib import Path
+
+from kinemic.errors import KinemicError
+from kinemic.files import write_text
+from kinemic.mining.soft_positives import DEFAULT_K
 
 # Measured with bench/sampling.py (README, "Sampling and training speed"); `kinemic sample`
 # (kinemic.cli) uses it too.
@@ -61,7 +65,7 @@ def add_filter_arguments(p: argparse.ArgumentParser, *, default: str | None, own
     )
 
 
-def _add_finetune(sub: argparse._SubParsersAction) -> None:
+def add_finetune(sub: argparse._SubParsersAction) -> None:
     d = _Defaults
     p = sub.add_parser(
         "finetune",
@@ -125,9 +129,9 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", type=Path, help="continue this run from its latest checkpoint")
 
 
-def _run_finetune(args: argparse.Namespace) -> int:
-    from kinemic.finetune import FinetuneConfig, finetune
-    from kinemic.generator import LoraSettings
+def run_finetune(args: argparse.Namespace) -> int:
+    from kinemic.finetune.generator import LoraSettings
+    from kinemic.finetune.run import FinetuneConfig, finetune
 
     config = FinetuneConfig(
         method=args.method,
@@ -160,7 +164,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_synthesize(sub: argparse._SubParsersAction) -> None:
+def add_synthesize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synthesize",
         help="write a synthetic split of every class of a fine-tuned generator",
@@ -189,8 +193,8 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
 
 
-def _run_synthesize(args: argparse.Namespace) -> int:
-    from kinemic.synthesis import synthesize
+def run_synthesize(args: argparse.Namespace) -> int:
+    from kinemic.finetune.synthesize import synthesize
 
     out = synthesize(
         args.model,
@@ -207,7 +211,153 @@ def _run_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
-VERBS: dict[str, tuple[Callable, Callable]] = {
-    "finetune": (_add_finetune, _run_finetune),
-    "synthesize": (_add_synthesize, _run_synthesize),
-}
+# ---------------------------------------------------------------------------------------- verb
+
+
+def add_mine(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "mine",
+        help="show the soft positives (best-matching source motions) of each target class",
+        description=(
+            "Embed every caption of the source corpus (default: its train split), average them "
+            "per motion, and rank the motions by cosine with each target class's caption: the "
+            "top k are the class's soft positives, which KineMIC fine-tuning pairs the few-shot "
+            "clips with. Prints, per class, the best matches with their closest caption, so you "
+            "can check that the class captions retrieve the right motion. On a procedural world "
+            "(source with segments/ sidecars) it also reports how many soft positives contain "
+            "the class's motion, and the precision of a random window and of the whole clip; "
+            "with --model, the precision of the fine-tuned model's attention windows (hit: "
+            "temporal IoU ≥ 0.5 with a true segment). --filter kinematic re-ranks a larger "
+            "caption pool by T-MOR motion similarity to the class's target clips, weighed "
+            "with the caption similarity (--filter-weight), first. "
+            "Embeddings are cached on disk."
+        ),
+        epilog="""examples:
+  kinemic mine --source out/world/source --target out/world/target --split S0000
+  kinemic mine --source out/world/source --target out/world/target --show 10 --json mine.json
+  kinemic mine --source out/world/source --target out/world/target --split S0000 \\
+      --filter kinematic                # soft positives re-ranked by the T-MOR kinematic filter
+  kinemic mine --source out/world/source --target out/world/target --split S0000 \\
+      --model runs/kinemic-S0000        # also mine attention windows and score them""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--source", type=Path, required=True, help="source corpus (HumanML3D layout)")
+    p.add_argument("--target", type=Path, required=True, help="target dataset (NTU-VIBE layout)")
+    p.add_argument(
+        "--split",
+        help="few-shot split of the target, e.g. S0000 (default: every class; a --model's own)",
+    )
+    p.add_argument("--k", type=int, help=f"soft positives per class ({DEFAULT_K}; a --model's own)")
+    p.add_argument("--show", type=int, default=5, help="matches printed per class (5)")
+    p.add_argument("--json", type=Path, help="write every figure to this JSON file")
+    p.add_argument("--model", type=Path, help="fine-tuned generator run: mine attention windows")
+    p.add_argument("--encoder", help="text encoder (minilm; a --model's own)")
+    p.add_argument(
+        "--source-split", default="train", help="source split searched (train; 'all': every clip)"
+    )
+    p.add_argument("--variants", action="store_true", help="count class variants as hits too")
+    p.add_argument("--seed", type=int, default=0, help="seed of the mining noise (0)")
+    p.add_argument("--random-draws", type=int, help="random windows drawn (default: exact mean)")
+    p.add_argument(
+        "--t",
+        type=int,
+        dest="mine_t",
+        help="diffusion step to mine at (default: "
+        "drawn uniformly per batch of windows, as in training)",
+    )
+    add_filter_arguments(p, default=None, own="; a --model's own")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run_mine(args: argparse.Namespace) -> int:
+    from kinemic.mining.report import mine
+
+    report = mine(
+        args.source,
+        args.target,
+        split=args.split,
+        k=args.k,
+        show=args.show,
+        model=args.model,
+        encoder=args.encoder,
+        variants=args.variants,
+        source_split=None if args.source_split == "all" else args.source_split,
+        seed=args.seed,
+        random_draws=args.random_draws,
+        mine_t=args.mine_t,
+        filter=args.filter,
+        filter_pool=args.filter_pool,
+        filter_encoder=args.filter_encoder,
+        filter_weight=args.filter_weight,
+        progress=not args.no_progress,
+    )
+    print(report.text())
+    if args.json is not None:
+        write_text(args.json, json.dumps(report.to_json(), indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- demo
+
+
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the whole KineMIC pipeline on the embedded world, with a report (README's main job)",
+        description=(
+            "On kinemic's procedural world and the shipped prior: soft-positive mining, "
+            "fine-tuning with the mdm-ft baseline and with KineMIC, mining precision against the "
+            "world's ground truth, synthesis, and the HAR protocol (ST-GCN; real, mixed (mdm-ft), "
+            "mixed (kinemic), synth (kinemic), gt over several seeds). Prints the table and "
+            "writes OUT/report.md, a self-contained OUT/report.html and OUT/demo.json. A rerun "
+            "reuses finished stages and resumes an interrupted fine-tune."
+        ),
+        epilog="""examples:
+  kinemic demo                          # default world, 5 seeds (11–14 minutes on 2 cores)
+  kinemic demo --quick                  # tiny world, 2 seeds, few steps (about 3 minutes)
+  kinemic demo --fitted-har             # then: the same runs, HAR fitted (~46 min more)
+  kinemic demo --out runs/demo --json runs/demo.json --seeds 10""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, default=Path("out/demo"), help="report folder (out/demo)")
+    p.add_argument("--json", type=Path, help="also write the figures (accuracies, mining) here")
+    p.add_argument("--quick", action="store_true", help="tiny world, fewer seeds and steps")
+    p.add_argument("--scale", choices=("tiny", "small", "default"), help="world scale")
+    p.add_argument("--seeds", type=int, help="HAR seeds per mode (default 5; --quick 2)")
+    p.add_argument("--steps", type=int, help="fine-tuning steps per method (200; --quick 30)")
+    p.add_argument("--per-class", type=int, help="synthetic clips per class")
+    p.add_argument("--jobs", type=int, help="HAR runs in parallel processes (default 2)")
+    p.add_argument(
+        "--fitted-har",
+        action="store_true",
+        help="train every HAR classifier until fitted, as the world's calibration does (480 "
+        "steps, at least 60 epochs; the default 160 steps leave the 330-clip modes at 8 "
+        "epochs). Reuses the fine-tunes and synthetic sets of an earlier run in OUT",
+    )
+    p.add_argument("--no-gifs", action="store_true", help="leave the clip GIFs out of the report")
+    p.add_argument("--fresh", action="store_true", help="delete OUT first instead of reusing it")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from kinemic.demo import DemoConfig, run_demo
+
+    overrides = {
+        key: value
+        for key, value in {
+            "scale": args.scale,
+            "seeds": args.seeds,
+            "finetune_steps": args.steps,
+            "per_class": args.per_class,
+            "jobs": args.jobs,
+        }.items()
+        if value is not None
+    }
+    if args.no_gifs:
+        overrides["gifs"] = False
+    if args.quick and args.fitted_har:
+        raise KinemicError("kinemic demo: choose --quick or --fitted-har, not both")
+    make = DemoConfig.quick if args.quick else DemoConfig.fitted if args.fitted_har else DemoConfig
+    config = make(**overrides)
+    run_demo(config, out=args.out, json_path=args.json, fresh=args.fresh)
+    return 0

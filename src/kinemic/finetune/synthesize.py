@@ -36,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from kinemic.errors import KinemicError
-from kinemic.io.atomic import write_text
+from kinemic.files import write_text
 
 __all__ = ["plan_samples", "synth_id", "synthesize"]
 
@@ -103,7 +103,7 @@ def synthesize(
     """
     from kinemic.diffusion import lengths_to_mask, sample
     from kinemic.features import features_to_joints
-    from kinemic.generator import load_generator
+    from kinemic.finetune.generator import load_generator
     from kinemic.io.humanml3d import write_clip
     from kinemic.text import encoder_from_spec
 

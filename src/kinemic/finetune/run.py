@@ -7,7 +7,7 @@ drawn uniformly from its class's top-k (``kinemic.mining.soft_positives``; with
 against the class's shots, fused with the caption score by ``filter_weight``). With shared
 noise ε
 and a shared step t of the fine-tuning schedule (S steps; the network gets the prior's step,
-see ``kinemic.generator.prior_timestep``):
+see ``kinemic.finetune.generator.prior_timestep``):
 
 1. target stream on the noised target clip -> x̂0_g, latents L_g;  L_rec = masked MSE(x̂0_g, x0_g)
 2. prior stream (adapters off, no grad) on the noised source clip under its own caption -> L_p
@@ -42,15 +42,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from kinemic.data import step_rng
+from kinemic.corpus import step_rng
 from kinemic.diffusion import NoiseSchedule
 from kinemic.errors import KinemicError
-from kinemic.finetune_data import SourceClips, TargetClips, load_sources, load_targets
-from kinemic.generator import LoraSettings, TwoStreamDenoiser, prior_pointer, save_generator
+from kinemic.finetune.generator import (
+    LoraSettings,
+    TwoStreamDenoiser,
+    prior_pointer,
+    save_generator,
+)
+from kinemic.finetune.run.data import SourceClips, TargetClips, load_sources, load_targets
 from kinemic.mining.mic import MIC, MICConfig
 from kinemic.mining.soft_positives import Filter, filter_problems
 from kinemic.mining.windows import best_window, cut_windows, window_lengths
-from kinemic.pretrain import masked_mse
+from kinemic.prior.pretrain import masked_mse
 
 Method = Literal["kinemic", "mdm-ft"]
 METHODS = ("kinemic", "mdm-ft")
@@ -100,7 +105,7 @@ class FinetuneConfig:
             self.filter, self.filter_pool, self.filter_encoder, self.k, self.filter_weight
         )
         if self.filter == "kinematic" and self.filter_weight is None:
-            from kinemic.tmor.filter import DEFAULT_WEIGHT
+            from kinemic.mining.kinematic_filter import DEFAULT_WEIGHT
 
             self.filter_weight = DEFAULT_WEIGHT  # recorded as a number: a run stays exact
         if self.method == "mdm-ft" and self.filter != "none":
@@ -338,10 +343,10 @@ def finetune(
 
     Writes the run folder OUT (``kinemic.training``): ``checkpoints/step-N/`` each a generator
     folder (adapter, action table, MIC, config pointing to the prior with its sha256; see
-    ``kinemic.generator``) plus the resume state, ``latest`` and TensorBoard logs with each loss
-    term. ``resume`` (OUT) continues exactly where it stopped. Returns OUT.
+    ``kinemic.finetune.generator``) plus the resume state, ``latest`` and TensorBoard logs with
+    each loss term. ``resume`` (OUT) continues exactly where it stopped. Returns OUT.
     """
-    from kinemic.prior import load_prior
+    from kinemic.prior.folder import load_prior
     from kinemic.text import encoder_from_spec
     from kinemic.training import train
 
@@ -353,7 +358,7 @@ def finetune(
             "choose another output folder"
         )
     if str(prior) != "shipped":
-        from kinemic.generator import is_generator
+        from kinemic.finetune.generator import is_generator
 
         if is_generator(prior):
             raise KinemicError(

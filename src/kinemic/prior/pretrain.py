@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from kinemic.data import MotionCorpus, draw_batch, step_rng
+from kinemic.corpus import MotionCorpus, draw_batch, step_rng
 from kinemic.errors import KinemicError
 
 ENCODE_CHUNK = 512
@@ -94,7 +94,7 @@ class PretrainTask:
         return masked_mse(x0, batch["x0"], batch["mask"])
 
     def export(self, folder: Path, model: nn.Module, ema: nn.Module | None, *, step: int) -> None:
-        from kinemic.prior import save_prior
+        from kinemic.prior.folder import save_prior
 
         info = dict(self.prior_info or {})
         extra = {**info.pop("extra", {}), "step": step}

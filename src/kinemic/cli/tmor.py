@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kinemic.errors import KinemicError
-from kinemic.io.atomic import write_text
+from kinemic.files import write_text
 
 ENCODER_HELP = "T-MOR encoder folder or run (default: the shipped encoder)"
 
@@ -277,7 +277,7 @@ def _add_filter(sub) -> None:
 
 
 def _run_filter(args: argparse.Namespace) -> int:
-    from kinemic.tmor.filter_eval import evaluate_filter
+    from kinemic.mining.filter_eval import evaluate_filter
 
     rep = evaluate_filter(
         args.world,
@@ -311,7 +311,7 @@ def _add_t2m(sub) -> None:
 
 
 def _run_t2m(args: argparse.Namespace) -> int:
-    from kinemic.tmor.evaluator import evaluate_t2m
+    from kinemic.prior.t2m import evaluate_t2m
 
     rep = evaluate_t2m(
         args.source,
@@ -338,7 +338,7 @@ SUBVERBS: dict[str, tuple[Callable, Callable]] = {
 }
 
 
-def _add_tmor(sub: argparse._SubParsersAction) -> None:
+def add_tmor(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tmor",
         help="T-MOR: pretrain a skeleton-text(-video) encoder and evaluate it",
@@ -356,8 +356,5 @@ def _add_tmor(sub: argparse._SubParsersAction) -> None:
         add(verbs)
 
 
-def _run_tmor(args: argparse.Namespace) -> int:
+def run_tmor(args: argparse.Namespace) -> int:
     return SUBVERBS[args.tmor_verb][1](args)
-
-
-VERBS: dict[str, tuple[Callable, Callable]] = {"tmor": (_add_tmor, _run_tmor)}

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from kinemic.errors import KinemicError
-from kinemic.io.atomic import save_npy, write_text
+from kinemic.files import save_npy, write_text
 
 FPS = 20
 GIF_COLUMNS = 8
@@ -101,8 +101,8 @@ def sample_motions(
     """
     from kinemic.diffusion import sample
     from kinemic.features import features_to_joints
-    from kinemic.generator import is_generator, load_generator
-    from kinemic.prior import load_prior
+    from kinemic.finetune.generator import is_generator, load_generator
+    from kinemic.prior.folder import load_prior
 
     out = Path(out)
     if n < 1:

@@ -270,7 +270,7 @@ def evaluate_prior(
 ) -> QualityReport:
     """Run the gate for the prior in ``run`` on the world in ``world`` (its ``source/``)."""
     from kinemic.diffusion.sampling import sample
-    from kinemic.prior import load_prior
+    from kinemic.prior.folder import load_prior
     from kinemic.text import get_text_encoder
     from kinemic.world.captions import eval_captions
     from kinemic.world.primitives import PRIMITIVES

@@ -2,10 +2,10 @@
 
 For each target class of a few-shot split: the text soft positives (the ``pool`` source
 motions of highest caption similarity to the class caption) are re-ranked by
-:func:`kinemic.tmor.filter.kinematic_scores` against the class' few-shot clips, fused with the
-caption score by the motion weight (:func:`kinemic.tmor.filter.fused_scores`; 1: motion
-alone), as ``kinemic finetune --filter kinematic`` does. Figures, per class and averaged over
-classes:
+:func:`~kinemic.mining.kinematic_filter.kinematic_scores` against the class' few-shot clips,
+fused with the caption score by the motion weight
+(:func:`kinemic.mining.kinematic_filter.fused_scores`; 1: motion alone), as
+``kinemic finetune --filter kinematic`` does. Figures, per class and averaged over classes:
 
 - **soft-positive precision@k**: the share of a class' k kept source motions whose
   ground-truth segments (``source/segments/<id>.json``) contain the class' primitive
@@ -30,7 +30,7 @@ from kinemic.errors import DataError, KinemicError
 from kinemic.io.ntu_vibe import NTUVibeDataset
 
 if TYPE_CHECKING:
-    from kinemic.tmor.filter import KinematicScores
+    from kinemic.mining.kinematic_filter import KinematicScores
 
 
 @dataclass
@@ -104,9 +104,9 @@ def score_candidates(
 ) -> FilterCandidates:
     """Text top-``pool`` of each class of ``split`` on the world folder ``world``, their
     kinematic scores against the class's shots, and which contain the class's primitive."""
+    from kinemic.mining.kinematic_filter import kinematic_scores
     from kinemic.mining.soft_positives import soft_positives
     from kinemic.tmor.encoder import TMOREncoder, load_tmor
-    from kinemic.tmor.filter import kinematic_scores
     from kinemic.world.target import class_of
 
     world = Path(world)
@@ -162,8 +162,8 @@ def evaluate_filter(
 ) -> FilterReport:
     """The figures of the module docstring on the world folder ``world`` (source/ + target/);
     ``pool`` defaults to 2k and ``weight`` to the filter's default, as in ``finetune``."""
+    from kinemic.mining.kinematic_filter import DEFAULT_WEIGHT, check_weight, ranking_key
     from kinemic.tmor.encoder import TMOREncoder, load_tmor
-    from kinemic.tmor.filter import DEFAULT_WEIGHT, check_weight, ranking_key
 
     pool = 2 * k if pool is None else pool
     weight = DEFAULT_WEIGHT if weight is None else weight

@@ -1,0 +1,73 @@
+"""The ``kinemic`` command line: one verb, one typed function. Nothing else lives here.
+
+Each area module (``data``, ``prior``, ``kinemic``, ``har``, ``tmor``) declares, per verb, an
+``add_<verb>`` (its arguments and help) and a ``run_<verb>`` (the parsed arguments turned into
+one typed call of the domain package); ``VERBS`` below gathers them. Errors that a user can fix
+(``KinemicError``) are printed without a traceback and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from kinemic import __version__
+from kinemic.cli import data, har, kinemic, prior, tmor
+from kinemic.errors import KinemicError
+
+#: verb -> (declare its arguments on the subparsers, run it with the parsed arguments)
+VERBS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[..., int]]] = {
+    "demo": (kinemic.add_demo, kinemic.run_demo),
+    "convert": (data.add_convert, data.run_convert),
+    "validate": (data.add_validate, data.run_validate),
+    "info": (data.add_info, data.run_info),
+    "split": (data.add_split, data.run_split),
+    "world": (data.add_world, data.run_world),
+    "pretrain": (prior.add_pretrain, prior.run_pretrain),
+    "sample": (prior.add_sample, prior.run_sample),
+    "import-mdm": (prior.add_import_mdm, prior.run_import_mdm),
+    "render": (data.add_render, data.run_render),
+    "mine": (kinemic.add_mine, kinemic.run_mine),
+    "finetune": (kinemic.add_finetune, kinemic.run_finetune),
+    "synthesize": (kinemic.add_synthesize, kinemic.run_synthesize),
+    "tmor": (tmor.add_tmor, tmor.run_tmor),
+    "evaluate": (har.add_evaluate, har.run_evaluate),
+    "evaluator": (har.add_evaluator, har.run_evaluator),
+    "metrics": (har.add_metrics, har.run_metrics),
+    "export": (data.add_export, data.run_export),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kinemic",
+        description=(
+            "Few-shot skeleton action synthesis (KineMIC) and transferable motion "
+            "representations (T-MOR). Run 'kinemic VERB --help' for a verb's options and examples."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"kinemic {__version__}")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for add, _ in VERBS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return VERBS[args.verb][1](args)
+    except KinemicError as err:
+        print(f"kinemic {args.verb}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"kinemic {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""KineMIC fine-tuning: config, objective, data, the run, the generator, synthesis."""

@@ -1,0 +1,1 @@
+"""The text-to-motion diffusion prior: its folder, pretraining, sampling and quality."""
