@@ -1,19 +1,30 @@
-"""Atomic writes: a temp file in the destination folder, fsync, then ``os.replace``.
+"""Atomic writes, and the one way to open a model folder.
 
-An interrupted write never leaves a half-written file under the final name.
+Writes go to a temp file in the destination folder, fsync, then ``os.replace``: an interrupted
+write never leaves a half-written file under the final name.
+
+A model folder holds ``config.json`` whose ``format`` names its kind (:data:`MODEL_FORMATS`):
+a prior, a fine-tuned generator or a T-MOR encoder. :func:`open_model_folder` resolves a folder
+(or a training run: its latest checkpoint), reads and checks that file once, and says which
+kind it is; the loaders (``load_prior``, ``load_generator``, ``load_tmor``) take what it
+returns, and ``kinemic.models.load_model`` dispatches on the kind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Literal
 
 import numpy as np
+
+from kinemic.errors import KinemicError
 
 
 @contextlib.contextmanager
@@ -56,3 +67,131 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, np.asarray(array), allow_pickle=False)
     write_bytes(path, buf.getvalue())
+
+
+# ------------------------------------------------------------------------------ model folders
+
+ModelKind = Literal["prior", "generator", "tmor"]
+CONFIG_FILE = "config.json"
+#: kind -> (the ``format`` its config.json names, the version this kinemic writes and reads).
+MODEL_FORMATS: dict[str, tuple[str, int]] = {
+    "prior": ("kinemic-prior", 1),
+    "generator": ("kinemic-generator", 1),
+    "tmor": ("kinemic-tmor", 1),
+}
+_NOUN = {"prior": "prior", "generator": "fine-tuned generator", "tmor": "T-MOR encoder"}
+_WRITER = {
+    "prior": "kinemic pretrain or kinemic import-mdm",
+    "generator": "kinemic finetune",
+    "tmor": "kinemic tmor pretrain",
+}
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """An opened model folder: its ``kind``, the folder itself (a training run resolved to its
+    latest checkpoint) and its parsed ``config.json``."""
+
+    kind: ModelKind
+    path: Path
+    config: dict[str, Any]
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+
+def _either(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _expected(kinds: list[str]) -> str:
+    """What to pass: a prior or a fine-tuned generator folder (written by ...), or a run."""
+    nouns = _either([f"a {_NOUN[k]}" for k in kinds])
+    writers = _either([_WRITER[k] for k in kinds])
+    return f"{nouns} folder (written by {writers}), or a training run folder"
+
+
+def _kind_mismatch(given: Path, folder: ModelFolder, expect: list[str]) -> KinemicError:
+    found = folder.kind
+    if found == "prior" and expect == ["generator"]:
+        return KinemicError(
+            f"{given} is a prior, not a fine-tuned generator: fine-tune it first (kinemic "
+            f"finetune --prior {given} ...), or pass it where a prior is expected (--prior)"
+        )
+    if found == "generator" and expect == ["prior"]:
+        prior = folder.config.get("prior", {}).get("path", "?")
+        return KinemicError(
+            f"{given} is a fine-tuned generator, not a prior; pass the prior it came from ({prior})"
+        )
+    formats = _either([repr(MODEL_FORMATS[k][0]) for k in expect])
+    return KinemicError(
+        f"{folder.config_file}: format {folder.config.get('format')!r}, expected {formats} "
+        f"({given} is a {_NOUN[found]}; pass {_expected(expect)})"
+    )
+
+
+def open_model_folder(
+    path: str | Path | ModelFolder, *, expect: set[str] | None = None
+) -> ModelFolder:
+    """Open a model folder, or a training run folder (``kinemic.training``: its latest
+    checkpoint): read its ``config.json`` once and check ``format`` and ``version``.
+
+    ``expect``: the kinds the caller can use (None: any); a folder of another kind is refused
+    with a message saying what it is and what to pass instead. An already opened
+    :class:`ModelFolder` is returned as it is (after the same check of its kind). Raises
+    ``KinemicError`` naming the folder for a missing folder, a folder without ``config.json``,
+    invalid JSON, an unknown format or an unsupported version.
+    """
+    kinds = [k for k in MODEL_FORMATS if expect is None or k in expect]
+    if expect is not None and (not kinds or set(expect) - set(MODEL_FORMATS)):
+        raise ValueError(f"expect must hold kinds of {sorted(MODEL_FORMATS)}, found {expect}")
+    if isinstance(path, ModelFolder):
+        if path.kind not in kinds:
+            raise _kind_mismatch(path.path, path, kinds)
+        return path
+    given = Path(path)
+    if not given.exists():
+        raise KinemicError(f"{given}: no such folder; expected {_expected(kinds)}")
+    folder = given
+    if not (given / CONFIG_FILE).is_file():
+        if not (given / "latest").is_file():
+            nouns = _either([f"a {_NOUN[k]}" for k in kinds])
+            raise KinemicError(
+                f"{given}: not {nouns} folder (no {CONFIG_FILE}) nor a training run (no 'latest'); "
+                f"pass {_expected(kinds)}"
+            )
+        from kinemic.training import resolve_checkpoint
+
+        folder = resolve_checkpoint(given)
+        if not (folder / CONFIG_FILE).is_file():
+            raise KinemicError(
+                f"{folder}: the latest checkpoint of {given} has no {CONFIG_FILE}; pass "
+                f"{_expected(kinds)}"
+            )
+    file = folder / CONFIG_FILE
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise KinemicError(f"{file}: not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise KinemicError(f"{file}: expected a JSON object, found {type(config).__name__}")
+    fmt = config.get("format")
+    kind = next((k for k, (f, _) in MODEL_FORMATS.items() if f == fmt), None)
+    if kind is None:
+        formats = _either([repr(MODEL_FORMATS[k][0]) for k in kinds])
+        raise KinemicError(
+            f"{file}: not a kinemic {_either([_NOUN[k] for k in kinds])} config "
+            f"(format {fmt!r}, expected {formats})"
+        )
+    version = MODEL_FORMATS[kind][1]
+    if config.get("version") != version:
+        raise KinemicError(
+            f"{file}: {fmt} version {config.get('version')!r}; this kinemic reads version "
+            f"{version} (a folder written by another kinemic version: use that version, or "
+            "write the folder again with this one)"
+        )
+    opened = ModelFolder(kind=kind, path=folder, config=config)  # type: ignore[arg-type]
+    if kind not in kinds:
+        raise _kind_mismatch(given, opened, kinds)
+    return opened

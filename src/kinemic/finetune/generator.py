@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from kinemic.diffusion import LORA_TARGET_MODULES, Denoiser, DenoiserConfig, NoiseSchedule
 from kinemic.errors import KinemicError
 from kinemic.features import Normalizer
-from kinemic.files import write_bytes, write_text
+from kinemic.files import MODEL_FORMATS, ModelFolder, open_model_folder, write_bytes, write_text
 from kinemic.mining.mic import MIC, MICConfig
 
 __all__ = [
@@ -52,16 +52,13 @@ __all__ = [
     "Generator",
     "LoraSettings",
     "TwoStreamDenoiser",
-    "is_generator",
     "load_generator",
     "prior_pointer",
     "prior_timestep",
-    "resolve_generator_folder",
     "save_generator",
 ]
 
-FORMAT = "kinemic-generator"
-VERSION = 1
+FORMAT, VERSION = MODEL_FORMATS["generator"]
 CONFIG_FILE = "config.json"
 ADAPTER_DIR = "adapter"
 ACTIONS_FILE = "actions.safetensors"
@@ -270,54 +267,6 @@ def save_generator(
     return folder
 
 
-def _read_config(folder: Path) -> dict[str, Any] | None:
-    path = folder / CONFIG_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise KinemicError(f"{path}: not valid JSON ({e})") from None
-
-
-def resolve_generator_folder(path: str | Path) -> Path:
-    """The generator folder of ``path``: itself or a run's ``latest`` checkpoint. A prior
-    folder is refused with a message saying to pass it as ``--prior``."""
-    path = Path(path)
-    if not path.exists():
-        raise KinemicError(f"{path}: no such folder; expected a generator run (kinemic finetune)")
-    folder = path
-    if not (path / CONFIG_FILE).is_file() and (path / "latest").is_file():
-        from kinemic.training import resolve_checkpoint
-
-        folder = resolve_checkpoint(path)
-    config = _read_config(folder)
-    if config is None:
-        raise KinemicError(
-            f"{path}: not a generator folder (no {CONFIG_FILE}); expected the --out folder of "
-            "kinemic finetune or one of its checkpoints"
-        )
-    if config.get("format") == "kinemic-prior":
-        raise KinemicError(
-            f"{path} is a prior, not a fine-tuned generator: fine-tune it first "
-            f"(kinemic finetune --prior {path} ...), or pass it where a prior is expected (--prior)"
-        )
-    if config.get("format") != FORMAT:
-        raise KinemicError(
-            f"{folder / CONFIG_FILE}: format {config.get('format')!r}, expected {FORMAT!r}"
-        )
-    return folder
-
-
-def is_generator(path: str | Path) -> bool:
-    """True when ``path`` is a generator folder or a run whose latest checkpoint is one."""
-    try:
-        resolve_generator_folder(path)
-    except KinemicError:
-        return False
-    return True
-
-
 @dataclass
 class Generator:
     """A loaded generator (eval mode). ``denoiser`` is the target stream (call it like a
@@ -362,16 +311,19 @@ class Generator:
         return "adapter"
 
 
-def load_generator(path: str | Path, *, device: str | torch.device = "cpu") -> Generator:
-    """Rebuild a generator from its folder (or a run folder: its latest checkpoint) and the
-    prior it points to, whose weights must still have the recorded sha256."""
+def load_generator(
+    path: str | Path | ModelFolder, *, device: str | torch.device = "cpu"
+) -> Generator:
+    """Rebuild a generator from its folder (or a run folder: its latest checkpoint; or a folder
+    ``kinemic.files.open_model_folder`` opened) and the prior it points to, whose weights must
+    still have the recorded sha256. A prior folder is refused with a message saying to pass it
+    as ``--prior``."""
     from safetensors.torch import load_file
 
-    from kinemic.prior.folder import load_prior, resolve_prior_folder
+    from kinemic.prior.folder import load_prior, open_prior
 
-    folder = resolve_generator_folder(path)
-    config = _read_config(folder)
-    assert config is not None
+    opened = open_model_folder(path, expect={"generator"})
+    folder, config = opened.path, opened.config
     method = config.get("method")
     need = [f"{ADAPTER_DIR}/adapter_model.safetensors", ACTIONS_FILE]
     if method == "kinemic":
@@ -381,14 +333,14 @@ def load_generator(path: str | Path, *, device: str | torch.device = "cpu") -> G
         raise KinemicError(f"{folder}: incomplete generator folder, missing {', '.join(missing)}")
     pointer = config["prior"]
     try:
-        prior_folder = resolve_prior_folder(pointer["path"])
+        prior_folder = open_prior(pointer["path"])
     except KinemicError as e:
         raise KinemicError(f"{folder}: its prior is unavailable: {e}") from None
     prior = load_prior(prior_folder, weights=pointer.get("weights", "ema"))
     found = prior_pointer(prior)["sha256"]
     if found != pointer["sha256"]:
         raise KinemicError(
-            f"{folder}: the prior at {prior_folder} is not the one it was fine-tuned from "
+            f"{folder}: the prior at {prior_folder.path} is not the one it was fine-tuned from "
             f"(sha256 {found[:12]}…, recorded {pointer['sha256'][:12]}…)"
         )
     lora = LoraSettings(**config["lora"])

@@ -357,14 +357,7 @@ def finetune(
             f"{out} already holds a training run; pass --resume {out} to continue it, or "
             "choose another output folder"
         )
-    if str(prior) != "shipped":
-        from kinemic.finetune.generator import is_generator
-
-        if is_generator(prior):
-            raise KinemicError(
-                f"--prior {prior} is a fine-tuned generator; pass the prior it came from"
-            )
-    p = load_prior(prior)
+    p = load_prior(prior)  # a generator is refused: "... is a fine-tuned generator, not a prior"
     if p.text_spec is None:
         raise KinemicError(f"{p.path}: this prior takes no text; KineMIC conditions on captions")
     targets = load_targets(target, split, normalizer=p.normalizer)

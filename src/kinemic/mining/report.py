@@ -362,21 +362,16 @@ def mine(
 
 
 def load_for_mining(model: str | Path, split: str | None) -> tuple[Any, str | None]:
-    """The fine-tuned generator of ``model`` (``kinemic.finetune.generator.load_generator``) and the
-    split to mine: ``split``, or the generator's own when None (they must agree)."""
-    try:
-        from kinemic.finetune.generator import load_generator
-    except ImportError as e:
-        raise KinemicError(
-            f"--model needs kinemic.finetune.generator (loading fine-tuned generators), which this "
-            f"installation does not have ({e}); run without --model for the soft positives"
-        ) from None
+    """The fine-tuned generator of ``model`` (``kinemic.finetune.generator.load_generator``:
+    a generator folder or run; a prior is refused with a hint) and the split to mine:
+    ``split``, or the generator's own when None (they must agree)."""
+    from kinemic.finetune.generator import load_generator
+
     generator = load_generator(model)
-    if getattr(generator, "mic", None) is None:
-        method = getattr(generator, "method", None) or generator.config.get("method", "?")
+    if generator.mic is None:
         raise KinemicError(
-            f"{model}: this generator (method {method!r}) has no MIC module, so it has no "
-            "attention windows to mine; use a model fine-tuned with --method kinemic"
+            f"{model}: this generator (method {generator.method!r}) has no MIC module, so it "
+            "has no attention windows to mine; use a model fine-tuned with --method kinemic"
         )
     own = generator.config.get("split")
     if split is None:

@@ -24,7 +24,7 @@ import torch
 from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule, from_mdm_checkpoint
 from kinemic.errors import KinemicError
 from kinemic.features import Normalizer
-from kinemic.files import write_bytes, write_text
+from kinemic.files import MODEL_FORMATS, ModelFolder, open_model_folder, write_bytes, write_text
 from kinemic.training import cpu_state_dict
 
 __all__ = [
@@ -33,12 +33,11 @@ __all__ = [
     "from_mdm_checkpoint",
     "import_mdm",
     "load_prior",
-    "resolve_prior_folder",
+    "open_prior",
     "save_prior",
 ]
 
-FORMAT = "kinemic-prior"
-VERSION = 1
+FORMAT, VERSION = MODEL_FORMATS["prior"]
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 RAW_WEIGHTS_FILE = "model_raw.safetensors"
@@ -141,32 +140,26 @@ def save_prior(
     return folder
 
 
-def resolve_prior_folder(path: str | Path) -> Path:
-    """The prior folder of ``path``: itself, a training run's ``latest`` checkpoint, or the
-    shipped prior for ``"shipped"``."""
-    if str(path) == "shipped":
+def open_prior(path: str | Path | ModelFolder) -> ModelFolder:
+    """``kinemic.files.open_model_folder`` for a prior: a prior folder, a training run (its
+    latest checkpoint), or ``"shipped"`` (the prior in the package)."""
+    if not isinstance(path, ModelFolder) and str(path) == "shipped":
         if not (SHIPPED_PRIOR / CONFIG_FILE).is_file():
             raise KinemicError(
                 f"the shipped prior is missing from this installation ({SHIPPED_PRIOR})"
             )
-        return SHIPPED_PRIOR
-    path = Path(path)
-    if not path.exists():
-        raise KinemicError(f"{path}: no such folder; expected a prior or training run folder")
-    if not (path / CONFIG_FILE).is_file() and (path / "latest").is_file():
-        from kinemic.training import resolve_checkpoint
-
-        return resolve_checkpoint(path)
-    return path
+        path = SHIPPED_PRIOR
+    return open_model_folder(path, expect={"prior"})
 
 
 def load_prior(
-    run: str | Path,
+    run: str | Path | ModelFolder,
     *,
     weights: Literal["ema", "raw"] = "ema",
     device: str | torch.device = "cpu",
 ) -> Prior:
-    """Load a prior folder, or a training run folder (its ``latest`` checkpoint).
+    """Load a prior folder, a training run folder (its ``latest`` checkpoint), "shipped", or a
+    folder :func:`open_prior` opened.
 
     ``weights="ema"`` takes ``model.safetensors`` (the EMA weights when training kept one);
     ``"raw"`` the raw training weights. The denoiser comes back in eval mode on ``device``.
@@ -174,24 +167,14 @@ def load_prior(
     """
     from safetensors.torch import load_file
 
-    folder = resolve_prior_folder(run)
-    missing = [
-        n for n in (CONFIG_FILE, WEIGHTS_FILE, NORMALIZER_FILE) if not (folder / n).is_file()
-    ]
+    opened = open_prior(run)
+    folder, config = opened.path, opened.config
+    missing = [n for n in (WEIGHTS_FILE, NORMALIZER_FILE) if not (folder / n).is_file()]
     if missing:
         raise KinemicError(
             f"{folder}: incomplete prior folder, missing {', '.join(missing)}; a prior folder "
             f"holds {CONFIG_FILE}, {WEIGHTS_FILE} and {NORMALIZER_FILE} (written by kinemic "
             "pretrain or kinemic import-mdm)"
-        )
-    try:
-        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise KinemicError(f"{folder / CONFIG_FILE}: not valid JSON ({e})") from None
-    if config.get("format") != FORMAT:
-        raise KinemicError(
-            f"{folder / CONFIG_FILE}: not a kinemic prior config (format {config.get('format')!r}, "
-            f"expected {FORMAT!r})"
         )
     if weights not in ("ema", "raw"):
         raise KinemicError(f"weights must be 'ema' or 'raw', found {weights!r}")

@@ -20,6 +20,7 @@ import torch
 
 from kinemic.errors import KinemicError
 from kinemic.files import save_npy, write_text
+from kinemic.models import load_model
 
 FPS = 20
 GIF_COLUMNS = 8
@@ -101,16 +102,11 @@ def sample_motions(
     """
     from kinemic.diffusion import sample
     from kinemic.features import features_to_joints
-    from kinemic.finetune.generator import is_generator, load_generator
-    from kinemic.prior.folder import load_prior
 
     out = Path(out)
     if n < 1:
         raise KinemicError(f"n must be >= 1, found {n}")
-    if str(model) != "shipped" and is_generator(model):  # same attributes as a Prior
-        prior = load_generator(model, device=device)
-    else:
-        prior = load_prior(model, weights=weights, device=device)  # type: ignore[arg-type]
+    prior = load_model(model, weights=weights, device=device)  # type: ignore[arg-type]
     frames = parse_length(length, max_frames=prior.max_frames)
     if steps is not None and steps != prior.schedule.num_steps:
         raise KinemicError(

@@ -26,14 +26,13 @@ import torch
 from tqdm.auto import tqdm
 
 from kinemic.errors import KinemicError
-from kinemic.files import write_bytes, write_text
+from kinemic.files import MODEL_FORMATS, ModelFolder, open_model_folder, write_bytes, write_text
 from kinemic.tmor.data import pad_joints
 from kinemic.tmor.inputs import motion_input
 from kinemic.tmor.model import TMOR, TMORConfig
 from kinemic.training import cpu_state_dict
 
-FORMAT = "kinemic-tmor"
-VERSION = 1
+FORMAT, VERSION = MODEL_FORMATS["tmor"]
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 RAW_WEIGHTS_FILE = "model_raw.safetensors"
@@ -79,28 +78,6 @@ def save_tmor(
     }
     write_text(folder / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     return folder
-
-
-def resolve_tmor_folder(path: str | Path | None) -> Path:
-    """The encoder folder of ``path``: "shipped"/None → the shipped encoder; a run folder →
-    its latest checkpoint; else the folder itself."""
-    if path is None or str(path) == "shipped":
-        if not (SHIPPED_TMOR / CONFIG_FILE).is_file():
-            raise KinemicError(
-                f"the shipped T-MOR encoder is missing ({SHIPPED_TMOR}); reinstall kinemic or "
-                "pass an encoder folder (--encoder RUN)"
-            )
-        return SHIPPED_TMOR
-    path = Path(path)
-    if (path / CONFIG_FILE).is_file():
-        return path
-    if (path / "latest").is_file():
-        from kinemic.training import resolve_checkpoint
-
-        return resolve_checkpoint(path)
-    raise KinemicError(
-        f"{path}: not a T-MOR encoder folder (no {CONFIG_FILE}) nor a training run (no 'latest')"
-    )
 
 
 @dataclass
@@ -207,13 +184,14 @@ def window_starts(length: int, window: int, stride: int) -> np.ndarray:
 
 
 def load_tmor(
-    path: str | Path | None = None,
+    path: str | Path | ModelFolder | None = None,
     *,
     text_encoder: str | None = None,
     device: str | torch.device = "cpu",
     weights: str = "ema",
 ) -> TMOREncoder:
-    """Load an encoder folder, a run folder (its latest checkpoint) or "shipped"/None.
+    """Load an encoder folder, a run folder (its latest checkpoint), "shipped"/None (the encoder
+    in the package), or a folder ``kinemic.files.open_model_folder`` opened.
 
     ``text_encoder``: the name of the text encoder the caller intends to use; refused with a
     clear error when it is not the one the model was trained with. ``weights="raw"`` loads the
@@ -223,16 +201,15 @@ def load_tmor(
 
     from kinemic.text import TEXT_ENCODERS
 
-    folder = resolve_tmor_folder(path)
-    try:
-        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise KinemicError(f"{folder / CONFIG_FILE}: not valid JSON ({e})") from None
-    if config.get("format") != FORMAT:
-        raise KinemicError(
-            f"{folder / CONFIG_FILE}: format {config.get('format')!r}, expected {FORMAT!r} "
-            "(a T-MOR encoder folder written by 'kinemic tmor pretrain')"
-        )
+    if path is None or (not isinstance(path, ModelFolder) and str(path) == "shipped"):
+        if not (SHIPPED_TMOR / CONFIG_FILE).is_file():
+            raise KinemicError(
+                f"the shipped T-MOR encoder is missing ({SHIPPED_TMOR}); reinstall kinemic or "
+                "pass an encoder folder (--encoder RUN)"
+            )
+        path = SHIPPED_TMOR
+    opened = open_model_folder(path, expect={"tmor"})
+    folder, config = opened.path, opened.config
     spec = dict(config["text_encoder"])
     if text_encoder is not None:
         wanted = TEXT_ENCODERS.get(text_encoder)
