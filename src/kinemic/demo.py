@@ -183,7 +183,7 @@ def run_demo(
         if side is not None:
             print("   the second process trains its share of the runs (claimed in eval/runs/)")
         results = _evaluate(config, target, synth, out / "eval", progress, shared=side is not None)
-        from kinemic.har.protocol import results_table
+        from kinemic.har.results import results_table
 
         print(results_table(results))
         ahead = shared = 0  # HAR runs the second process trained before and in stage 6
@@ -452,7 +452,7 @@ def _synthesize(config: DemoConfig, model: Path, folder: Path, progress: bool) -
 
 def _protocol(config: DemoConfig):
     """The HAR protocol settings of stage 6."""
-    from kinemic.har.protocol import ProtocolConfig
+    from kinemic.har.config import ProtocolConfig
 
     protocol = ProtocolConfig(
         modes=MODES,

@@ -1,6 +1,6 @@
-"""``kinemic evaluate``, ``evaluator``, ``metrics`` and ``export``: thin wrappers over
-``kinemic.har.protocol``, ``kinemic.har.metrics`` and ``kinemic.io.pyskl`` (same shape as
-``cli.py``: verb -> (add, run))."""
+"""``kinemic evaluate``, ``evaluator`` and ``metrics``: thin wrappers over
+``kinemic.har.protocol`` and ``kinemic.har.metrics``; the defaults shown are those of
+``kinemic.har.config`` (which imports no torch)."""
 
 from __future__ import annotations
 
@@ -8,50 +8,46 @@ import argparse
 import os
 from pathlib import Path
 
-
-class _Defaults:
-    """``HARTrainConfig()`` / ``ProtocolConfig()`` defaults, repeated so that building the parser
-    imports no torch (a test checks they agree)."""
-
-    steps, min_epochs, max_epochs, batch_size, lr, evaluations = 600, 10, 300, 16, 0.1, 10
-    seeds, width, frames = 5, 1.0, 100
+from kinemic.har.config import HARTrainConfig, ProtocolConfig
 
 
 def add_training(p: argparse.ArgumentParser) -> None:
-    d = _Defaults
+    train, protocol = HARTrainConfig(), ProtocolConfig()
     g = p.add_argument_group("ST-GCN and its training")
     g.add_argument(
         "--width",
         type=float,
-        default=d.width,
-        help=f"channel multiplier: 1 = 64→128→256, 0.25 = 16→32→64 ({d.width:g})",
+        default=protocol.width,
+        help=f"channel multiplier: 1 = 64→128→256, 0.25 = 16→32→64 ({protocol.width:g})",
     )
     g.add_argument(
         "--steps",
         type=int,
-        default=d.steps,
+        default=train.steps,
         help=f"optimiser steps aimed at; epochs = ceil(steps / batches per epoch) "
-        f"within [{d.min_epochs}, {d.max_epochs}] ({d.steps})",
+        f"within [{train.min_epochs}, {train.max_epochs}] ({train.steps})",
     )
     g.add_argument(
         "--min-epochs",
         type=int,
-        default=d.min_epochs,
+        default=train.min_epochs,
         help=f"fewest epochs any training set gets, so that a large one is fitted too "
-        f"({d.min_epochs})",
+        f"({train.min_epochs})",
     )
     g.add_argument(
-        "--max-epochs", type=int, default=d.max_epochs, help=f"most epochs ({d.max_epochs})"
+        "--max-epochs", type=int, default=train.max_epochs, help=f"most epochs ({train.max_epochs})"
     )
     g.add_argument("--epochs", type=int, help="a fixed number of epochs instead of --steps")
-    g.add_argument("--batch-size", type=int, default=d.batch_size, help=f"({d.batch_size})")
-    g.add_argument("--lr", type=float, default=d.lr, help=f"SGD learning rate ({d.lr:g})")
-    g.add_argument("--frames", type=int, default=d.frames, help=f"frames per clip ({d.frames})")
+    g.add_argument("--batch-size", type=int, default=train.batch_size, help=f"({train.batch_size})")
+    g.add_argument("--lr", type=float, default=train.lr, help=f"SGD learning rate ({train.lr:g})")
+    g.add_argument(
+        "--frames", type=int, default=protocol.frames, help=f"frames per clip ({protocol.frames})"
+    )
     g.add_argument(
         "--centre",
         choices=["first-frame", "per-frame"],
-        default="first-frame",
-        help="subtract the pelvis of the first frame or of every frame (first-frame)",
+        default=protocol.centre,
+        help=f"subtract the pelvis of the first frame or of every frame ({protocol.centre})",
     )
     g.add_argument(
         "--bf16",
@@ -62,9 +58,7 @@ def add_training(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cpu", action="store_true", help="use the CPU even where a GPU is visible")
 
 
-def _train_config(args: argparse.Namespace, **extra):
-    from kinemic.har.train import HARTrainConfig
-
+def _train_config(args: argparse.Namespace, **extra) -> HARTrainConfig:
     return HARTrainConfig(
         epochs=args.epochs,
         steps=args.steps,
@@ -82,7 +76,7 @@ def _train_config(args: argparse.Namespace, **extra):
 
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
-    d = _Defaults
+    protocol, train = ProtocolConfig(), HARTrainConfig()
     p = sub.add_parser(
         "evaluate",
         help="the HAR protocol: train ST-GCN per mode and seed, report validation top-1",
@@ -121,14 +115,21 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--modes", help="comma-separated (real,gt; real,synth,mixed,gt with --synthetic)"
     )
-    p.add_argument("--seeds", type=int, default=d.seeds, help=f"seeds 0..N-1 ({d.seeds})")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (1)")
+    p.add_argument(
+        "--seeds", type=int, default=protocol.seeds, help=f"seeds 0..N-1 ({protocol.seeds})"
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=protocol.jobs,
+        help=f"runs in parallel processes ({protocol.jobs})",
+    )
     p.add_argument("--threads", type=int, help="torch threads per run (default: cores / jobs)")
     p.add_argument(
         "--evaluations",
         type=int,
-        default=d.evaluations,
-        help=f"validation passes per run, evenly spaced, last epoch included ({d.evaluations})",
+        default=train.evaluations,
+        help=f"validation passes per run, evenly spaced, last epoch included ({train.evaluations})",
     )
     p.add_argument(
         "--out", type=Path, help="folder for results.json, results.md and runs/ (reused)"
@@ -138,7 +139,8 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from kinemic.har.protocol import ProtocolConfig, evaluate, results_table
+    from kinemic.har.protocol import evaluate
+    from kinemic.har.results import results_table
 
     modes = args.modes or ("real,synth,mixed,gt" if args.synthetic else "real,gt")
     config = ProtocolConfig(

@@ -2,7 +2,8 @@
 
 The recipe of ``../shared/SPEC.md`` §6 (and of pyskl's ST-GCN configs): SGD, lr 0.1, Nesterov
 momentum 0.9, weight decay 5e-4 on every parameter, a per-step cosine decay from lr to 0, batch
-16, cross-entropy, no augmentation, no gradient clipping.
+16, cross-entropy, no augmentation, no gradient clipping. The settings are
+:class:`kinemic.har.config.HARTrainConfig` (importable from here too).
 
 **How long** (``epochs=None``): a few-shot set gets as many *optimiser steps* as a large one, not
 as many epochs, so ``epochs = clamp(ceil(steps / steps_per_epoch), min_epochs, max_epochs)``:
@@ -36,11 +37,8 @@ permutation and takes every N-th clip of each batch (the global batch stays ``ba
 
 from __future__ import annotations
 
-import itertools
-import math
 import time
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
@@ -48,64 +46,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kinemic.errors import KinemicError
+from kinemic.har.config import HARTrainConfig, epoch_batches
 from kinemic.har.stgcn import STGCN, STGCNConfig
 
-
-@dataclass
-class HARTrainConfig:
-    """Optimisation settings of one ST-GCN training run."""
-
-    epochs: int | None = None  # None: from the training set's size (module docstring)
-    steps: int = 600  # optimiser steps aimed at when epochs is None
-    min_epochs: int = 10
-    max_epochs: int = 300
-    batch_size: int = 16
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    evaluations: int = 10  # validation passes at most (evenly spaced; the last epoch always)
-    eval_batch_size: int = 64
-    seed: int = 0
-    mixed_precision: Literal["no", "bf16"] = "no"
-    cpu: bool = False  # force the CPU even where a GPU is visible
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        problems = []
-        for name in ("steps", "min_epochs", "batch_size", "evaluations", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, found {getattr(self, name)}")
-        if self.epochs is not None and self.epochs < 1:
-            problems.append(f"epochs must be >= 1 or None, found {self.epochs}")
-        if self.max_epochs < self.min_epochs:
-            problems.append(f"max_epochs {self.max_epochs} < min_epochs {self.min_epochs}")
-        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            problems.append("lr must be > 0, weight_decay >= 0 and momentum in [0, 1)")
-        if self.mixed_precision not in ("no", "bf16"):
-            problems.append(f"mixed_precision must be 'no' or 'bf16', not {self.mixed_precision!r}")
-        if problems:
-            raise KinemicError("HAR training settings: " + "; ".join(problems))
-
-    def epochs_for(self, num_clips: int) -> int:
-        """Epochs for a training set of ``num_clips`` clips (module docstring)."""
-        if self.epochs is not None:
-            return self.epochs
-        per_epoch = len(epoch_batches(num_clips, self.batch_size))
-        return min(self.max_epochs, max(self.min_epochs, math.ceil(self.steps / per_epoch)))
-
-    def lr_at(self, step: int, total: int) -> float:
-        """Cosine decay from ``lr`` at step 0 towards 0 at step ``total``."""
-        return 0.5 * self.lr * (1.0 + math.cos(math.pi * step / max(total, 1)))
-
-
-def epoch_batches(num_clips: int, batch_size: int, min_size: int = 2) -> list[slice]:
-    """Consecutive batches of one epoch; a last batch under ``min_size`` clips (BatchNorm needs
-    two) joins the one before."""
-    cuts = [*range(0, num_clips, batch_size), num_clips]
-    if len(cuts) > 2 and cuts[-1] - cuts[-2] < min_size:
-        del cuts[-2]
-    return [slice(a, b) for a, b in itertools.pairwise(cuts)]
+__all__ = [
+    "HARTrainConfig",
+    "TrainedClassifier",
+    "epoch_batches",
+    "eval_epochs",
+    "predict_logits",
+    "train_classifier",
+]
 
 
 def eval_epochs(epochs: int, evaluations: int) -> set[int]:
