@@ -12,11 +12,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from kinemic.diffusion.losses import masked_mse, per_clip_mse
 from kinemic.errors import DataError, KinemicError
 from kinemic.features import encode_clip
 from kinemic.io.humanml3d import Caption, write_clip, write_split
 from kinemic.prior.folder import load_prior
-from kinemic.prior.pretrain import masked_mse, pretrain
+from kinemic.prior.pretrain import pretrain
 from kinemic.prior.sample import parse_length, sample_motions
 from tests.synthetic import walking_clip
 
@@ -244,6 +245,12 @@ def test_masked_mse_ignores_padding() -> None:
     pred[0, 2:] = 100.0  # padded frames of clip 0
     mask = torch.tensor([[True, True, False, False], [True, True, True, True]])
     assert masked_mse(pred, target, mask).item() == pytest.approx(1.0)
+    # each clip weighs the same: the mean of the per-clip errors; a clip without frames gives 0
+    pred[1] = 3.0
+    mask[1, 1:] = False
+    assert torch.equal(per_clip_mse(pred, target, mask), torch.tensor([1.0, 9.0]))
+    assert masked_mse(pred, target, mask).item() == 5.0
+    assert per_clip_mse(pred, target, torch.zeros_like(mask)).tolist() == [0.0, 0.0]
 
 
 def test_import_mdm_writes_a_prior_folder(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from kinemic.text import (
     MiniLMEncoder,
     TextEncoder,
     default_cache_dir,
+    encode_all,
     encoder_from_spec,
     encoder_spec,
     get_text_encoder,
@@ -269,6 +270,18 @@ class Counting:
 
 def _shards(cache: CachedEncoder) -> list[Path]:
     return sorted(cache.folder.glob("*.safetensors"))
+
+
+def test_encode_all_sends_chunks_and_returns_float32_cpu_rows():
+    inner = Counting(HashEncoder())
+    texts = [f"text number {i}" for i in range(7)]
+    out = encode_all(inner, texts, chunk=3, progress=False)
+    assert [len(c) for c in inner.calls] == [3, 3, 1]  # in order, ``chunk`` at a time
+    assert out.dtype == torch.float32 and out.device.type == "cpu"
+    assert torch.equal(out, HashEncoder().encode(texts))
+    assert encode_all(inner, [], progress=False).shape == (0, 64)
+    with pytest.raises(KinemicError, match="chunk must be >= 1"):
+        encode_all(inner, texts, chunk=0)
 
 
 def test_cache_hits_skip_the_encoder(tmp_path):

@@ -16,7 +16,7 @@ from kinemic.errors import DataError, KinemicError
 from kinemic.tmor.data import TMORCorpus, draw_tmor_batch
 from kinemic.tmor.encoder import load_tmor
 from kinemic.tmor.model import TMOR, TMORConfig
-from kinemic.tmor.pretrain import TMORTask, encode_texts, pretrain_tmor
+from kinemic.tmor.pretrain import TMORTask, pretrain_tmor
 
 OPTS = dict(
     preset="tiny",
@@ -66,9 +66,9 @@ def test_batches_are_seeded_cropped_and_mirrored(corpus: TMORCorpus) -> None:
 
 
 def test_a_few_steps_reduce_the_loss(corpus: TMORCorpus) -> None:
-    from kinemic.text import get_text_encoder
+    from kinemic.text import encode_all, get_text_encoder
 
-    emb = encode_texts(get_text_encoder("hash-64"), corpus.texts, progress=False)
+    emb = encode_all(get_text_encoder("hash-64"), corpus.texts, progress=False)
     task = TMORTask(corpus=corpus, text_embeddings=emb, batch_size=16, max_frames=64)
     torch.manual_seed(0)
     model = TMOR(TMORConfig.preset("tiny", text_dim=64, visual="frames", visual_dim=88))

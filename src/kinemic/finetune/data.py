@@ -142,7 +142,7 @@ def load_sources(
     Returns (clips, positives (C, k) int64 indices into ``clips``, a JSON-able summary with a
     sha256 of the pairing and the filter used)."""
     from kinemic.mining.soft_positives import select_soft_positives
-    from kinemic.prior.pretrain import encode_captions
+    from kinemic.text import encode_all
 
     root = Path(source)
     sp = select_soft_positives(
@@ -178,7 +178,7 @@ def load_sources(
         if not chosen:
             raise DataError(root / "texts" / f"{clip_id}.txt", "no captions")
         owners.append(np.array([texts.setdefault(t, len(texts)) for t in chosen], dtype=np.int64))
-    text = encode_captions(encoder, list(texts), progress=progress)
+    text = encode_all(encoder, list(texts), progress=progress)
     positives = np.vectorize(local.__getitem__, otypes=[np.int64])(sp.indices)
     digest = hashlib.sha256(positives.tobytes() + "\n".join(ids).encode()).hexdigest()
     info = {

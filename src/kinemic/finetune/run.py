@@ -43,7 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from kinemic.corpus import step_rng
-from kinemic.diffusion import NoiseSchedule
+from kinemic.diffusion import NoiseSchedule, masked_mse, per_clip_mse
 from kinemic.errors import KinemicError
 from kinemic.finetune.generator import (
     LoraSettings,
@@ -55,7 +55,6 @@ from kinemic.finetune.run.data import SourceClips, TargetClips, load_sources, lo
 from kinemic.mining.mic import MIC, MICConfig
 from kinemic.mining.soft_positives import Filter, filter_problems
 from kinemic.mining.windows import best_window, cut_windows, window_lengths
-from kinemic.prior.pretrain import masked_mse
 
 Method = Literal["kinemic", "mdm-ft"]
 METHODS = ("kinemic", "mdm-ft")
@@ -161,13 +160,6 @@ class FinetuneConfig:
         return asdict(self)
 
 
-def _per_clip_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """(B,) each clip's mean squared error over its valid frames and features."""
-    m = mask[..., None].to(pred.dtype)
-    total = ((pred.float() - target.float()) ** 2 * m).sum((1, 2))
-    return total / (m.sum((1, 2)) * pred.shape[-1]).clamp(min=1)
-
-
 class FinetuneModel(nn.Module):
     """What is trained: the two-stream denoiser and (for ``kinemic``) MIC. ``forward(batch)``
     is the whole objective (so that DDP sees every parameter through one forward) and returns
@@ -219,7 +211,7 @@ class FinetuneModel(nn.Module):
         with torch.no_grad():  # the weight carries no gradient: MIC's pass need not either
             z_w, _ = self.mic(lat_w.detach(), mask_w)
         weight = ((z_g.detach() * z_w).sum(-1) + 1) / 2  # (B,) in [0, 1]
-        wrec = (weight * _per_clip_mse(x0_w_hat, x0_w, mask_w)).mean()
+        wrec = (weight * per_clip_mse(x0_w_hat, x0_w, mask_w)).mean()
         loss = loss + w_win * wrec
         terms.update(wrec=wrec.detach(), window_weight=weight.mean())
         if w_dist > 0:

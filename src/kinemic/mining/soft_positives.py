@@ -50,12 +50,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from tqdm import tqdm
 
 from kinemic.errors import DataError, KinemicError
 from kinemic.files import write_bytes
 from kinemic.io.humanml3d import Caption, HumanML3DDataset, parse_caption_line
-from kinemic.text import TextEncoder, default_cache_dir, get_text_encoder
+from kinemic.text import TextEncoder, default_cache_dir, encode_all, get_text_encoder
 
 Subclips = Literal["include", "exclude"]
 Filter = Literal["none", "kinematic"]
@@ -130,12 +129,9 @@ def embed_texts(encoder: TextEncoder, texts: list[str], *, progress: bool = Fals
     """(N, dim) float32 unit rows; each distinct text is sent to the encoder once, shortest
     first (texts of like length pad less: 16,000 world captions encode 20% faster)."""
     unique = sorted(dict.fromkeys(texts), key=len)
-    rows = np.zeros((len(unique), encoder.dim), dtype=np.float32)
-    batches = range(0, len(unique), ENCODE_BATCH)
-    bar = tqdm(batches, desc="embedding captions", unit="batch", disable=not progress or None)
-    for i in bar:
-        chunk = unique[i : i + ENCODE_BATCH]
-        rows[i : i + len(chunk)] = encoder.encode(chunk).float().numpy()
+    rows = encode_all(
+        encoder, unique, chunk=ENCODE_BATCH, progress=progress, desc="embedding captions"
+    ).numpy()  # (U, dim) float32
     where = {t: n for n, t in enumerate(unique)}
     return _unit(rows[[where[t] for t in texts]] if texts else rows[:0])
 

@@ -23,27 +23,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kinemic.corpus import MotionCorpus, draw_batch, step_rng
+from kinemic.diffusion.losses import masked_mse
 from kinemic.errors import KinemicError
-
-ENCODE_CHUNK = 512
-
-
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """MDM's masked L2: pred, target (B, T, F), mask (B, T) bool -> scalar. Each clip's mean
-    over its valid entries, averaged over the batch (so clips weigh equally whatever their
-    length)."""
-    m = mask[..., None].to(pred.dtype)  # (B, T, 1)
-    per_clip = ((pred.float() - target.float()) ** 2 * m).sum((1, 2))  # (B,)
-    return (per_clip / (m.sum((1, 2)) * pred.shape[-1]).clamp(min=1)).mean()
-
-
-def encode_captions(encoder, captions: Sequence[str], *, progress: bool = True) -> torch.Tensor:
-    """Embeddings (N, dim) float32 on the CPU of every caption, in chunks with a progress bar."""
-    out = [torch.zeros(0, encoder.dim)]
-    chunks = range(0, len(captions), ENCODE_CHUNK)
-    for a in tqdm(chunks, desc="encoding captions", disable=not progress or None):
-        out.append(encoder.encode(list(captions[a : a + ENCODE_CHUNK])).detach().float().cpu())
-    return torch.cat(out)
 
 
 @dataclass
@@ -155,7 +136,7 @@ def pretrain(
     from accelerate import PartialState
 
     from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule
-    from kinemic.text import encoder_spec, get_text_encoder
+    from kinemic.text import encode_all, encoder_spec, get_text_encoder
     from kinemic.training import TrainConfig, train
 
     out = Path(out)
@@ -199,7 +180,7 @@ def pretrain(
         encoder = get_text_encoder(
             text_encoder, cache_dir=None if text_cache is None else Path(text_cache)
         )
-        embeddings = encode_captions(
+        embeddings = encode_all(
             encoder, corpus.captions, progress=progress and state.is_main_process
         )
     overrides = dict(model_overrides or {})

@@ -17,7 +17,7 @@ Importing this package loads no model and does not import ``transformers``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ __all__ = [
     "bundled_minilm_path",
     "check_texts",
     "default_cache_dir",
+    "encode_all",
     "encoder_from_spec",
     "encoder_spec",
     "get_text_encoder",
@@ -128,3 +129,24 @@ def encoder_from_spec(
     if encoder.name != name and name not in TEXT_ENCODERS:
         raise KinemicError(f"rebuilt text encoder is {encoder.name!r}, the spec names {name!r}")
     return encoder
+
+
+def encode_all(
+    encoder: TextEncoder,
+    texts: Sequence[str],
+    *,
+    chunk: int = 512,
+    progress: bool = True,
+    desc: str = "encoding captions",
+) -> torch.Tensor:
+    """Embeddings (N, dim) float32 on the CPU of every text, row i for ``texts[i]``, sent to
+    ``encoder`` ``chunk`` texts at a time under a progress bar (``desc``; none without
+    ``progress``). No texts give (0, dim)."""
+    from tqdm.auto import tqdm
+
+    if chunk < 1:
+        raise KinemicError(f"chunk must be >= 1, found {chunk}")
+    out = [torch.zeros(0, encoder.dim)]
+    for a in tqdm(range(0, len(texts), chunk), desc=desc, disable=not progress or None):
+        out.append(encoder.encode(list(texts[a : a + chunk])).detach().float().cpu())
+    return torch.cat(out)

@@ -35,8 +35,6 @@ from kinemic.tmor.data import TMORCorpus, draw_tmor_batch
 from kinemic.tmor.inputs import motion_input
 from kinemic.tmor.loss import duplicate_mask, info_nce
 
-ENCODE_CHUNK = 512
-
 
 @dataclass
 class TMORTask:
@@ -125,16 +123,6 @@ class TMORTask:
         )
 
 
-def encode_texts(encoder, texts: Sequence[str], *, progress: bool = True) -> torch.Tensor:
-    """Frozen embeddings (N, dim) float32 CPU of ``texts``, in chunks with a progress bar."""
-    out = [torch.zeros(0, encoder.dim)]
-    for a in tqdm(
-        range(0, len(texts), ENCODE_CHUNK), desc="encoding captions", disable=not progress or None
-    ):
-        out.append(encoder.encode(list(texts[a : a + ENCODE_CHUNK])).detach().float().cpu())
-    return torch.cat(out)
-
-
 def pretrain_tmor(
     sources: Sequence[str | Path],
     out: str | Path,
@@ -181,7 +169,7 @@ def pretrain_tmor(
     """
     from accelerate import PartialState
 
-    from kinemic.text import encoder_spec, get_text_encoder
+    from kinemic.text import encode_all, encoder_spec, get_text_encoder
     from kinemic.tmor.model import TMOR, TMORConfig
     from kinemic.training import TrainConfig, train
 
@@ -232,9 +220,7 @@ def pretrain_tmor(
         encoder = get_text_encoder(
             text_encoder, cache_dir=None if text_cache is None else Path(text_cache)
         )
-        embeddings = encode_texts(
-            encoder, corpus.texts, progress=progress and state.is_main_process
-        )
+        embeddings = encode_all(encoder, corpus.texts, progress=progress and state.is_main_process)
     overrides = dict(model_overrides or {})
     overrides["text_dim"] = encoder.dim
     if visual:
