@@ -1,5 +1,9 @@
 """Motion corpora for training: HumanML3D-layout sources held in memory, and seeded batches.
 
+:func:`read_clips` is the one reader of a source's clips for training — features or joints,
+each clip's captions and their spans — behind both :class:`MotionCorpus` (features, for the
+prior) and ``kinemic.tmor.data.TMORCorpus`` (joints, for T-MOR).
+
 A :class:`MotionCorpus` reads one or more HumanML3D-layout folders (each folder's ``train``
 split when it has one, else every clip) into one float32 array, with each clip's captions. Clip
 lengths follow HumanML3D's loader (``../shared/SPEC.md`` §2): clips with fewer than
@@ -16,9 +20,10 @@ training loop seeds one per step from ``(seed, step)``, so resuming never replay
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,6 +37,78 @@ FPS = 20.0
 UNIT_LENGTH = 4
 #: Caption index of a clip drawn without a caption (trained unconditionally).
 NO_CAPTION = -1
+#: Where each array of a HumanML3D layout lives.
+_ARRAY_FOLDER = {"features": "new_joint_vecs", "joints": "new_joints"}
+
+
+def source_split(root: str | Path, split: str | None) -> tuple[HumanML3DDataset, list[str]]:
+    """A HumanML3D-layout source and the ids of its ``split`` (``<split>.txt``); every clip
+    where the source has no such file, or when ``split`` is None."""
+    root = Path(root)
+    ds = HumanML3DDataset(root)
+    ids = ds.split(split) if split and (root / f"{split}.txt").is_file() else ds.ids()
+    return ds, ids
+
+
+@dataclass
+class SourceClip:
+    """One clip as :func:`read_clips` gives it.
+
+    ``array``: features (T, 263) or joints (T, 22, 3) float32, all finite. ``short``: fewer
+    than ``min_frames`` rows (then nothing else was read: no ``spans``). ``spans``: (caption
+    text, first row, end row) of each caption in file order: the whole clip, or the rows
+    ``[int(start * 20), int(end * 20))`` of a caption with a span; ``short_spans`` counts the
+    spans shorter than ``min_frames`` rows, left out. ``text_file``: ``texts/<id>.txt``
+    (missing for a clip without captions).
+    """
+
+    clip_id: str
+    array: np.ndarray
+    text_file: Path
+    short: bool = False
+    spans: list[tuple[str, int, int]] = field(default_factory=list)
+    short_spans: int = 0
+
+
+def read_clips(
+    ds: HumanML3DDataset,
+    ids: Sequence[str],
+    *,
+    arrays: Literal["features", "joints"],
+    min_frames: int,
+    progress: bool = True,
+) -> Iterator[SourceClip]:
+    """Each clip of ``ids`` of ``ds`` in order, under a progress bar: its ``arrays`` and, for a
+    clip of at least ``min_frames`` rows, its captions' spans (see :class:`SourceClip`).
+
+    Raises ``DataError`` for an unreadable array or one holding NaN or inf, and malformed
+    caption files. (Features and joints are read one at a time: a layout may hold one joint
+    frame more than feature rows, so a span's rows can differ between the two.)
+    """
+    root = ds.root
+    read = ds.features if arrays == "features" else ds.joints
+    for clip_id in tqdm(ids, desc=f"reading {root.name}", disable=not progress or None):
+        array = read(clip_id)
+        if not np.isfinite(array).all():
+            raise DataError(
+                root / _ARRAY_FOLDER[arrays] / f"{clip_id}.npy",
+                f"{arrays} hold NaN or inf; fix or remove the clip",
+            )
+        clip = SourceClip(clip_id, array, text_file=root / "texts" / f"{clip_id}.txt")
+        if len(array) < min_frames:
+            clip.short = True
+            yield clip
+            continue
+        if clip.text_file.is_file():
+            for cap in ds.captions(clip_id):
+                start, end = 0, len(array)
+                if not cap.whole_clip:
+                    start, end = int(cap.start * FPS), min(int(cap.end * FPS), len(array))
+                    if end - start < min_frames:
+                        clip.short_spans += 1
+                        continue
+                clip.spans.append((cap.text, start, end))
+        yield clip
 
 
 @dataclass
@@ -80,41 +157,31 @@ class MotionCorpus:
         skipped: dict[str, int] = {}
         uncaptioned: list[Path] = []
         roots = [Path(s) for s in sources]
+
+        def skip(reason: str, count: int = 1) -> None:
+            skipped[reason] = skipped.get(reason, 0) + count
+
         for n, root in enumerate(roots):
-            ds = HumanML3DDataset(root)
-            ids = ds.split(split) if split and (root / f"{split}.txt").is_file() else ds.ids()
+            ds, ids = source_split(root, split)
             if not ids:
                 raise DataError(root / "new_joint_vecs", "no clips: expected <id>.npy features")
             kept = 0
-            for clip_id in tqdm(ids, desc=f"reading {root.name}", disable=not progress or None):
-                feats = ds.features(clip_id)
-                if not np.isfinite(feats).all():
-                    raise DataError(
-                        root / "new_joint_vecs" / f"{clip_id}.npy",
-                        "features hold NaN or inf; fix or remove the clip",
-                    )
-                if len(feats) < min_frames:
-                    skipped["shorter than min_frames"] = (
-                        skipped.get("shorter than min_frames", 0) + 1
-                    )
+            for clip in read_clips(
+                ds, ids, arrays="features", min_frames=min_frames, progress=progress
+            ):
+                if clip.short:
+                    skip("shorter than min_frames")
                     continue
-                rows = []
-                if (root / "texts" / f"{clip_id}.txt").is_file():
-                    for cap in ds.captions(clip_id):
-                        start, end = 0, len(feats)
-                        if not cap.whole_clip:
-                            start, end = int(cap.start * FPS), min(int(cap.end * FPS), len(feats))
-                            if end - start < min_frames:
-                                skipped["caption span shorter than min_frames"] = (
-                                    skipped.get("caption span shorter than min_frames", 0) + 1
-                                )
-                                continue
-                        idx = caption_index.setdefault(cap.text, len(caption_index))
-                        rows.append((idx, start, end))
+                if clip.short_spans:
+                    skip("caption span shorter than min_frames", clip.short_spans)
+                rows = [
+                    (caption_index.setdefault(text, len(caption_index)), start, end)
+                    for text, start, end in clip.spans
+                ]
                 if not rows:
-                    uncaptioned.append(root / "texts" / f"{clip_id}.txt")
-                chunks.append(feats)
-                clip_ids.append(f"{n}:{clip_id}")
+                    uncaptioned.append(clip.text_file)
+                chunks.append(clip.array)
+                clip_ids.append(f"{n}:{clip.clip_id}")
                 clip_caps.append(np.asarray(rows, dtype=np.int64).reshape(-1, 3))
                 kept += 1
             if kept == 0:

@@ -1,7 +1,8 @@
 """Captioned joint sequences (and, where present, visual features) for T-MOR pretraining.
 
-A :class:`TMORCorpus` reads HumanML3D-layout folders: joints from ``new_joints/`` (T, 22, 3),
-captions from ``texts/`` (a ``#start#end`` span in seconds makes a sub-clip pair: its caption
+A :class:`TMORCorpus` reads HumanML3D-layout folders (``kinemic.corpus.read_clips``, the
+reader the prior's corpus uses too): joints from ``new_joints/`` (T, 22, 3), captions from
+``texts/`` (a ``#start#end`` span in seconds makes a sub-clip pair: its caption
 describes rows ``[int(start·20), int(end·20))`` only), and optionally visual features from
 ``visual/<id>.npy`` (or another folder per source):
 
@@ -28,10 +29,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from kinemic.corpus import read_clips, source_split
 from kinemic.errors import DataError, KinemicError
-from kinemic.io.humanml3d import HumanML3DDataset, load_npy
+from kinemic.io.humanml3d import load_npy
 from kinemic.tmor.inputs import (
     KEYPOINT_DIM,
     keypoint_input,
@@ -132,12 +133,11 @@ class TMORCorpus:
         kinds: dict[tuple[str, int], Path] = {}
         uncaptioned: list[Path] = []
 
-        def skip(reason: str) -> None:
-            skipped[reason] = skipped.get(reason, 0) + 1
+        def skip(reason: str, count: int = 1) -> None:
+            skipped[reason] = skipped.get(reason, 0) + count
 
         for n, root in enumerate(roots):
-            ds = HumanML3DDataset(root)
-            ids = ds.split(split) if split and (root / f"{split}.txt").is_file() else ds.ids()
+            ds, ids = source_split(root, split)
             vdir = None
             if visual:
                 given = None if visual_dirs is None else visual_dirs[n]
@@ -147,41 +147,31 @@ class TMORCorpus:
                 if not vdir.is_dir():
                     vdir = None
             kept = 0
-            for clip_id in tqdm(ids, desc=f"reading {root.name}", disable=not progress or None):
-                joints = ds.joints(clip_id)
-                if not np.isfinite(joints).all():
-                    raise DataError(
-                        root / "new_joints" / f"{clip_id}.npy", "joints hold NaN or inf"
-                    )
-                if len(joints) < min_frames:
+            for clip in read_clips(
+                ds, ids, arrays="joints", min_frames=min_frames, progress=progress
+            ):
+                if clip.short:
                     skip(f"clips shorter than {min_frames} frames")
                     continue
-                text_file = root / "texts" / f"{clip_id}.txt"
-                rows = []
-                if text_file.is_file():
-                    for cap in ds.captions(clip_id):
-                        start, end = 0, len(joints)
-                        if not cap.whole_clip:
-                            start = int(cap.start * FPS)
-                            end = min(int(cap.end * FPS), len(joints))
-                            if end - start < min_frames:
-                                skip(f"caption spans shorter than {min_frames} frames")
-                                continue
-                        k = index.setdefault(cap.text, len(index))
-                        rows.append((k, start, end))
+                if clip.short_spans:
+                    skip(f"caption spans shorter than {min_frames} frames", clip.short_spans)
+                rows = [
+                    (index.setdefault(text, len(index)), start, end)
+                    for text, start, end in clip.spans
+                ]
                 if not rows:
-                    uncaptioned.append(text_file)
+                    uncaptioned.append(clip.text_file)
                     continue
                 v = None
                 if vdir is not None:
-                    path = vdir / f"{clip_id}.npy"
+                    path = vdir / f"{clip.clip_id}.npy"
                     if path.is_file():
-                        v, kind, dim = read_visual(path, len(joints))
+                        v, kind, dim = read_visual(path, len(clip.array))
                         kinds.setdefault((kind, dim), path)
                     else:
                         skip("clips without visual features (trained without the visual pair)")
-                chunks.append(joints)
-                clip_ids.append(f"{n}:{clip_id}")
+                chunks.append(clip.array)
+                clip_ids.append(f"{n}:{clip.clip_id}")
                 caps.append(np.asarray(rows, dtype=np.int64).reshape(-1, 3))
                 vis.append(v)
                 kept += 1
