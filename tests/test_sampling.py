@@ -164,3 +164,106 @@ def test_bf16_path_runs_on_cpu():
     kw["generator"] = torch.Generator().manual_seed(0)
     ref = sample(model, NoiseSchedule(4), (2, 6, F), **kw)
     assert (out - ref).abs().max() < 0.25 * ref.abs().max()  # bf16 rounding, same trajectory
+
+
+# ------------------------------------------------------------- kinemic.sample: motions in memory
+
+
+@pytest.fixture(scope="module")
+def tiny_prior(tmp_path_factory):
+    """A prior folder: a 2-layer denoiser of 263-d features (random weights, 6 diffusion steps)
+    with the "hash-64" test text encoder and an identity normaliser."""
+    import numpy as np
+
+    from kinemic.diffusion import Denoiser, DenoiserConfig
+    from kinemic.features import Normalizer
+    from kinemic.prior.folder import save_prior
+
+    torch.manual_seed(0)
+    config = DenoiserConfig(latent_dim=32, num_layers=2, num_heads=4, ff_dim=64, text_dim=64)
+    return save_prior(
+        tmp_path_factory.mktemp("prior") / "tiny",
+        denoiser=Denoiser(config),
+        normalizer=Normalizer(np.zeros(263), np.ones(263)),
+        num_steps=6,
+        text_encoder="hash-64",
+        max_frames=40,
+    )
+
+
+def test_sample_gives_in_memory_what_sample_motions_writes(tiny_prior, tmp_path):
+    import json
+
+    import numpy as np
+
+    from kinemic.prior.sample import sample as sample_model
+    from kinemic.prior.sample import sample_motions
+
+    kw = dict(texts=["a person walks", "a person jumps"], n=2, length=8, ddim=3, seed=1)
+    motion = sample_model(tiny_prior, **kw)
+    assert motion.features.shape == (4, 8, 263) and motion.features.dtype == np.float32
+    assert motion.joints.shape == (4, 8, 22, 3) and motion.joints.dtype == np.float32
+    assert motion.frames == 8 and motion.fps == 20 and motion.diffusion_steps == 6
+    assert motion.conditions == [("a person walks", None)] * 2 + [("a person jumps", None)] * 2
+    assert motion.titles[0] == "a person walks" and motion.text_encoder == "hash-64"
+    assert motion.model_folder == tiny_prior and motion.weights == "raw"
+
+    out = sample_motions(tiny_prior, **kw, out=tmp_path / "s", gif=False, progress=False)
+    for i in range(4):  # the same generator seeding and calls: bit for bit
+        np.testing.assert_array_equal(np.load(out / f"features/{i}.npy"), motion.features[i])
+        np.testing.assert_array_equal(np.load(out / f"joints/{i}.npy"), motion.joints[i])
+    info = json.loads((out / "info.json").read_text())
+    assert info["steps"] == 6 and info["frames"] == 8 and info["prior_folder"] == str(tiny_prior)
+    assert [(s["text"], s["action"]) for s in info["samples"]] == motion.conditions
+
+
+def test_sample_takes_a_loaded_prior_or_its_folder(tiny_prior):
+    import numpy as np
+
+    from kinemic.prior.folder import load_prior
+    from kinemic.prior.sample import sample as sample_model
+
+    prior = load_prior(tiny_prior)
+    a = sample_model(prior, n=2, length="0.5s", seed=3)  # unconditional, DDPM over 6 steps
+    b = sample_model(tiny_prior, n=2, length=10, seed=3, diffusion_steps=6)
+    c = sample_model(prior, n=2, length=10, seed=4)
+    np.testing.assert_array_equal(a.features, b.features)
+    assert a.conditions == [(None, None)] * 2 and a.titles == ["unconditional"] * 2
+    assert not np.array_equal(a.features, c.features)
+    assert np.isfinite(a.joints).all()
+
+
+def test_sample_refuses_what_the_model_cannot_do(tiny_prior):
+    from kinemic.errors import KinemicError
+    from kinemic.prior.folder import load_prior
+    from kinemic.prior.sample import sample as sample_model
+
+    prior = load_prior(tiny_prior)
+    with pytest.raises(KinemicError, match="n must be >= 1"):
+        sample_model(prior, n=0)
+    with pytest.raises(KinemicError, match=r"diffusion_steps=7: .* only number it can sample"):
+        sample_model(prior, diffusion_steps=7, length=4)
+    with pytest.raises(KinemicError, match=r"outside what this model can make: 1\.\.40"):
+        sample_model(prior, length="3s")
+    with pytest.raises(KinemicError, match="no action condition"):
+        sample_model(prior, actions=[0], length=4)
+
+
+@pytest.mark.slow  # fine-tunes the tiny generators (shared with test_finetune)
+def test_sample_from_a_generator_blends_actions_and_texts(tiny_generators, tmp_path):
+    import numpy as np
+
+    from kinemic.finetune.generator import load_generator
+    from kinemic.prior.sample import sample as sample_model
+    from kinemic.prior.sample import sample_motions
+
+    run = tiny_generators["kinemic"]
+    generator = load_generator(run)
+    name = generator.action_names[1]
+    kw = dict(actions=[name, 0], texts=["a person turns around"], n=1, length=12, ddim=2)
+    motion = sample_model(generator, **kw)
+    assert motion.conditions == [("a person turns around", 1), ("a person turns around", 0)]
+    assert motion.titles[0] == f"{name} + a person turns around"
+    assert motion.joints.shape == (2, 12, 22, 3) and motion.weights == "adapter"
+    out = sample_motions(run, **kw, out=tmp_path / "s", gif=False, progress=False)
+    np.testing.assert_array_equal(np.load(out / "features/1.npy"), motion.features[1])
