@@ -39,8 +39,9 @@ def child(preset: str, method: str, two_copies: bool, batch: int, steps: int, cu
     import peft  # noqa: F401  (imported before measuring: it pulls in transformers)
 
     from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule
-    from kinemic.finetune.generator import LoraSettings, TwoStreamDenoiser
-    from kinemic.finetune.run import FinetuneConfig, FinetuneModel
+    from kinemic.finetune.config import FinetuneConfig, LoraSettings
+    from kinemic.finetune.generator import TwoStreamDenoiser
+    from kinemic.finetune.objective import FinetuneModel
     from kinemic.mining.mic import MIC
 
     device = torch.device("cuda" if cuda else "cpu")
@@ -51,7 +52,11 @@ def child(preset: str, method: str, two_copies: bool, batch: int, steps: int, cu
     frozen = copy.deepcopy(denoiser).eval().requires_grad_(False) if two_copies else None
     config = FinetuneConfig(method=method)
     model = TwoStreamDenoiser(
-        denoiser, num_actions=3, lora=LoraSettings(), steps=100, prior_steps=50
+        denoiser,
+        num_actions=3,
+        lora=LoraSettings(),
+        diffusion_steps=100,
+        prior_diffusion_steps=50,
     )
     if frozen is not None:  # the reference's way: the prior stream is a second full model
 

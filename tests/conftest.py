@@ -87,7 +87,7 @@ def tiny_generators(tiny_world, tmp_path_factory) -> dict[str, Path]:
         for method in ("kinemic", "mdm-ft"):
             runs[method] = tmp_path_factory.mktemp("generator") / method
             config = FinetuneConfig(
-                method=method, steps=4, batch_size=6, k=20, checkpoint_every=2, log_every=2
+                method=method, train_steps=4, batch_size=6, k=20, checkpoint_every=2, log_every=2
             )
             finetune(
                 tiny_world / "target",

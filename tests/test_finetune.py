@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from kinemic.errors import KinemicError
-from kinemic.finetune.generator import load_generator, prior_timestep
-from kinemic.finetune.run import FinetuneConfig, FinetuneTask, finetune
+from kinemic.finetune.config import FilterConfig, FinetuneConfig, LoraSettings
+from kinemic.finetune.generator import TwoStreamDenoiser, load_generator, prior_timestep
+from kinemic.finetune.run import FinetuneTask, finetune
 from kinemic.prior.folder import SHIPPED_PRIOR, load_prior
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -23,8 +26,10 @@ CKPT = "checkpoints/step-00000004"
 
 def test_prior_timestep_maps_100_steps_onto_50() -> None:
     t = torch.tensor([0, 1, 2, 3, 50, 98, 99])
-    assert prior_timestep(t, steps=100, prior_steps=50).tolist() == [0, 1, 1, 2, 25, 49, 49]
-    assert prior_timestep(t, steps=100, prior_steps=100).tolist() == t.tolist()
+    mapped = prior_timestep(t, diffusion_steps=100, prior_diffusion_steps=50)
+    assert mapped.tolist() == [0, 1, 1, 2, 25, 49, 49]
+    same = prior_timestep(t, diffusion_steps=100, prior_diffusion_steps=100)
+    assert same.tolist() == t.tolist()
 
 
 def test_prior_stream_is_the_prior_bit_for_bit_on_one_copy_of_the_weights(
@@ -53,14 +58,12 @@ def test_prior_stream_is_the_prior_bit_for_bit_on_one_copy_of_the_weights(
     lora = sum(p.numel() for n, p in params.items() if "lora_" in n)
     assert 0 < lora < original.num_parameters()
     # what fine-tuning trains: the LoRA matrices and the action table, nothing else
-    from kinemic.finetune.generator import LoraSettings, TwoStreamDenoiser
-
     fresh = TwoStreamDenoiser(
         load_prior("shipped").denoiser,
         num_actions=3,
         lora=LoraSettings(),
-        steps=100,
-        prior_steps=50,
+        diffusion_steps=100,
+        prior_diffusion_steps=50,
     )
     trainable = [n for n, p in fresh.named_parameters() if p.requires_grad]
     assert all("lora_" in n or "embed_action" in n for n in trainable)
@@ -115,6 +118,12 @@ def test_generator_folder_holds_only_adapter_actions_mic_and_config(
     # a prior is refused with a hint; a changed prior is detected
     with pytest.raises(KinemicError, match="is a prior"):
         load_generator(SHIPPED_PRIOR)
+    # kinemic sample's loader opens either kind once and dispatches on its format
+    from kinemic.models import load_model
+
+    either = load_model(run)
+    assert type(either) is type(gen) and either.path == gen.path and either.classes == gen.classes
+    assert load_model("shipped").path == load_model(SHIPPED_PRIOR).path == SHIPPED_PRIOR
 
 
 def test_each_loss_term_is_logged(tiny_generators: dict[str, Path]) -> None:
@@ -136,7 +145,7 @@ def test_each_loss_term_is_logged(tiny_generators: dict[str, Path]) -> None:
 def test_resume_after_a_kill_gives_identical_weights(
     tiny_world: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    config = FinetuneConfig(steps=5, batch_size=4, k=10, checkpoint_every=3, log_every=1)
+    config = FinetuneConfig(train_steps=5, batch_size=4, k=10, checkpoint_every=3, log_every=1)
     opts = dict(source=tiny_world / "source", config=config, progress=False)
     finetune(tiny_world / "target", tmp_path / "straight", **opts)
     original = FinetuneTask.batch
@@ -235,39 +244,56 @@ def test_a_generator_is_refused_as_prior_and_a_run_is_not_overwritten(
     assert main(args) == 2  # already holds a run: --resume or another folder
 
 
-def test_cli_defaults_agree_with_the_config() -> None:
-    from kinemic.cli.kinemic import _Defaults
+def test_the_config_and_the_parser_import_no_torch() -> None:
+    """The CLI reads its defaults from ``kinemic.finetune.config``, which imports no torch, and
+    building the whole parser imports none either (``kinemic --help`` stays fast)."""
+    code = (
+        "import sys, kinemic.finetune.config, kinemic.mining.config\n"
+        "assert 'torch' not in sys.modules, 'the configs import torch'\n"
+        "from kinemic.cli import build_parser\n"
+        "build_parser()\n"
+        "assert 'torch' not in sys.modules, 'building the parser imports torch'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
+
+def test_the_cli_defaults_are_the_config_and_old_flags_still_parse() -> None:
+    from kinemic.cli import build_parser
+
+    base = ["finetune", "--target", "t", "--out", "o"]
+    args = build_parser().parse_args(base)
     d = FinetuneConfig()
-    for name in (
-        "steps",
-        "batch_size",
-        "lr",
-        "k",
-        "filter",
-        "diffusion_steps",
-        "window_weight",
-        "distill_weight",
-        "checkpoint_every",
-    ):
-        assert getattr(_Defaults, name) == getattr(d, name), name
-    for name in ("rank", "alpha", "dropout"):
-        assert getattr(_Defaults.lora, name) == getattr(d.lora, name), name
+    assert (args.train_steps, args.k, args.filter) == (d.train_steps, d.k, d.filter.kind)
+    assert (args.lora_rank, args.diffusion_steps) == (d.lora.rank, d.diffusion_steps)
+    assert build_parser().parse_args([*base, "--steps", "7"]).train_steps == 7  # the old name
+    assert build_parser().parse_args([*base, "--train-steps", "8"]).train_steps == 8
 
 
-def test_cli_filter_choices_are_the_library_filters() -> None:
-    from kinemic.cli.kinemic import FILTER_CHOICES
-    from kinemic.mining.soft_positives import FILTERS
-
-    assert FILTER_CHOICES == FILTERS
+def test_settings_recorded_by_earlier_versions_still_load() -> None:
+    """A run's ``config.json`` records ``FinetuneConfig.to_dict()``; earlier versions wrote
+    ``steps`` and the four flat ``filter*`` keys."""
+    old = {
+        **{k: v for k, v in FinetuneConfig(k=4).to_dict().items() if k != "filter"},
+        "steps": 9,
+        "filter": "kinematic",
+        "filter_pool": 12,
+        "filter_encoder": None,
+        "filter_weight": 1.0,
+    }
+    del old["train_steps"]
+    config = FinetuneConfig.from_dict(old)
+    assert config.train_steps == 9
+    assert config.filter == FilterConfig(kind="kinematic", pool=12, weight=1.0)
+    assert FinetuneConfig.from_dict(config.to_dict()) == config
+    assert config.flat()["filter"] == "kinematic" and config.flat()["filter_pool"] == 12
+    assert FinetuneConfig.from_dict(FinetuneConfig().flat()) == FinetuneConfig()
 
 
 def test_objective_terms_and_what_gets_gradients() -> None:
     """The objective on a small random denoiser: every configured term, gradients only into the
     adapters, the action table and MIC, and the bank filled with the prior embeddings."""
     from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule
-    from kinemic.finetune.generator import LoraSettings, TwoStreamDenoiser
-    from kinemic.finetune.run import FinetuneModel
+    from kinemic.finetune.objective import FinetuneModel
     from kinemic.mining.mic import MIC
 
     torch.manual_seed(0)
@@ -291,7 +317,11 @@ def test_objective_terms_and_what_gets_gradients() -> None:
     ):
         config = FinetuneConfig(**weights, mic_hidden=8, mic_embed=8, bank_size=6)
         model = TwoStreamDenoiser(
-            Denoiser(dcfg), num_actions=2, lora=LoraSettings(rank=4), steps=100, prior_steps=50
+            Denoiser(dcfg),
+            num_actions=2,
+            lora=LoraSettings(rank=4),
+            diffusion_steps=100,
+            prior_diffusion_steps=50,
         )
         mic = MIC(config.mic_config(32))
         objective = FinetuneModel(model, mic, NoiseSchedule(100), config).train()

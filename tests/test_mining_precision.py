@@ -296,7 +296,7 @@ def test_attention_mining_beats_random_on_a_small_world(tiny_world, tmp_path, on
     source = tmp_path / "source"
     generate_source(source, seed=0, sequences=500, progress=False)
     run = tmp_path / "run"
-    config = FinetuneConfig(steps=40, batch_size=16, k=30, checkpoint_every=40, log_every=10)
+    config = FinetuneConfig(train_steps=40, batch_size=16, k=30, checkpoint_every=40, log_every=10)
     finetune(tiny_world / "target", run, source=source, config=config, progress=False)
 
     generator, split = load_for_mining(run, None)

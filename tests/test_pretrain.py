@@ -55,7 +55,7 @@ def corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run(corpus: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "run"
-    pretrain([corpus], out, steps=10, **OPTS)
+    pretrain([corpus], out, train_steps=10, **OPTS)
     return out
 
 
@@ -98,7 +98,7 @@ def test_resume_after_a_kill_gives_identical_weights(
 ) -> None:
     from kinemic.prior.pretrain import PretrainTask
 
-    pretrain([corpus], tmp_path / "straight", steps=10, **OPTS)
+    pretrain([corpus], tmp_path / "straight", train_steps=10, **OPTS)
     original = PretrainTask.batch
 
     def killed(self, step, **kw):
@@ -108,9 +108,9 @@ def test_resume_after_a_kill_gives_identical_weights(
 
     monkeypatch.setattr(PretrainTask, "batch", killed)
     with pytest.raises(KeyboardInterrupt):
-        pretrain([corpus], tmp_path / "killed", steps=10, **OPTS)
+        pretrain([corpus], tmp_path / "killed", train_steps=10, **OPTS)
     monkeypatch.setattr(PretrainTask, "batch", original)
-    pretrain([corpus], tmp_path / "killed", steps=10, resume=tmp_path / "killed", **OPTS)
+    pretrain([corpus], tmp_path / "killed", train_steps=10, resume=tmp_path / "killed", **OPTS)
     for name in ("model.safetensors", "model_raw.safetensors"):
         a = load_file(tmp_path / "straight" / "checkpoints" / "step-00000010" / name)
         b = load_file(tmp_path / "killed" / "checkpoints" / "step-00000010" / name)
@@ -119,7 +119,7 @@ def test_resume_after_a_kill_gives_identical_weights(
         pretrain(
             [corpus],
             tmp_path / "killed",
-            steps=12,
+            train_steps=12,
             resume=tmp_path / "killed",
             **{**OPTS, "batch_size": 2},
         )
@@ -127,7 +127,7 @@ def test_resume_after_a_kill_gives_identical_weights(
 
 def test_loss_decreases(corpus: Path, tmp_path: Path) -> None:
     opts = {**OPTS, "log_every": 10, "checkpoint_every": 50, "ema": None, "batch_size": 8}
-    pretrain([corpus], tmp_path / "r", steps=50, lr=3e-3, **opts)
+    pretrain([corpus], tmp_path / "r", train_steps=50, lr=3e-3, **opts)
     trainer = json.loads((tmp_path / "r" / "checkpoints/step-00000050/trainer.json").read_text())
     losses = [loss for _, loss in trainer["losses"]]  # mean of each 10 steps
     assert len(losses) == 5
@@ -213,7 +213,7 @@ def test_sample_motions_writes_features_joints_gif(run: Path, tmp_path: Path) ->
     with pytest.raises(KinemicError, match="no action condition"):
         sample_motions(run, actions=[1], out=tmp_path / "u")
     with pytest.raises(KinemicError, match="only number it can sample with"):
-        sample_motions(run, texts=["x"], steps=100, out=tmp_path / "u")
+        sample_motions(run, texts=["x"], diffusion_steps=100, out=tmp_path / "u")
 
 
 def test_parse_length() -> None:
@@ -226,17 +226,17 @@ def test_parse_length() -> None:
 
 def test_bad_input_fails_before_training(corpus: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="missing folder"):
-        pretrain([tmp_path], tmp_path / "o", steps=2, **OPTS)
+        pretrain([tmp_path], tmp_path / "o", train_steps=2, **OPTS)
     mute = tmp_path / "mute"
     shutil.copytree(corpus, mute)
     (mute / "texts" / "000001.txt").unlink()
     with pytest.raises(DataError, match="no usable caption"):
-        pretrain([mute], tmp_path / "o", steps=2, **OPTS)
-    pretrain([mute], tmp_path / "o", steps=2, allow_uncaptioned=True, **OPTS)
+        pretrain([mute], tmp_path / "o", train_steps=2, **OPTS)
+    pretrain([mute], tmp_path / "o", train_steps=2, allow_uncaptioned=True, **OPTS)
     with pytest.raises(KinemicError, match="already holds a training run"):
-        pretrain([mute], tmp_path / "o", steps=2, allow_uncaptioned=True, **OPTS)
+        pretrain([mute], tmp_path / "o", train_steps=2, allow_uncaptioned=True, **OPTS)
     with pytest.raises(KinemicError, match="not a training run or checkpoint"):
-        pretrain([corpus], tmp_path / "p", steps=2, resume=tmp_path, **OPTS)
+        pretrain([corpus], tmp_path / "p", train_steps=2, resume=tmp_path, **OPTS)
 
 
 def test_masked_mse_ignores_padding() -> None:

@@ -11,8 +11,10 @@ import pytest
 
 from kinemic.cli import main
 from kinemic.errors import KinemicError
-from kinemic.finetune.run import FinetuneConfig, finetune
+from kinemic.finetune.config import FinetuneConfig
+from kinemic.finetune.run import finetune
 from kinemic.io.ntu_vibe import NTUVibeDataset
+from kinemic.mining.config import FilterConfig
 from kinemic.mining.kinematic_filter import fused_scores, kinematic_scores
 from kinemic.mining.soft_positives import select_soft_positives, soft_positives
 from kinemic.prior.folder import SHIPPED_PRIOR
@@ -20,6 +22,7 @@ from kinemic.prior.folder import SHIPPED_PRIOR
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 KINEMATIC = {"name": "kinematic", "pool": 12, "encoder": None, "weight": 0.5}
+KINEMATIC_CONFIG = {"kind": "kinematic", "pool": 12, "encoder": None, "weight": 0.5}
 
 
 def _classes(world: Path) -> tuple[list[str], list[list[str]]]:
@@ -40,7 +43,8 @@ def test_kinematic_selection_keeps_k_of_the_reranked_caption_pool(tiny_world, tm
     opts = dict(encoder="hash-64", cache_dir=tmp_path, progress=False)
     pick = dict(target=tiny_world / "target", fewshot_ids=shots, **opts)
     text = soft_positives(source, captions, k=12, **opts)
-    kin = select_soft_positives(source, captions, k=6, filter="kinematic", filter_pool=12, **pick)
+    kinematic = FilterConfig(kind="kinematic", pool=12)
+    kin = select_soft_positives(source, captions, k=6, filter_config=kinematic, **pick)
     assert kin.k == 6 and kin.source_ids == text.source_ids and kin.filter == KINEMATIC
     for row, pool in zip(kin.indices, text.indices, strict=True):
         assert len(set(row.tolist())) == 6 and set(row.tolist()) <= set(pool.tolist())
@@ -48,7 +52,8 @@ def test_kinematic_selection_keeps_k_of_the_reranked_caption_pool(tiny_world, tm
     assert (np.diff(kin.scores, axis=1) <= 1e-6).all()  # best kinematic score first
     assert kin.to_json()["filter"] == KINEMATIC
     # the default pool is 2k; the caption ranking is the "none" selection
-    again = select_soft_positives(source, captions, k=6, filter="kinematic", **pick)
+    default_pool = FilterConfig(kind="kinematic")
+    again = select_soft_positives(source, captions, k=6, filter_config=default_pool, **pick)
     np.testing.assert_array_equal(again.indices, kin.indices)
     none = select_soft_positives(source, captions, k=6, **pick)
     np.testing.assert_array_equal(none.indices, text.indices[:, :6])
@@ -64,18 +69,26 @@ def test_kinematic_selection_keeps_k_of_the_reranked_caption_pool(tiny_world, tm
     np.testing.assert_array_equal(kin.indices, expect)
     # weight 1 ranks by motion alone; weight 0 keeps the caption order
     alone = select_soft_positives(
-        source, captions, k=6, filter="kinematic", filter_pool=12, filter_weight=1.0, **pick
+        source,
+        captions,
+        k=6,
+        filter_config=FilterConfig(kind="kinematic", pool=12, weight=1.0),
+        **pick,
     )
     expect = np.take_along_axis(text.indices, np.argsort(-motion, 1, kind="stable")[:, :6], 1)
     np.testing.assert_array_equal(alone.indices, expect)
     np.testing.assert_allclose(alone.scores, -np.sort(-motion, 1)[:, :6], rtol=1e-6)
     assert alone.filter["weight"] == 1.0
     caption = select_soft_positives(
-        source, captions, k=6, filter="kinematic", filter_pool=12, filter_weight=0.0, **pick
+        source,
+        captions,
+        k=6,
+        filter_config=FilterConfig(kind="kinematic", pool=12, weight=0.0),
+        **pick,
     )
     np.testing.assert_array_equal(caption.indices, text.indices[:, :6])
     # k and the pool are capped at the 48 train motions, with notes
-    big = select_soft_positives(source, captions, k=40, filter="kinematic", **pick)
+    big = select_soft_positives(source, captions, k=40, filter_config=default_pool, **pick)
     assert big.k == 40 and big.filter["pool"] == 48
     assert big.notes == ["filter pool 80 capped at the 48 motions of split 'train'"]
     # only the caption embeddings are cached, never a selection
@@ -93,33 +106,37 @@ def test_bad_filter_settings_are_refused(tiny_world, tmp_path) -> None:
         progress=False,
     )
     source = tiny_world / "source"
-    cases = [
-        (dict(filter="bogus"), "filter must be one of none, kinematic, found 'bogus'"),
-        (dict(filter="kinematic", filter_pool=3), r"filter_pool \(3\) must be at least k \(6\)"),
-        (dict(filter_pool=12), "apply to filter 'kinematic' only"),
-        (dict(filter_weight=0.5), "apply to filter 'kinematic' only"),
-        (dict(filter="kinematic", filter_weight=1.5), r"filter_weight must be in \[0, 1\]"),
-        (dict(filter="kinematic", filter_weight=-0.1), r"filter_weight must be in \[0, 1\]"),
-        (dict(filter="kinematic", filter_encoder=tmp_path), f"{tmp_path}: not a T-MOR encoder"),
+    for kwargs, message in [  # refused as they are made
+        (dict(kind="bogus"), "filter must be one of none, kinematic, found 'bogus'"),
+        (dict(pool=12), "apply to filter 'kinematic' only"),
+        (dict(weight=0.5), "apply to filter 'kinematic' only"),
+        (dict(kind="kinematic", weight=1.5), r"filter_weight must be in \[0, 1\]"),
+        (dict(kind="kinematic", weight=-0.1), r"filter_weight must be in \[0, 1\]"),
+    ]:
+        with pytest.raises(KinemicError, match=message):
+            FilterConfig(**kwargs)
+    cases = [  # refused by the selection
+        (dict(kind="kinematic", pool=3), r"filter_pool \(3\) must be at least k \(6\)"),
+        (dict(kind="kinematic", encoder=tmp_path), f"{tmp_path}: not a T-MOR encoder"),
         (
-            dict(filter="kinematic", filter_encoder=SHIPPED_PRIOR),
+            dict(kind="kinematic", encoder=SHIPPED_PRIOR),
             f"{SHIPPED_PRIOR}/config.json: format 'kinemic-prior', expected 'kinemic-tmor'",
         ),
     ]
     for kwargs, message in cases:
         with pytest.raises(KinemicError, match=message):
-            select_soft_positives(source, captions, **{**pick, **kwargs})
+            select_soft_positives(source, captions, filter_config=FilterConfig(**kwargs), **pick)
     for kwargs, message in [
-        (dict(filter="bogus"), "filter must be one of"),
-        (dict(k=10, filter="kinematic", filter_pool=5), r"filter_pool \(5\) must be at least k"),
-        (dict(method="mdm-ft", filter="kinematic"), "mdm-ft has no soft positives"),
-        (dict(filter="kinematic", filter_weight=2.0), r"filter_weight must be in \[0, 1\]"),
-        (dict(filter_weight=0.5), "apply to filter 'kinematic' only"),
+        (
+            dict(k=10, filter=dict(kind="kinematic", pool=5)),
+            r"filter_pool \(5\) must be at least k",
+        ),
+        (dict(method="mdm-ft", filter=dict(kind="kinematic")), "mdm-ft has no soft positives"),
     ]:
         with pytest.raises(KinemicError, match=message):
             FinetuneConfig(**kwargs)
     out = tmp_path / "run"
-    config = FinetuneConfig(filter="kinematic", filter_encoder=str(tmp_path))
+    config = FinetuneConfig(filter=FilterConfig(kind="kinematic", encoder=tmp_path))
     with pytest.raises(KinemicError, match=f"{tmp_path}: not a T-MOR encoder"):
         finetune(tiny_world / "target", out, source=source, config=config, progress=False)
     assert not out.exists()
@@ -179,21 +196,21 @@ def test_finetune_records_the_filter_and_mine_reuses_it(tiny_world, tmp_path, ca
         "--out",
         str(run),
     ]
-    assert main([*args, "--steps", "1"]) == 0
+    assert main([*args, "--train-steps", "1"]) == 0
     ckpt = run / "checkpoints" / "step-00000001"
     config = json.loads((ckpt / "config.json").read_text())
-    assert config["finetune"]["filter"] == "kinematic" and config["finetune"]["filter_pool"] == 12
+    # the default weight is recorded as a number
+    assert config["finetune"]["filter"] == KINEMATIC_CONFIG
     assert config["soft_positives"]["filter"] == KINEMATIC and config["soft_positives"]["k"] == 4
-    assert config["finetune"]["filter_weight"] == 0.5  # the default, recorded as a number
     fingerprint = json.loads((ckpt / "trainer.json").read_text())["fingerprint"]
     assert fingerprint["filter"] == "kinematic" and fingerprint["filter_pool"] == 12
     assert fingerprint["filter_weight"] == 0.5
     # resuming takes the same filter (another selection changes the pairing: refused)
-    assert main([*args, "--steps", "2", "--resume", str(run)]) == 0
+    assert main([*args, "--train-steps", "2", "--resume", str(run)]) == 0
     changed = [a if a != "12" else "8" for a in args]
-    assert main([*changed, "--steps", "3", "--resume", str(run)]) == 2
+    assert main([*changed, "--train-steps", "3", "--resume", str(run)]) == 2
     assert "filter_pool: checkpoint 12, now 8" in capsys.readouterr().err
-    assert main([*args, "--filter-weight", "1", "--steps", "3", "--resume", str(run)]) == 2
+    assert main([*args, "--filter-weight", "1", "--train-steps", "3", "--resume", str(run)]) == 2
     assert "filter_weight: checkpoint 0.5, now absent" in capsys.readouterr().err
     # mine --model selects as the run did
     out = tmp_path / "mine.json"
@@ -269,7 +286,7 @@ def test_a_run_from_before_the_weight_resumes_and_mines_by_motion_alone(
         "--out",
         str(run),
     ]
-    assert main([*args, "--steps", "1"]) == 0
+    assert main([*args, "--train-steps", "1"]) == 0
     ckpt = run / "checkpoints" / "step-00000001"
     assert "filter_weight" not in json.loads((ckpt / "trainer.json").read_text())["fingerprint"]
     config_path = ckpt / "config.json"

@@ -88,9 +88,9 @@ def test_a_few_steps_reduce_the_loss(corpus: TMORCorpus) -> None:
 
 def test_pretrain_resumes_exactly_and_writes_encoder_folders(tiny_world: Path, tmp_path) -> None:
     src = [tiny_world / "source"]
-    full = pretrain_tmor(src, tmp_path / "full", steps=6, visual=True, **OPTS)
-    half = pretrain_tmor(src, tmp_path / "half", steps=3, visual=True, **OPTS)
-    pretrain_tmor(src, tmp_path / "half", steps=6, visual=True, resume=half, **OPTS)
+    full = pretrain_tmor(src, tmp_path / "full", train_steps=6, visual=True, **OPTS)
+    half = pretrain_tmor(src, tmp_path / "half", train_steps=3, visual=True, **OPTS)
+    pretrain_tmor(src, tmp_path / "half", train_steps=6, visual=True, resume=half, **OPTS)
     a = load_file(full / "checkpoints" / "step-00000006" / "model.safetensors")
     b = load_file(half / "checkpoints" / "step-00000006" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -106,7 +106,9 @@ def test_pretrain_resumes_exactly_and_writes_encoder_folders(tiny_world: Path, t
     with pytest.raises(KinemicError, match="trained with the text encoder 'hash-64'"):
         load_tmor(full, text_encoder="minilm")
     with pytest.raises(KinemicError, match="different settings"):
-        pretrain_tmor(src, tmp_path / "half", steps=8, resume=half, **{**OPTS, "batch_size": 4})
+        pretrain_tmor(
+            src, tmp_path / "half", train_steps=8, resume=half, **{**OPTS, "batch_size": 4}
+        )
 
 
 def _clip(world: Path) -> np.ndarray:
@@ -133,4 +135,4 @@ def test_unusable_input_is_refused(tiny_world: Path, tmp_path) -> None:
     with pytest.raises(DataError, match="no usable caption"):
         TMORCorpus.load([bad], progress=False)
     with pytest.raises(KinemicError, match="batch_size must be >= 2"):
-        pretrain_tmor([bad], tmp_path / "run", steps=1, **{**OPTS, "batch_size": 1})
+        pretrain_tmor([bad], tmp_path / "run", train_steps=1, **{**OPTS, "batch_size": 1})

@@ -65,17 +65,22 @@ def test_cut_windows() -> None:
 
 def test_mine_windows_with_a_generator_on_the_shipped_prior() -> None:
     from kinemic.diffusion import NoiseSchedule
-    from kinemic.finetune.generator import Generator, LoraSettings, TwoStreamDenoiser
+    from kinemic.finetune.config import LoraSettings
+    from kinemic.finetune.generator import ActionGenerator, TwoStreamDenoiser
     from kinemic.mining.mic import MIC, MICConfig
     from kinemic.prior.folder import load_prior
 
     prior = load_prior("shipped")
     torch.manual_seed(0)
     model = TwoStreamDenoiser(
-        prior.denoiser, num_actions=2, lora=LoraSettings(), steps=100, prior_steps=50
+        prior.denoiser,
+        num_actions=2,
+        lora=LoraSettings(),
+        diffusion_steps=100,
+        prior_diffusion_steps=50,
     ).eval()
     mic = MIC(MICConfig(latent_dim=prior.denoiser.config.latent_dim)).eval()
-    gen = Generator(
+    gen = ActionGenerator(
         denoiser=model,
         schedule=NoiseSchedule(100),
         normalizer=prior.normalizer,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from kinemic.errors import KinemicError
 from kinemic.files import write_text
-from kinemic.mining.soft_positives import DEFAULT_K
+from kinemic.finetune.config import METHODS, FinetuneConfig, LoraSettings
+from kinemic.mining.config import DEFAULT_K, DEFAULT_WEIGHT, FILTERS, FilterConfig
 
 # Measured with bench/sampling.py (README, "Sampling and training speed"); `kinemic sample`
 # (kinemic.cli) uses it too.
@@ -19,29 +20,13 @@ BF16_SAMPLING_HELP = (
 )
 
 
-class _Defaults:
-    """``FinetuneConfig()``'s defaults, repeated here so that building the parser imports no
-    torch (a test checks they agree)."""
-
-    steps, batch_size, lr, k, diffusion_steps = 300, 16, 1e-3, 250, 100
-    filter = "none"
-    window_weight, distill_weight, checkpoint_every = 1.0, 0.0, 100
-
-    class lora:
-        rank, alpha, dropout = 16, 32.0, 0.1
-
-
-#: ``kinemic.mining.soft_positives.FILTERS``, repeated for the same reason (a test checks).
-FILTER_CHOICES = ("none", "kinematic")
-
-
 def add_filter_arguments(p: argparse.ArgumentParser, *, default: str | None, own: str) -> None:
     """The kinematic filter's options, shared by ``finetune`` and ``mine``. ``default`` is
     ``--filter``'s default; ``own`` is appended to every default the help text names (for
     ``mine``: "; a --model's own")."""
     p.add_argument(
         "--filter",
-        choices=FILTER_CHOICES,
+        choices=FILTERS,
         default=default,
         help="kinematic: re-rank the caption top --filter-pool by T-MOR motion "
         "similarity to the class's target clips and caption similarity, keep k "
@@ -61,12 +46,22 @@ def add_filter_arguments(p: argparse.ArgumentParser, *, default: str | None, own
         type=float,
         help="the motion score's share of the "
         "kinematic filter's ranking key, the caption score's being the rest; 1 ranks "
-        f"by motion alone (0.5{own})",
+        f"by motion alone ({DEFAULT_WEIGHT:g}{own})",
+    )
+
+
+def filter_config(args: argparse.Namespace) -> FilterConfig:
+    """The ``FilterConfig`` of the options ``add_filter_arguments`` declared."""
+    return FilterConfig(
+        kind=args.filter,
+        pool=args.filter_pool,
+        encoder=args.filter_encoder,
+        weight=args.filter_weight,
     )
 
 
 def add_finetune(sub: argparse._SubParsersAction) -> None:
-    d = _Defaults
+    d = FinetuneConfig()
     p = sub.add_parser(
         "finetune",
         help="fine-tune a prior to a few-shot split (KineMIC, or the mdm-ft baseline)",
@@ -82,24 +77,31 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
             "OUT/checkpoints/step-N/ (each a generator folder: adapter/, actions.safetensors, "
             "mic.safetensors, config.json pointing to the prior) and OUT/latest; TensorBoard "
             "logs each loss term. Defaults suit the shipped tiny CPU prior; the paper's "
-            "(MDM on a GPU) are --lr 2e-5 --batch-size 30 --steps 10000."
+            "(MDM on a GPU) are --lr 2e-5 --batch-size 30 --train-steps 10000."
         ),
         epilog="""examples:
   kinemic finetune --target out/world/target --source out/world/source --split S0000 \\
-      --method kinemic --steps 300 --out runs/kinemic
-  kinemic finetune --target out/world/target --method mdm-ft --steps 300 --out runs/mdmft
+      --method kinemic --train-steps 300 --out runs/kinemic
+  kinemic finetune --target out/world/target --method mdm-ft --train-steps 300 --out runs/mdmft
   kinemic finetune --target out/world/target --source out/world/source --filter kinematic \\
       --out runs/kinemic-kin        # soft positives re-ranked by the T-MOR kinematic filter
   kinemic finetune --resume runs/kinemic --target out/world/target --source out/world/source \\
-      --steps 600 --out runs/kinemic""",
+      --train-steps 600 --out runs/kinemic""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--prior", default="shipped", help="prior folder, pretraining run, or 'shipped'")
     p.add_argument("--target", type=Path, required=True, help="NTU-VIBE-layout target dataset")
     p.add_argument("--split", default="S0000", help="few-shot split (S0000)")
     p.add_argument("--source", type=Path, help="source corpus of the soft positives (kinemic)")
-    p.add_argument("--method", choices=["kinemic", "mdm-ft"], default="kinemic", help="(kinemic)")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps ({d.steps})")
+    p.add_argument("--method", choices=METHODS, default=d.method, help=f"({d.method})")
+    p.add_argument(
+        "--train-steps",
+        "--steps",
+        dest="train_steps",
+        type=int,
+        default=d.train_steps,
+        help=f"optimiser steps ({d.train_steps}; --steps is the old name, kept for one release)",
+    )
     p.add_argument(
         "--batch-size", type=int, default=d.batch_size, help=f"shots per step ({d.batch_size})"
     )
@@ -108,16 +110,20 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lora-alpha", type=float, default=d.lora.alpha, help=f"({d.lora.alpha:g})")
     p.add_argument("--lora-dropout", type=float, default=d.lora.dropout, help=f"({d.lora.dropout})")
     p.add_argument("--k", type=int, default=d.k, help=f"soft positives per class ({d.k})")
-    add_filter_arguments(p, default=d.filter, own="")
+    add_filter_arguments(p, default=d.filter.kind, own="")
     p.add_argument(
         "--diffusion-steps",
         type=int,
         default=d.diffusion_steps,
         help=f"fine-tuning schedule S; the net gets ceil(t·P/S) ({d.diffusion_steps})",
     )
-    p.add_argument("--window-weight", type=float, default=d.window_weight, help="(1)")
-    p.add_argument("--distill-weight", type=float, default=d.distill_weight, help="(0)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument(
+        "--window-weight", type=float, default=d.window_weight, help=f"({d.window_weight:g})"
+    )
+    p.add_argument(
+        "--distill-weight", type=float, default=d.distill_weight, help=f"({d.distill_weight:g})"
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed ({d.seed})")
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs; slow on CPU)")
     p.add_argument(
         "--checkpoint-every",
@@ -130,20 +136,16 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from kinemic.finetune.generator import LoraSettings
-    from kinemic.finetune.run import FinetuneConfig, finetune
+    from kinemic.finetune.run import finetune
 
     config = FinetuneConfig(
         method=args.method,
-        steps=args.steps,
+        train_steps=args.train_steps,
         batch_size=args.batch_size,
         lr=args.lr,
         lora=LoraSettings(rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout),
         k=args.k,
-        filter=args.filter,
-        filter_pool=args.filter_pool,
-        filter_encoder=args.filter_encoder,
-        filter_weight=args.filter_weight,
+        filter=filter_config(args),
         diffusion_steps=args.diffusion_steps,
         window_weight=args.window_weight,
         distill_weight=args.distill_weight,
@@ -285,10 +287,7 @@ def run_mine(args: argparse.Namespace) -> int:
         seed=args.seed,
         random_draws=args.random_draws,
         mine_t=args.mine_t,
-        filter=args.filter,
-        filter_pool=args.filter_pool,
-        filter_encoder=args.filter_encoder,
-        filter_weight=args.filter_weight,
+        filter_config=_mine_filter(args),
         progress=not args.no_progress,
     )
     print(report.text())
@@ -296,6 +295,20 @@ def run_mine(args: argparse.Namespace) -> int:
         write_text(args.json, json.dumps(report.to_json(), indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
+
+
+def _mine_filter(args: argparse.Namespace) -> FilterConfig | None:
+    """None (a --model's own selection) when no filter option is given; the options alone,
+    which only the kinematic filter has, select it."""
+    options = (args.filter_pool, args.filter_encoder, args.filter_weight)
+    if args.filter is None and all(v is None for v in options):
+        return None
+    return FilterConfig(
+        kind=args.filter or "kinematic",
+        pool=args.filter_pool,
+        encoder=args.filter_encoder,
+        weight=args.filter_weight,
+    )
 
 
 # --------------------------------------------------------------------------------------- demo
@@ -325,7 +338,14 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="tiny world, fewer seeds and steps")
     p.add_argument("--scale", choices=("tiny", "small", "default"), help="world scale")
     p.add_argument("--seeds", type=int, help="HAR seeds per mode (default 5; --quick 2)")
-    p.add_argument("--steps", type=int, help="fine-tuning steps per method (200; --quick 30)")
+    p.add_argument(
+        "--finetune-steps",
+        "--steps",
+        dest="finetune_steps",
+        type=int,
+        help="fine-tuning steps per method (200; --quick 30; --steps is the old name, kept for "
+        "one release)",
+    )
     p.add_argument("--per-class", type=int, help="synthetic clips per class")
     p.add_argument("--jobs", type=int, help="HAR runs in parallel processes (default 2)")
     p.add_argument(
@@ -347,7 +367,7 @@ def run_demo(args: argparse.Namespace) -> int:
         for key, value in {
             "scale": args.scale,
             "seeds": args.seeds,
-            "finetune_steps": args.steps,
+            "finetune_steps": args.finetune_steps,
             "per_class": args.per_class,
             "jobs": args.jobs,
         }.items()

@@ -26,15 +26,24 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
             "--num_processes N)."
         ),
         epilog="""examples:
-  kinemic pretrain --source out/world/source --source out/cmu --steps 6000 --out runs/prior
-  kinemic pretrain --source HumanML3D --preset mdm --text-encoder clip --steps 600000 --out runs/mdm
-  kinemic pretrain --resume runs/prior --source out/world/source --steps 6000 --out runs/prior""",
+  kinemic pretrain --source out/world/source --source out/cmu --train-steps 6000 --out runs/prior
+  kinemic pretrain --source HumanML3D --preset mdm --text-encoder clip --train-steps 600000 \
+      --out runs/mdm
+  kinemic pretrain --resume runs/prior --source out/world/source --train-steps 6000 \
+      --out runs/prior""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--source", type=Path, action="append", required=True, help="corpus (repeat)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--preset", choices=["tiny", "mdm"], default="tiny", help="model size (tiny)")
-    p.add_argument("--steps", type=int, default=100_000, help="optimiser steps (100000)")
+    p.add_argument(
+        "--train-steps",
+        "--steps",
+        dest="train_steps",
+        type=int,
+        default=100_000,
+        help="optimiser steps (100000; --steps is the old name, kept for one release)",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="clips per step, all processes (64)")
     p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (1e-4)")
     p.add_argument("--warmup-steps", type=int, default=0, help="linear warm-up steps (0)")
@@ -63,13 +72,13 @@ def run_pretrain(args: argparse.Namespace) -> int:
         args.out,
         preset=args.preset,
         model_overrides=None if args.text_scale is None else {"text_scale": args.text_scale},
-        steps=args.steps,
+        train_steps=args.train_steps,
         batch_size=args.batch_size,
         lr=args.lr,
         warmup_steps=args.warmup_steps,
         ema=args.ema or None,
         text_encoder=args.text_encoder,
-        num_diffusion_steps=args.diffusion_steps,
+        diffusion_steps=args.diffusion_steps,
         max_frames=args.max_frames,
         seed=args.seed,
         mixed_precision="bf16" if args.bf16 else "no",
@@ -110,7 +119,14 @@ def add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--action", action="append", help="class name or id of a fine-tuned model")
     p.add_argument("--n", type=int, default=8, help="samples per condition (8)")
     p.add_argument("--length", type=_length, default="3s", help='"3s", "2.5s" or frames (3s)')
-    p.add_argument("--steps", type=int, help="DDPM steps (the model's own)")
+    p.add_argument(
+        "--diffusion-steps",
+        "--steps",
+        dest="diffusion_steps",
+        type=int,
+        help="DDPM steps: the model's own, the only number accepted (--steps is the old name, "
+        "kept for one release)",
+    )
     p.add_argument("--ddim", type=int, help="deterministic DDIM with this many steps instead")
     p.add_argument("--guidance", type=float, default=2.5, help="CFG scale; 1 = none (2.5)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
@@ -128,7 +144,7 @@ def run_sample(args: argparse.Namespace) -> int:
         actions=args.action,
         n=args.n,
         length=args.length,
-        steps=args.steps,
+        diffusion_steps=args.diffusion_steps,
         ddim=args.ddim,
         guidance=args.guidance,
         seed=args.seed,
@@ -170,7 +186,7 @@ def run_import_mdm(args: argparse.Namespace) -> int:
         args.out,
         mean_std=args.mean_std,
         num_heads=args.num_heads,
-        num_steps=args.diffusion_steps,
+        diffusion_steps=args.diffusion_steps,
         trust_pickle=args.trust_pickle,
     )
     print(f"prior in {out}")

@@ -50,7 +50,7 @@ def _add_pretrain(sub) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  kinemic tmor pretrain --source out/world/source --source out/cmu "
-        "--visual --steps 1500 --out runs/tmor",
+        "--visual --train-steps 1500 --out runs/tmor",
     )
     p.add_argument(
         "--source",
@@ -69,7 +69,14 @@ def _add_pretrain(sub) -> None:
     )
     p.add_argument("--preset", choices=["tiny", "small", "base"], default="small")
     p.add_argument("--frame-stride", type=int, choices=[1, 2, 4], help="frames per token")
-    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument(
+        "--train-steps",
+        "--steps",
+        dest="train_steps",
+        type=int,
+        default=20000,
+        help="optimiser steps (20000; --steps is the old name, kept for one release)",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--warmup-steps", type=int, default=200)
@@ -105,7 +112,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         model_overrides=overrides,
         visual=args.visual,
         visual_dirs=args.visual_dir,
-        steps=args.steps,
+        train_steps=args.train_steps,
         batch_size=args.batch_size,
         lr=args.lr,
         warmup_steps=args.warmup_steps,

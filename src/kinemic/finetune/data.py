@@ -22,6 +22,7 @@ from kinemic.errors import DataError, KinemicError
 from kinemic.features import Normalizer
 from kinemic.io.humanml3d import HumanML3DDataset
 from kinemic.io.ntu_vibe import NTUVibeDataset
+from kinemic.mining.config import FilterConfig
 
 __all__ = ["SourceClips", "TargetClips", "load_sources", "load_targets"]
 
@@ -128,16 +129,13 @@ def load_sources(
     normalizer: Normalizer,
     target: str | Path,
     fewshot_ids: list[list[str]],
-    filter: str = "none",
-    filter_pool: int | None = None,
-    filter_encoder: str | None = None,
-    filter_weight: float | None = None,
+    filter_config: FilterConfig | None = None,
     progress: bool = True,
 ) -> tuple[SourceClips, np.ndarray, dict[str, Any]]:
     """The soft positives of each class caption (``kinemic.mining.soft_positives.
-    select_soft_positives``: top-k by caption similarity with ``encoder``, optionally
-    re-ranked by the kinematic filter against the class's shots ``fewshot_ids`` of ``target``)
-    and those source clips, read and normalised.
+    select_soft_positives``: top-k by caption similarity with ``encoder``, or as
+    ``filter_config`` selects, e.g. re-ranked by the kinematic filter against the class's shots
+    ``fewshot_ids`` of ``target``) and those source clips, read and normalised.
 
     Returns (clips, positives (C, k) int64 indices into ``clips``, a JSON-able summary with a
     sha256 of the pairing and the filter used)."""
@@ -152,10 +150,7 @@ def load_sources(
         fewshot_ids=fewshot_ids,
         encoder=encoder,
         k=k,
-        filter=filter,
-        filter_pool=filter_pool,
-        filter_encoder=filter_encoder,
-        filter_weight=filter_weight,
+        filter_config=filter_config,
         progress=progress,
     )
     if sp.indices.ndim != 2 or sp.indices.shape[0] != len(class_captions) or sp.k < 1:

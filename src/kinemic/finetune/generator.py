@@ -34,22 +34,30 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from kinemic.diffusion import LORA_TARGET_MODULES, Denoiser, DenoiserConfig, NoiseSchedule
+from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule
 from kinemic.errors import KinemicError
 from kinemic.features import Normalizer
-from kinemic.files import MODEL_FORMATS, ModelFolder, open_model_folder, write_bytes, write_text
+from kinemic.files import (
+    CONFIG_FILE,
+    MODEL_FORMATS,
+    ModelFolder,
+    open_model_folder,
+    write_bytes,
+    write_text,
+)
+from kinemic.finetune.config import LoraSettings
 from kinemic.mining.mic import MIC, MICConfig
 
 __all__ = [
     "FORMAT",
-    "Generator",
+    "ActionGenerator",
     "LoraSettings",
     "TwoStreamDenoiser",
     "load_generator",
@@ -59,59 +67,26 @@ __all__ = [
 ]
 
 FORMAT, VERSION = MODEL_FORMATS["generator"]
-CONFIG_FILE = "config.json"
 ADAPTER_DIR = "adapter"
 ACTIONS_FILE = "actions.safetensors"
 MIC_FILE = "mic.safetensors"
 
 
-@dataclass
-class LoraSettings:
-    """peft LoRA settings of the target stream (SPEC §5: rank 16, α 32, dropout 0.1)."""
-
-    rank: int = 16
-    alpha: float = 32.0
-    dropout: float = 0.1
-    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGET_MODULES))
-
-    def __post_init__(self) -> None:
-        if self.rank < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1:
-            raise KinemicError(
-                f"LoRA settings: rank >= 1, alpha > 0 and dropout in [0, 1) expected, found "
-                f"rank={self.rank}, alpha={self.alpha}, dropout={self.dropout}"
-            )
-        if not self.target_modules:
-            raise KinemicError("LoRA settings: target_modules is empty")
-        self.target_modules = list(self.target_modules)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def peft_config(self):
-        from peft import LoraConfig
-
-        return LoraConfig(
-            r=self.rank,
-            lora_alpha=self.alpha,
-            lora_dropout=self.dropout,
-            target_modules=list(self.target_modules),
-            bias="none",
-        )
-
-
-def prior_timestep(t: Tensor, *, steps: int, prior_steps: int) -> Tensor:
-    """The prior's timestep for step t (B,) of a ``steps``-step schedule:
-    min(ceil(t·prior_steps/steps), prior_steps − 1) (the identity when the two are equal)."""
-    if steps == prior_steps:
+def prior_timestep(t: Tensor, *, diffusion_steps: int, prior_diffusion_steps: int) -> Tensor:
+    """The prior's timestep for step t (B,) of a ``diffusion_steps``-step schedule S, for a
+    prior of P = ``prior_diffusion_steps``: min(ceil(t·P/S), P − 1) (the identity when S = P)."""
+    S, P = diffusion_steps, prior_diffusion_steps
+    if S == P:
         return t
     t = t.long()
-    return torch.clamp((t * prior_steps + steps - 1) // steps, max=prior_steps - 1)
+    return torch.clamp((t * P + S - 1) // S, max=P - 1)
 
 
 class TwoStreamDenoiser(nn.Module):
     """The prior's denoiser with LoRA adapters and an action table: ``forward`` is the target
     stream, :meth:`prior_stream` the frozen prior. Both take timesteps t (B,) of the
-    fine-tuning schedule (``steps``) and map them to the prior's (``prior_timestep``).
+    fine-tuning schedule (``diffusion_steps``) and map them to the prior's
+    (``prior_timestep``).
 
     ``denoiser`` is modified in place (adapters are injected into it): it is the one copy of
     the weights. Only the LoRA matrices and the action table require grad.
@@ -123,15 +98,19 @@ class TwoStreamDenoiser(nn.Module):
         *,
         num_actions: int,
         lora: LoraSettings,
-        steps: int,
-        prior_steps: int,
+        diffusion_steps: int,
+        prior_diffusion_steps: int,
     ) -> None:
         super().__init__()
         from peft import get_peft_model
 
-        if steps < 1 or prior_steps < 1:
-            raise ValueError(f"steps ({steps}) and prior_steps ({prior_steps}) must be >= 1")
-        self.steps, self.prior_steps = int(steps), int(prior_steps)
+        if diffusion_steps < 1 or prior_diffusion_steps < 1:
+            raise ValueError(
+                f"diffusion_steps ({diffusion_steps}) and prior_diffusion_steps "
+                f"({prior_diffusion_steps}) must be >= 1"
+            )
+        self.diffusion_steps = int(diffusion_steps)
+        self.prior_diffusion_steps = int(prior_diffusion_steps)
         self.lora = lora
         denoiser.add_actions(num_actions)
         self.peft = get_peft_model(denoiser, lora.peft_config())
@@ -151,7 +130,11 @@ class TwoStreamDenoiser(nn.Module):
         return self.base.embed_action
 
     def model_timestep(self, t: Tensor) -> Tensor:
-        return prior_timestep(t, steps=self.steps, prior_steps=self.prior_steps)
+        return prior_timestep(
+            t,
+            diffusion_steps=self.diffusion_steps,
+            prior_diffusion_steps=self.prior_diffusion_steps,
+        )
 
     def forward(
         self,
@@ -268,13 +251,14 @@ def save_generator(
 
 
 @dataclass
-class Generator:
-    """A loaded generator (eval mode). ``denoiser`` is the target stream (call it like a
-    ``Denoiser``; ``denoiser.prior_stream`` is the frozen prior); ``schedule`` the fine-tuning
-    schedule it samples with; action id i is class ``classes[i]`` (0-based NTU label);
-    ``class_lengths[label]`` the few-shot clips' lengths (feature rows); ``mic`` None for
-    ``mdm-ft``. The attributes ``kinemic sample`` reads of a prior (``action_names``,
-    ``text_encoder``, ``text_spec``, ``max_frames``, ``weights``) are provided too."""
+class ActionGenerator:
+    """A loaded fine-tuned generator (eval mode; not a ``torch.Generator``). ``denoiser`` is
+    the target stream (call it like a ``Denoiser``; ``denoiser.prior_stream`` is the frozen
+    prior); ``schedule`` the fine-tuning schedule it samples with; action id i is class
+    ``classes[i]`` (0-based NTU label); ``class_lengths[label]`` the few-shot clips' lengths
+    (feature rows); ``mic`` None for ``mdm-ft``. The attributes ``kinemic sample`` reads of a
+    prior (``action_names``, ``text_encoder``, ``text_spec``, ``max_frames``, ``weights``) are
+    provided too."""
 
     denoiser: TwoStreamDenoiser
     schedule: NoiseSchedule
@@ -313,7 +297,7 @@ class Generator:
 
 def load_generator(
     path: str | Path | ModelFolder, *, device: str | torch.device = "cpu"
-) -> Generator:
+) -> ActionGenerator:
     """Rebuild a generator from its folder (or a run folder: its latest checkpoint; or a folder
     ``kinemic.files.open_model_folder`` opened) and the prior it points to, whose weights must
     still have the recorded sha256. A prior folder is refused with a message saying to pass it
@@ -349,8 +333,8 @@ def load_generator(
         prior.denoiser,
         num_actions=len(classes),
         lora=lora,
-        steps=int(config["schedule"]["num_steps"]),
-        prior_steps=prior.schedule.num_steps,
+        diffusion_steps=int(config["schedule"]["num_steps"]),
+        prior_diffusion_steps=prior.schedule.num_steps,
     )
     from peft import set_peft_model_state_dict
 
@@ -377,7 +361,7 @@ def load_generator(
         mic.load_state_dict(load_file(folder / MIC_FILE))
         mic.requires_grad_(False).to(device).eval()
     model.requires_grad_(False).to(device).eval()  # an inference model
-    return Generator(
+    return ActionGenerator(
         denoiser=model,
         schedule=NoiseSchedule(int(config["schedule"]["num_steps"])),
         normalizer=prior.normalizer,

@@ -1,29 +1,12 @@
-"""KineMIC fine-tuning (``kinemic finetune``): the two-stream objective of SPEC §5.
+"""KineMIC fine-tuning (``kinemic finetune``): the run that trains the two-stream objective
+(``kinemic.finetune.objective``) with the settings of ``kinemic.finetune.config``.
 
 Per step, B few-shot target clips (normalised with the *prior's* normaliser; condition = the
 class caption's embedding + the action id) are each paired with one soft positive source clip,
-drawn uniformly from its class's top-k (``kinemic.mining.soft_positives``; with
-``filter="kinematic"`` the caption top-``filter_pool`` re-ranked by the T-MOR kinematic filter
-against the class's shots, fused with the caption score by ``filter_weight``). With shared
-noise ε
-and a shared step t of the fine-tuning schedule (S steps; the network gets the prior's step,
-see ``kinemic.finetune.generator.prior_timestep``):
-
-1. target stream on the noised target clip -> x̂0_g, latents L_g;  L_rec = masked MSE(x̂0_g, x0_g)
-2. prior stream (adapters off, no grad) on the noised source clip under its own caption -> L_p
-3. MIC: z_g, a_g = MIC(L_g); z_p, a_p = MIC(L_p);  L_con = supervised InfoNCE(anchors z_g,
-   keys z_p + memory bank, positives = same class; the source inherits its target's label)
-4. the target-length window of the source with the largest summed a_p; the same window of
-   x0_p and of ε, re-noised at t, denoised by the target stream under the target's condition
-   -> x̂0_w, L_w;  L_wrec = mean_b w_b · masked MSE_b(x̂0_w, x0_w), with the dynamic weight
-   w_b = (cos(z_g, MIC(L_w)) + 1) / 2 (no gradient through the weight)
-5. optional latent distillation: masked MSE(L_w, the prior's latents of the window)
-6. loss = L_rec + λ_con·L_con + λ_w·L_wrec + λ_d·L_dist; the batch's z_p enter the bank
-   (with λ_w = λ_d = 0 the window pass is skipped).
-
-``mdm-ft`` (the paper's baseline) is step 1 alone with the same adapters and action table.
-Each term is logged separately (TensorBoard ``train/rec``, ``train/con``, ``train/wrec``,
-``train/window_weight``, ``train/logit_scale``, ``train/dist``).
+drawn uniformly from its class's top-k (``kinemic.mining.soft_positives``; with the kinematic
+filter, ``FinetuneConfig.filter``, the caption top-``pool`` re-ranked by T-MOR against the
+class's shots, fused with the caption score by ``weight``), with shared noise ε and a shared
+step t of the fine-tuning schedule.
 
 Every random draw of a step (target clips, soft positives, crops, source captions, t, ε) comes
 from ``(seed, step)``; the global batch is drawn once and each process takes its slice, so a
@@ -34,193 +17,24 @@ the checkpoint).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from kinemic.corpus import step_rng
-from kinemic.diffusion import NoiseSchedule, masked_mse, per_clip_mse
+from kinemic.diffusion import NoiseSchedule
 from kinemic.errors import KinemicError
-from kinemic.finetune.generator import (
-    LoraSettings,
-    TwoStreamDenoiser,
-    prior_pointer,
-    save_generator,
-)
-from kinemic.finetune.run.data import SourceClips, TargetClips, load_sources, load_targets
-from kinemic.mining.mic import MIC, MICConfig
-from kinemic.mining.soft_positives import Filter, filter_problems
-from kinemic.mining.windows import best_window, cut_windows, window_lengths
+from kinemic.finetune.config import FinetuneConfig
+from kinemic.finetune.data import SourceClips, TargetClips, load_sources, load_targets
+from kinemic.finetune.generator import TwoStreamDenoiser, prior_pointer, save_generator
+from kinemic.finetune.objective import FinetuneModel
+from kinemic.mining.mic import MIC
 
-Method = Literal["kinemic", "mdm-ft"]
-METHODS = ("kinemic", "mdm-ft")
-
-
-@dataclass
-class FinetuneConfig:
-    """Settings of a fine-tune. Defaults are sized for the shipped ``tiny`` CPU prior (see the
-    README): the paper's (MDM, GPU) are lr 2e-5, batch 30, 10,000 steps."""
-
-    method: Method = "kinemic"
-    steps: int = 300
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    warmup_steps: int = 0
-    grad_clip: float | None = 1.0
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    k: int = 250  # soft positives per class
-    filter: Filter = "none"  # "kinematic": re-rank the caption top-filter_pool by T-MOR
-    filter_pool: int | None = None  # caption candidates the filter re-ranks (None: 2k)
-    filter_encoder: str | None = None  # the filter's T-MOR encoder folder or run (None: shipped)
-    filter_weight: float | None = None  # the motion score's share of the filter's key (None: 0.5)
-    diffusion_steps: int = 100  # the fine-tuning schedule (the prior's steps: no mapping)
-    contrastive_weight: float = 1.0
-    window_weight: float = 1.0
-    distill_weight: float = 0.0
-    mic_hidden: int = 64  # GRU units per direction (BiGRU width 128 = the tiny latent width)
-    mic_embed: int = 128
-    bank_size: int = 60
-    temperature: float = 0.07
-    max_source_frames: int | None = None  # None: the prior's max_frames
-    max_target_frames: int | None = None  # None: the prior's max_frames
-    seed: int = 0
-    mixed_precision: Literal["no", "bf16"] = "no"
-    cpu: bool = False
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 3
-    log_every: int = 10
-
-    def __post_init__(self) -> None:
-        if isinstance(self.lora, dict):
-            self.lora = LoraSettings(**self.lora)
-        if self.filter_encoder is not None:
-            self.filter_encoder = str(self.filter_encoder)  # a Path would not go into JSON
-        problems = filter_problems(
-            self.filter, self.filter_pool, self.filter_encoder, self.k, self.filter_weight
-        )
-        if self.filter == "kinematic" and self.filter_weight is None:
-            from kinemic.mining.kinematic_filter import DEFAULT_WEIGHT
-
-            self.filter_weight = DEFAULT_WEIGHT  # recorded as a number: a run stays exact
-        if self.method == "mdm-ft" and self.filter != "none":
-            problems.append("filter applies to method 'kinemic' (mdm-ft has no soft positives)")
-        if self.method not in METHODS:
-            problems.append(f"method must be one of {', '.join(METHODS)}, found {self.method!r}")
-        for name in ("steps", "batch_size", "k", "diffusion_steps", "mic_hidden", "mic_embed"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, found {getattr(self, name)}")
-        for name in ("contrastive_weight", "window_weight", "distill_weight"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must be >= 0, found {getattr(self, name)}")
-        for name in ("max_source_frames", "max_target_frames"):
-            value = getattr(self, name)
-            if value is not None and value < 4:
-                problems.append(f"{name} must be >= 4 or None, found {value}")
-        if self.bank_size < 0:
-            problems.append(f"bank_size must be >= 0, found {self.bank_size}")
-        if problems:
-            raise KinemicError("fine-tuning settings: " + "; ".join(problems))
-
-    def mic_config(self, latent_dim: int) -> MICConfig:
-        return MICConfig(
-            latent_dim=latent_dim,
-            hidden_dim=self.mic_hidden,
-            embed_dim=self.mic_embed,
-            bank_size=self.bank_size,
-            temperature=self.temperature,
-        )
-
-    def train_config(self, *, progress: bool, position: int | None = None):
-        from kinemic.training import TrainConfig
-
-        return TrainConfig(
-            steps=self.steps,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            warmup_steps=self.warmup_steps,
-            grad_clip=self.grad_clip,
-            ema=None,
-            seed=self.seed,
-            mixed_precision=self.mixed_precision,
-            cpu=self.cpu,
-            checkpoint_every=self.checkpoint_every,
-            keep_checkpoints=self.keep_checkpoints,
-            log_every=self.log_every,
-            progress=progress,
-            progress_desc=f"fine-tuning ({self.method})",
-            progress_position=position,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class FinetuneModel(nn.Module):
-    """What is trained: the two-stream denoiser and (for ``kinemic``) MIC. ``forward(batch)``
-    is the whole objective (so that DDP sees every parameter through one forward) and returns
-    (loss, {term: value})."""
-
-    def __init__(
-        self,
-        denoiser: TwoStreamDenoiser,
-        mic: MIC | None,
-        schedule: NoiseSchedule,
-        config: FinetuneConfig,
-    ) -> None:
-        super().__init__()
-        self.denoiser, self.mic = denoiser, mic
-        self.schedule = schedule
-        self.weights = (config.contrastive_weight, config.window_weight, config.distill_weight)
-
-    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        x0, mask, t, noise = batch["x0"], batch["mask"], batch["t"], batch["noise"]
-        T = x0.shape[1]
-        xt = self.schedule.q_sample(x0, t, noise[:, :T])
-        cond = dict(text=batch["text"], action=batch["action"])
-        x0_hat, lat_g = self.denoiser(xt, t, mask=mask, return_latents=True, **cond)
-        rec = masked_mse(x0_hat, x0, mask)
-        if self.mic is None:  # mdm-ft
-            return rec, {"rec": rec.detach()}
-        w_con, w_win, w_dist = self.weights
-        src, src_mask = batch["src_x0"], batch["src_mask"]
-        xt_p = self.schedule.q_sample(src, t, noise[:, : src.shape[1]])
-        _, lat_p = self.denoiser.prior_stream(
-            xt_p, t, text=batch["src_text"], mask=src_mask, return_latents=True
-        )  # (B, Tp, D), no grad
-        z_g, _ = self.mic(lat_g, mask)
-        z_p, a_p = self.mic(lat_p, src_mask)
-        label = batch["action"]
-        con = self.mic.contrastive_loss(z_g, label, z_p, label)
-        loss = rec + w_con * con
-        terms = {"rec": rec.detach(), "con": con.detach(), "logit_scale": self.mic.scale.detach()}
-        if w_win == 0 and w_dist == 0:  # no window terms: skip the window pass
-            self.mic.enqueue(z_p.detach(), label)
-            return loss, terms
-        # window mining on the source, under the target's condition
-        length = window_lengths(src_mask, mask.sum(1))
-        start = best_window(a_p.detach(), src_mask, length)
-        x0_w, mask_w = cut_windows(src, start, length)
-        eps_w, _ = cut_windows(noise, start, length)
-        xt_w = self.schedule.q_sample(x0_w, t, eps_w)
-        x0_w_hat, lat_w = self.denoiser(xt_w, t, mask=mask_w, return_latents=True, **cond)
-        with torch.no_grad():  # the weight carries no gradient: MIC's pass need not either
-            z_w, _ = self.mic(lat_w.detach(), mask_w)
-        weight = ((z_g.detach() * z_w).sum(-1) + 1) / 2  # (B,) in [0, 1]
-        wrec = (weight * per_clip_mse(x0_w_hat, x0_w, mask_w)).mean()
-        loss = loss + w_win * wrec
-        terms.update(wrec=wrec.detach(), window_weight=weight.mean())
-        if w_dist > 0:
-            lat_p_w, _ = cut_windows(lat_p, start, length)
-            dist = masked_mse(lat_w, lat_p_w, mask_w)
-            loss = loss + w_dist * dist
-            terms["dist"] = dist.detach()
-        self.mic.enqueue(z_p.detach(), label)
-        return loss, terms
+__all__ = ["FinetuneConfig", "FinetuneModel", "FinetuneTask", "finetune"]
 
 
 @dataclass
@@ -343,6 +157,7 @@ def finetune(
     from kinemic.training import train
 
     config = config or FinetuneConfig()
+    config = replace(config, lora=config.lora.resolved())  # recorded with its module names
     out = Path(out)
     if resume is None and (out / "latest").exists():
         raise KinemicError(
@@ -368,13 +183,10 @@ def finetune(
             normalizer=p.normalizer,
             target=target,
             fewshot_ids=targets.class_ids(),
-            filter=config.filter,
-            filter_pool=config.filter_pool,
-            filter_encoder=config.filter_encoder,
-            filter_weight=config.filter_weight,
+            filter_config=config.filter,
             progress=progress,
         )
-    steps = config.diffusion_steps
+    diffusion_steps = config.diffusion_steps
     pointer = prior_pointer(p)
     mic_cfg = (
         config.mic_config(p.denoiser.config.latent_dim) if config.method == "kinemic" else None
@@ -385,7 +197,7 @@ def finetune(
         "lora": config.lora.to_dict(),
         "schedule": {
             "kind": "cosine",
-            "num_steps": steps,
+            "num_steps": diffusion_steps,
             "prior_steps": p.schedule.num_steps,
             "prior_timestep": "min(ceil(t*P/S), P-1)",
         },
@@ -400,13 +212,15 @@ def finetune(
         "mic": None if mic_cfg is None else mic_cfg.to_dict(),
         "finetune": config.to_dict(),
     }
-    free = {"steps", "checkpoint_every", "keep_checkpoints", "log_every"}
-    if config.filter == "none":  # runs from before the filter option resume as they did
+    # The fingerprint keeps the flat layout of earlier versions, so that their runs resume.
+    settings = config.flat()
+    free = {"train_steps", "checkpoint_every", "keep_checkpoints", "log_every"}
+    if config.filter.kind == "none":  # runs from before the filter option resume as they did
         free |= {"filter", "filter_pool", "filter_encoder", "filter_weight"}
-    elif config.filter_weight == 1.0:  # the motion-only ranking, the filter before the weight
+    elif config.filter.weight == 1.0:  # the motion-only ranking, the filter before the weight
         free.add("filter_weight")
     fingerprint = {
-        **{k: v for k, v in config.to_dict().items() if k not in free},
+        **{k: v for k, v in settings.items() if k not in free},
         "prior": pointer,
         "target": generator_config["target"],
         "split": split,
@@ -419,8 +233,8 @@ def finetune(
         p.denoiser,
         num_actions=len(targets.classes),
         lora=config.lora,
-        steps=steps,
-        prior_steps=p.schedule.num_steps,
+        diffusion_steps=diffusion_steps,
+        prior_diffusion_steps=p.schedule.num_steps,
     )
     mic = None if mic_cfg is None else MIC(mic_cfg)
     task = FinetuneTask(
@@ -428,14 +242,14 @@ def finetune(
         sources=sources,
         positives=positives,
         class_text=class_text,
-        schedule=NoiseSchedule(steps),
+        schedule=NoiseSchedule(diffusion_steps),
         config=config,
         max_target_frames=max_tgt,
         max_source_frames=max_src,
         generator_config=generator_config,
     )
     objective = FinetuneModel(model, mic, task.schedule, config)
-    hparams = {k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str))}
+    hparams = {k: v for k, v in settings.items() if isinstance(v, (int, float, str))}
     train(
         objective,
         task,

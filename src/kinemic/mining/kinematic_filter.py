@@ -35,10 +35,10 @@ from tqdm.auto import tqdm
 
 from kinemic.errors import KinemicError
 from kinemic.io.humanml3d import HumanML3DDataset
+from kinemic.mining.config import DEFAULT_WEIGHT  # the motion score's share of the key
 from kinemic.tmor.encoder import window_starts
 
 MIN_WINDOW = 16
-DEFAULT_WEIGHT = 0.5  # the motion score's share of the ranking key; the caption's is 1 - w
 
 
 @dataclass

@@ -18,8 +18,8 @@ from kinemic.errors import KinemicError
 from kinemic.io.humanml3d import HumanML3DDataset
 from kinemic.io.ntu_vibe import NTUVibeDataset
 from kinemic.mining import precision as prec
+from kinemic.mining.config import DEFAULT_K, FilterConfig
 from kinemic.mining.soft_positives import (
-    DEFAULT_K,
     SoftPositives,
     as_encoder,
     embed_texts,
@@ -236,10 +236,7 @@ def mine(
     seed: int = 0,
     random_draws: int | None = None,
     mine_t: int | None = None,
-    filter: str | None = None,
-    filter_pool: int | None = None,
-    filter_encoder: str | Path | None = None,
-    filter_weight: float | None = None,
+    filter_config: FilterConfig | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> MineReport:
@@ -251,10 +248,11 @@ def mine(
     (``kinemic.mining.windows``) and scored; ``split``, ``k`` and ``encoder`` then default to
     the ones it was fine-tuned with (else: all classes, 250, "minilm"). Without it, only the
     random-window and whole-clip figures are computed, with the target clips' lengths. See
-    ``kinemic.mining.precision``. ``filter``, ``filter_pool``, ``filter_encoder``,
-    ``filter_weight``: the soft-positive selection
+    ``kinemic.mining.precision``. ``filter_config``: the soft-positive selection
     (``kinemic.mining.soft_positives.select_soft_positives``; the kinematic filter compares
-    with the target clips of each class); default: a ``model``'s own, else "none".
+    with the target clips of each class); None: a ``model``'s own, else the caption ranking.
+    With a ``model`` fine-tuned with the kinematic filter, a kinematic ``filter_config`` takes
+    the model's pool, encoder and weight where it leaves them None.
     """
     if show < 0:
         raise KinemicError(f"--show must be 0 or more, got {show}")
@@ -268,13 +266,7 @@ def mine(
     if generator is not None:
         used = generator.config.get("soft_positives") or {}
         k = int(used.get("k", DEFAULT_K)) if k is None else k
-        own = used.get("filter") or {"name": "none"}
-        filter = own["name"] if filter is None else filter
-        if filter == own["name"] == "kinematic":
-            filter_pool = own.get("pool") if filter_pool is None else filter_pool
-            filter_encoder = own.get("encoder") if filter_encoder is None else filter_encoder
-            # a record from before the weight option ranked by motion alone
-            filter_weight = own.get("weight", 1.0) if filter_weight is None else filter_weight
+        filter_config = _with_own(filter_config, used.get("filter") or {"name": "none"})
         if encoder is None and generator.text_spec is not None:
             from kinemic.text import encoder_from_spec
 
@@ -294,10 +286,7 @@ def mine(
         fewshot_ids=clip_ids,
         encoder=text_encoder,
         k=k,
-        filter=filter or "none",
-        filter_pool=filter_pool,
-        filter_encoder=filter_encoder,
-        filter_weight=filter_weight,
+        filter_config=filter_config,
         cache_dir=cache_dir,
         split=source_split,
         progress=progress,
@@ -358,6 +347,22 @@ def mine(
     )
 
 
+def _with_own(how: FilterConfig | None, own: dict[str, Any]) -> FilterConfig:
+    """The selection ``how`` (None: the model's own) with the options it leaves None taken from
+    the model's record ``own`` (``SoftPositives.filter``) when both are kinematic."""
+    kind = own["name"] if how is None else how.kind
+    how = FilterConfig(kind=kind) if how is None else how
+    if not kind == own["name"] == "kinematic":
+        return how
+    return FilterConfig(
+        kind="kinematic",
+        pool=own.get("pool") if how.pool is None else how.pool,
+        encoder=own.get("encoder") if how.encoder is None else how.encoder,
+        # a record from before the weight option ranked by motion alone
+        weight=own.get("weight", 1.0) if how.weight is None else how.weight,
+    )
+
+
 # ------------------------------------------------------------------------- attention windows
 
 
@@ -414,9 +419,9 @@ def attention_windows(
             f"the generator was not fine-tuned on classes {missing} (it has "
             f"{classes}); pick its split"
         )
-    steps = int(generator.schedule.num_steps)
-    if t is not None and not 0 <= t < steps:
-        raise KinemicError(f"--t must be in 0..{steps - 1}, got {t}")
+    diffusion_steps = int(generator.schedule.num_steps)
+    if t is not None and not 0 <= t < diffusion_steps:
+        raise KinemicError(f"--t must be in 0..{diffusion_steps - 1}, got {t}")
     rng = np.random.default_rng(seed)
     ds = HumanML3DDataset(source)
     pairs = [(c, j) for c in range(len(labels)) for j in range(soft.k)]
@@ -433,7 +438,7 @@ def attention_windows(
     # (Grouping windows by a t drawn per window made ~100 small batches: 3x slower on a CPU.)
     order = rng.permutation(len(pairs))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    steps_of = [t if t is not None else int(rng.integers(steps)) for _ in batches]
+    steps_of = [t if t is not None else int(rng.integers(diffusion_steps)) for _ in batches]
     gen = torch.Generator(device="cpu").manual_seed(seed)
     out = np.zeros((*soft.indices.shape, 2), dtype=np.int64)
     bar = tqdm(batches, desc="mining windows", unit="batch", disable=not progress or None)

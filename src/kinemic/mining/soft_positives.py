@@ -27,10 +27,11 @@ Choices, and why:
   keeps them, counted in ``notes``).
 - **Mirrors** (``M<id>``) are separate motions, with their own (mirrored) captions.
 
-With the kinematic filter (``select_soft_positives(..., filter="kinematic")``) the caption
-top-``pool`` of each class is re-ranked by ``kinematic_filter.kinematic_rerank`` (the best
-T-MOR window's cosine to the class's few-shot clips, fused with the caption cosine by the
-motion weight ``filter_weight``, default 0.5) and the first ``k`` are kept.
+With the kinematic filter (``select_soft_positives(..., filter_config=FilterConfig(kind=
+"kinematic"))``, ``kinemic.mining.config``) the caption top-``pool`` of each class is re-ranked
+by ``kinematic_filter.kinematic_rerank`` (the best T-MOR window's cosine to the class's
+few-shot clips, fused with the caption cosine by the motion weight ``weight``, default 0.5)
+and the first ``k`` are kept.
 
 The per-motion matrix is cached under ``cache_dir/<encoder name>/<key>.safetensors`` where the
 key hashes the encoder name, the sub-clip policy, the ids and the bytes of their caption files:
@@ -54,13 +55,30 @@ import numpy as np
 from kinemic.errors import DataError, KinemicError
 from kinemic.files import write_bytes
 from kinemic.io.humanml3d import Caption, HumanML3DDataset, parse_caption_line
+from kinemic.mining.config import DEFAULT_K, DEFAULT_WEIGHT, FILTERS, Filter, FilterConfig
 from kinemic.text import TextEncoder, default_cache_dir, encode_all, get_text_encoder
 
+__all__ = [  # DEFAULT_K, FILTERS, Filter, FilterConfig: kinemic.mining.config's, also here
+    "CACHE_FORMAT",
+    "DEFAULT_K",
+    "FILTERS",
+    "Filter",
+    "FilterConfig",
+    "MotionEmbeddings",
+    "SoftPositives",
+    "as_encoder",
+    "cache_root",
+    "embed_texts",
+    "motion_embeddings",
+    "rank",
+    "read_source_captions",
+    "select_soft_positives",
+    "soft_positives",
+    "source_ids",
+]
+
 Subclips = Literal["include", "exclude"]
-Filter = Literal["none", "kinematic"]
-FILTERS = ("none", "kinematic")
 CACHE_FORMAT = "kinemic-motion-text/1"
-DEFAULT_K = 250
 ENCODE_BATCH = 512
 
 
@@ -362,26 +380,6 @@ def soft_positives(
     )
 
 
-def filter_problems(
-    filter: str, pool: int | None, encoder: str | None, k: int, weight: float | None = None
-) -> list[str]:
-    """What is wrong with a soft-positive filter setting (empty when nothing is)."""
-    if filter not in FILTERS:
-        return [f"filter must be one of {', '.join(FILTERS)}, found {filter!r}"]
-    if filter == "none" and (pool is not None or encoder is not None or weight is not None):
-        return ["filter_pool, filter_encoder and filter_weight apply to filter 'kinematic' only"]
-    problems = []
-    if pool is not None and pool < k:
-        problems.append(
-            f"filter_pool ({pool}) must be at least k ({k}): the filter keeps k of the pool"
-        )
-    if weight is not None and not 0.0 <= weight <= 1.0:
-        problems.append(
-            f"filter_weight must be in [0, 1] (the motion score's share), found {weight}"
-        )
-    return problems
-
-
 def select_soft_positives(
     source_dir: str | Path,
     captions: list[str],
@@ -390,26 +388,24 @@ def select_soft_positives(
     fewshot_ids: list[list[str]],
     encoder: TextEncoder | str = "minilm",
     k: int = DEFAULT_K,
-    filter: Filter = "none",
-    filter_pool: int | None = None,
-    filter_encoder: str | Path | None = None,
-    filter_weight: float | None = None,
+    filter_config: FilterConfig | None = None,
     cache_dir: str | Path | None = None,
     split: str | None = "train",
     progress: bool = True,
 ) -> SoftPositives:
-    """The soft positives of each caption: the caption top-``k`` (``filter="none"``), or
-    (``"kinematic"``) the caption top-``filter_pool`` (default 2k; both capped at the source
-    size) re-ranked by the kinematic filter against class c's few-shot clips
-    (``fewshot_ids[c]``, joints read from ``target``) with the T-MOR encoder
-    ``filter_encoder`` (None: the shipped one), of which the first ``k`` are kept. The ranking
-    key is ``filter_weight`` (default 0.5) times the standardised motion score plus the rest
-    times the standardised caption score (``kinematic_filter.fused_scores``); 1 ranks by
-    motion alone."""
-    problems = filter_problems(filter, filter_pool, filter_encoder, k, filter_weight)
+    """The soft positives of each caption, selected as ``filter_config`` says (None: the
+    caption ranking, ``FilterConfig()``): the caption top-``k`` (kind "none"), or
+    ("kinematic") the caption top-``pool`` (default 2k; both capped at the source size)
+    re-ranked by the kinematic filter against class c's few-shot clips (``fewshot_ids[c]``,
+    joints read from ``target``) with the T-MOR ``encoder`` of the config (None: the shipped
+    one), of which the first ``k`` are kept. The ranking key is the config's ``weight``
+    (default 0.5) times the standardised motion score plus the rest times the standardised
+    caption score (``kinematic_filter.fused_scores``); 1 ranks by motion alone."""
+    how = FilterConfig() if filter_config is None else filter_config
+    problems = how.problems(k)
     if problems:
         raise KinemicError("soft positives: " + "; ".join(problems))
-    if filter == "none" or k < 1:  # soft_positives refuses k < 1
+    if how.kind == "none" or k < 1:  # soft_positives refuses k < 1
         return soft_positives(
             source_dir,
             captions,
@@ -420,16 +416,16 @@ def select_soft_positives(
             progress=progress,
         )
     from kinemic.io.ntu_vibe import NTUVibeDataset
-    from kinemic.mining.kinematic_filter import DEFAULT_WEIGHT, kinematic_rerank
+    from kinemic.mining.kinematic_filter import kinematic_rerank
     from kinemic.tmor.encoder import SHIPPED_TMOR, load_tmor
 
     if len(fewshot_ids) != len(captions):
         raise KinemicError(
             f"{len(fewshot_ids)} classes of few-shot clips for {len(captions)} captions"
         )
-    tmor = load_tmor(filter_encoder)  # before any work: a wrong folder fails at once
+    tmor = load_tmor(how.encoder)  # before any work: a wrong folder fails at once
     n = len(source_ids(source_dir, split)[0])
-    wanted = 2 * k if filter_pool is None else filter_pool
+    wanted = 2 * k if how.pool is None else how.pool
     pool = min(wanted, n)
     text = soft_positives(
         source_dir,
@@ -442,7 +438,7 @@ def select_soft_positives(
     )
     ds = NTUVibeDataset(target)
     joints = [[ds.joints(i) for i in ids] for ids in fewshot_ids]
-    weight = DEFAULT_WEIGHT if filter_weight is None else float(filter_weight)
+    weight = DEFAULT_WEIGHT if how.weight is None else float(how.weight)
     order, scores = kinematic_rerank(
         tmor,
         source_dir,

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from kinemic.finetune.generator import Generator
+    from kinemic.finetune.generator import ActionGenerator
 
 __all__ = ["best_window", "cut_windows", "mine_windows", "source_attention", "window_lengths"]
 
@@ -81,7 +81,7 @@ def cut_windows(x: Tensor, start: Tensor, length: Tensor) -> tuple[Tensor, Tenso
 
 
 def source_attention(
-    generator: Generator,
+    generator: ActionGenerator,
     source_x0: Tensor,
     source_mask: Tensor,
     *,
@@ -102,9 +102,11 @@ def source_attention(
             f"{generator.path}: this generator was fine-tuned with method "
             f"{generator.method!r} and has no MIC module to mine windows with"
         )
-    steps = generator.schedule.num_steps
-    if not 0 <= t < steps:
-        raise ValueError(f"mining step t={t} outside the generator's schedule [0, {steps})")
+    diffusion_steps = generator.schedule.num_steps
+    if not 0 <= t < diffusion_steps:
+        raise ValueError(
+            f"mining step t={t} outside the generator's schedule [0, {diffusion_steps})"
+        )
     param = next(generator.denoiser.parameters())
     device = param.device
     x0 = source_x0.to(device, torch.float32)
@@ -129,7 +131,7 @@ def source_attention(
 
 
 def mine_windows(
-    generator: Generator,
+    generator: ActionGenerator,
     source_x0: Tensor,
     source_mask: Tensor,
     target_length: Tensor,

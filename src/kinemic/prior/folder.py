@@ -24,7 +24,14 @@ import torch
 from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule, from_mdm_checkpoint
 from kinemic.errors import KinemicError
 from kinemic.features import Normalizer
-from kinemic.files import MODEL_FORMATS, ModelFolder, open_model_folder, write_bytes, write_text
+from kinemic.files import (
+    CONFIG_FILE,
+    MODEL_FORMATS,
+    ModelFolder,
+    open_model_folder,
+    write_bytes,
+    write_text,
+)
 from kinemic.training import cpu_state_dict
 
 __all__ = [
@@ -38,7 +45,6 @@ __all__ = [
 ]
 
 FORMAT, VERSION = MODEL_FORMATS["prior"]
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 RAW_WEIGHTS_FILE = "model_raw.safetensors"
 NORMALIZER_FILE = "normalizer.npz"
@@ -216,7 +222,7 @@ def import_mdm(
     *,
     mean_std: str | Path,
     num_heads: int = 4,
-    num_steps: int = 50,
+    diffusion_steps: int = 50,
     text_encoder: str | dict[str, Any] | None = "clip",
     trust_pickle: bool = False,
 ) -> Path:
@@ -224,7 +230,7 @@ def import_mdm(
 
     ``mean_std`` is the HumanML3D folder holding the ``Mean.npy``/``Std.npy`` the model was
     trained with (or a ``normalizer.npz``); MDM's text tower is CLIP ViT-B/32 (``"clip"``).
-    ``num_steps`` is the diffusion steps it was trained with (50 for the official fast prior).
+    ``diffusion_steps`` is the diffusion steps it was trained with (50 for the official fast prior).
     ``trust_pickle`` allows full unpickling of a checkpoint that plain tensor loading refuses.
     Returns OUT.
     """
@@ -238,7 +244,7 @@ def import_mdm(
         out,
         denoiser=denoiser,
         normalizer=Normalizer.load(mean_std),
-        num_steps=num_steps,
+        num_steps=diffusion_steps,
         text_encoder=text_encoder,
         extra={"imported_from": str(Path(checkpoint).resolve()), "format": "mdm"},
     )

@@ -88,7 +88,7 @@ def pretrain(
     *,
     preset: Literal["tiny", "mdm"] = "tiny",
     model_overrides: dict[str, Any] | None = None,
-    steps: int = 100_000,
+    train_steps: int = 100_000,
     batch_size: int = 64,
     lr: float = 1e-4,
     weight_decay: float = 0.0,
@@ -97,7 +97,7 @@ def pretrain(
     ema: float | None = 0.999,
     text_encoder: str = "minilm",
     text_cache: str | Path | None = None,
-    num_diffusion_steps: int = 50,
+    diffusion_steps: int = 50,
     seed: int = 0,
     mixed_precision: Literal["no", "bf16"] = "no",
     cpu: bool = False,
@@ -118,9 +118,9 @@ def pretrain(
     caption once with ``text_encoder``, fits the feature mean/std over all frames, and trains
     the ``preset`` denoiser (``tiny``: 0.7 M parameters, for CPUs; ``mdm``: the official 17.9 M
     MDM size) to predict x0 with a masked MSE at uniform random timesteps of a cosine schedule
-    of ``num_diffusion_steps``. Each step draws ``batch_size`` clips (global over processes),
-    a random caption of each (a caption with a #start#end span crops to its span) and a random
-    crop of at most ``max_frames`` rows, a multiple of 4.
+    of ``diffusion_steps``. Each of the ``train_steps`` optimiser steps draws ``batch_size``
+    clips (global over processes), a random caption of each (a caption with a #start#end span
+    crops to its span) and a random crop of at most ``max_frames`` rows, a multiple of 4.
 
     Writes the run folder OUT: ``checkpoints/step-N/`` every ``checkpoint_every`` steps (each a
     prior folder usable by ``kinemic sample``, plus the state to resume), ``latest``, and
@@ -141,7 +141,7 @@ def pretrain(
 
     out = Path(out)
     config = TrainConfig(
-        steps=steps,
+        steps=train_steps,
         lr=lr,
         weight_decay=weight_decay,
         warmup_steps=warmup_steps,
@@ -155,9 +155,9 @@ def pretrain(
         log_every=log_every,
         progress=progress,
     )
-    if batch_size < 1 or num_diffusion_steps < 1:
+    if batch_size < 1 or diffusion_steps < 1:
         raise KinemicError(
-            f"batch_size and num_diffusion_steps must be >= 1 ({batch_size}, {num_diffusion_steps})"
+            f"batch_size and diffusion_steps must be >= 1 ({batch_size}, {diffusion_steps})"
         )
     if max_frames < min_frames:
         raise KinemicError(f"max_frames ({max_frames}) must be at least min_frames ({min_frames})")
@@ -218,14 +218,14 @@ def pretrain(
         "ema": ema,
         "seed": seed,
         "mixed_precision": mixed_precision,
-        "num_diffusion_steps": num_diffusion_steps,
+        "num_diffusion_steps": diffusion_steps,  # the recorded key of earlier versions
         "text_encoder": text_encoder,
     }
     fingerprint = {**data, **hyper, "denoiser": dcfg.to_dict()}
     extra = {
         **data,
         **hyper,
-        "steps": steps,
+        "steps": train_steps,  # the recorded key of earlier versions
         "corpus": corpus.summary(),
         "clips": len(corpus),
         "frames": len(corpus.features),
@@ -235,12 +235,12 @@ def pretrain(
         corpus=corpus,
         normalizer=normalizer,
         text_embeddings=embeddings,
-        schedule=NoiseSchedule(num_diffusion_steps),
+        schedule=NoiseSchedule(diffusion_steps),
         batch_size=batch_size,
         seed=seed,
         max_frames=max_frames,
         prior_info=dict(
-            num_steps=num_diffusion_steps,
+            num_steps=diffusion_steps,
             text_encoder=encoder_spec(encoder),
             max_frames=max_frames,
             extra=extra,

@@ -131,7 +131,7 @@ def pretrain_tmor(
     model_overrides: dict[str, Any] | None = None,
     visual: bool = False,
     visual_dirs: Sequence[str | Path | None] | None = None,
-    steps: int = 20_000,
+    train_steps: int = 20_000,
     batch_size: int = 64,
     lr: float = 3e-4,
     weight_decay: float = 0.01,
@@ -162,8 +162,9 @@ def pretrain_tmor(
     with ``visual``, ``visual/<id>.npy`` (or ``visual_dirs``). Embeds every caption (and its
     mirrored text) once with the frozen ``text_encoder`` (disk-cached), then trains the
     ``preset`` model (``tiny``: tests; ``small``: CPU, the shipped size; ``base``: GPU) with the
-    symmetric InfoNCE of the module docstring on ``batch_size`` crops per step (at most
-    ``max_frames`` frames, at least ``crop`` of the caption's span). Writes the run folder OUT:
+    symmetric InfoNCE of the module docstring for ``train_steps`` optimiser steps on
+    ``batch_size`` crops per step (at most ``max_frames`` frames, at least ``crop`` of the
+    caption's span). Writes the run folder OUT:
     ``checkpoints/step-N/`` (each an encoder folder for ``load_tmor``, plus the state to
     resume), ``latest``, TensorBoard logs. ``resume`` continues exactly (same settings).
     """
@@ -175,7 +176,7 @@ def pretrain_tmor(
 
     out = Path(out)
     config = TrainConfig(
-        steps=steps,
+        steps=train_steps,
         lr=lr,
         weight_decay=weight_decay,
         warmup_steps=warmup_steps,
@@ -259,7 +260,13 @@ def pretrain_tmor(
         "visual_weight": visual_weight,
     }
     fingerprint = {**data, **hyper, "model": mcfg.to_dict()}
-    extra = {**data, **hyper, "steps": steps, "corpus": corpus.summary(), "clips": len(corpus)}
+    extra = {
+        **data,
+        **hyper,
+        "steps": train_steps,  # the recorded key of earlier versions
+        "corpus": corpus.summary(),
+        "clips": len(corpus),
+    }
     task = TMORTask(
         corpus=corpus,
         text_embeddings=embeddings,
