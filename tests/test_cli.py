@@ -85,3 +85,21 @@ def test_each_cli_module_imports_on_its_own(module):
         [sys.executable, "-c", f"import kinemic.{module}"], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "dest", "new"),
+    [
+        (["pretrain", "--source", "s", "--out", "o"], "train_steps", "--train-steps"),
+        (["finetune", "--target", "t", "--out", "o"], "train_steps", "--train-steps"),
+        (["tmor", "pretrain", "--source", "s", "--out", "o"], "train_steps", "--train-steps"),
+        (["sample", "--out", "o"], "diffusion_steps", "--diffusion-steps"),
+        (["demo"], "finetune_steps", "--finetune-steps"),
+    ],
+)
+def test_steps_flags_say_which_steps_and_keep_the_old_name(args, dest, new):
+    """Optimiser steps and diffusion steps have their own flags; ``--steps``, the old name of
+    each, still parses (kept for one release)."""
+    parser = build_parser()
+    assert getattr(parser.parse_args([*args, new, "7"]), dest) == 7
+    assert getattr(parser.parse_args([*args, "--steps", "8"]), dest) == 8
