@@ -44,10 +44,10 @@ class PrimitiveText:
     counted: bool = True
 
 
-def _t(train: str, eval: str, *, forbidden: str = "", counted: bool = True) -> PrimitiveText:
+def _t(train: str, held_out: str, *, forbidden: str = "", counted: bool = True) -> PrimitiveText:
     return PrimitiveText(
         tuple(s.strip() for s in train.split("|")),
-        tuple(s.strip() for s in eval.split("|")),
+        tuple(s.strip() for s in held_out.split("|")),
         tuple(s.strip() for s in forbidden.split("|") if s.strip()),
         counted,
     )
