@@ -11,7 +11,7 @@ import pytest
 
 from kinemic.cli import main
 from kinemic.errors import KinemicError
-from kinemic.finetune.synthesize import plan_samples, synthesize
+from kinemic.finetune.synthesize import matches, plan_samples, synthesize
 from kinemic.io.ntu_vibe import NTUVibeDataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -82,6 +82,25 @@ def test_same_seed_same_clips_and_bad_requests(
     with pytest.raises(KinemicError, match="ddim must be in"):
         synthesize(run, tmp_path / "c", per_class=1, ddim=101, progress=False)
     assert not (tmp_path / "c").exists()
+
+
+def test_matches_tells_a_set_of_these_settings(
+    tiny_generators: dict[str, Path], tmp_path: Path
+) -> None:
+    run = tiny_generators["kinemic"]
+    settings = dict(model=run, per_class=1, guidance=2.5, seed=3)
+    assert not matches(tmp_path / "set", **settings)  # nothing there yet
+    folder = synthesize(
+        run, tmp_path / "set", per_class=1, guidance=2.5, seed=3, ddim=2, progress=False
+    )
+    assert matches(folder, **settings)
+    for other in (
+        dict(per_class=2),
+        dict(guidance=2.0),
+        dict(seed=4),
+        dict(model=tiny_generators["mdm-ft"]),
+    ):
+        assert not matches(folder, **{**settings, **other}), other
 
 
 def test_plan_draws_lengths_of_each_class() -> None:

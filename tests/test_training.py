@@ -14,7 +14,7 @@ from kinemic.corpus import NO_CAPTION, MotionCorpus, draw_batch, step_rng
 from kinemic.errors import DataError, KinemicError
 from kinemic.features import Normalizer
 from kinemic.io.humanml3d import Caption, write_clip, write_split
-from kinemic.training import TrainConfig, resolve_checkpoint, train
+from kinemic.training import TrainConfig, finished_step, resolve_checkpoint, train
 
 
 def _ramp(T: int, offset: float = 0.0) -> np.ndarray:
@@ -206,6 +206,14 @@ def test_resume_refuses_other_settings_and_incomplete_checkpoints(tmp_path: Path
         )
     with pytest.raises(KinemicError, match="not a training run or checkpoint"):
         resolve_checkpoint(tmp_path)
+
+
+def test_finished_step_is_the_latest_complete_checkpoint(tmp_path: Path) -> None:
+    assert finished_step(tmp_path / "run") is None  # nothing trained yet
+    train(_toy_model(), ToyTask(), tmp_path / "run", _cfg(10), fingerprint={})
+    assert finished_step(tmp_path / "run") == 10
+    (tmp_path / "run" / "checkpoints" / "step-00000010" / "trainer.json").unlink()
+    assert finished_step(tmp_path / "run") is None  # latest names an incomplete checkpoint
 
 
 def test_train_config_validates() -> None:

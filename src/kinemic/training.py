@@ -177,6 +177,19 @@ def resolve_checkpoint(path: str | Path) -> Path:
     )
 
 
+def finished_step(run: str | Path) -> int | None:
+    """The step of a run folder's latest complete checkpoint (the one its ``latest`` file
+    names); None when the run has none yet (no ``latest``, or a checkpoint without its
+    ``trainer.json``)."""
+    latest = Path(run) / LATEST
+    if not latest.is_file():
+        return None
+    trainer = latest.parent / latest.read_text(encoding="utf-8").strip() / TRAINER_FILE
+    if not trainer.is_file():
+        return None
+    return int(json.loads(trainer.read_text(encoding="utf-8"))["step"])
+
+
 def _check_resumable(ckpt: Path, fingerprint: dict, *, ema: bool) -> dict:
     need = [STATE_FILES[0], STATE_FILES[1], *([EMA_FILE] if ema else [])]
     missing = [f"{STATE_DIR}/{n}" for n in need if not (ckpt / STATE_DIR / n).is_file()]

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from kinemic.errors import KinemicError
 from kinemic.files import write_text
 
-__all__ = ["plan_samples", "synth_id", "synthesize"]
+__all__ = ["matches", "plan_samples", "synth_id", "synthesize"]
 
 FORMAT = "kinemic-synthetic"
 CONTACTS = slice(259, 263)  # the foot-contact dims of the HumanML3D features
@@ -213,6 +213,25 @@ def synthesize(
             shutil.rmtree(staging)
         raise
     return out
+
+
+def matches(
+    folder: str | Path, *, model: str | Path, per_class: int, guidance: float, seed: int
+) -> bool:
+    """Whether ``folder`` holds a synthetic set that :func:`synthesize` made from a checkpoint
+    of the run ``model`` (a ``kinemic finetune`` folder) with ``per_class`` clips of every
+    class, this ``guidance`` and this ``seed``, as its ``info.json`` records; False when it
+    holds no synthetic set."""
+    info = Path(folder) / "info.json"
+    if not info.is_file():
+        return False
+    have = json.loads(info.read_text(encoding="utf-8"))
+    return (
+        have.get("guidance") == guidance
+        and have.get("seed") == seed
+        and set(map(int, have.get("per_class", {}).values())) == {per_class}
+        and Path(have.get("model", "")).resolve().parent.parent == Path(model).resolve()
+    )
 
 
 def _write_classes(folder: Path, gen) -> None:
