@@ -26,14 +26,20 @@ import torch
 from tqdm.auto import tqdm
 
 from kinemic.errors import KinemicError
-from kinemic.files import MODEL_FORMATS, ModelFolder, open_model_folder, write_bytes, write_text
+from kinemic.files import (
+    CONFIG_FILE,
+    MODEL_FORMATS,
+    ModelFolder,
+    open_model_folder,
+    write_bytes,
+    write_text,
+)
 from kinemic.tmor.data import pad_joints
 from kinemic.tmor.inputs import motion_input
 from kinemic.tmor.model import TMOR, TMORConfig
 from kinemic.training import cpu_state_dict
 
 FORMAT, VERSION = MODEL_FORMATS["tmor"]
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 RAW_WEIGHTS_FILE = "model_raw.safetensors"
 #: The encoder that ships in the package (the README gives the command that reproduces it).
