@@ -49,14 +49,9 @@ def test_readme_python_quick_start_runs_verbatim(tmp_path, monkeypatch, capsys) 
     assert (tmp_path / "jumps.gif").stat().st_size > 0
 
 
-def _api_object(name: str):
-    obj = getattr(kinemic, name)
-    return obj.__call__ if inspect.ismodule(obj) else obj  # kinemic.render: render_clips
-
-
 @pytest.mark.parametrize("name", ["kinemic", *ENTRY_POINTS])
 def test_docstring_examples_run(name: str, tmp_path, monkeypatch) -> None:
-    obj = kinemic if name == "kinemic" else _api_object(name)
+    obj = kinemic if name == "kinemic" else getattr(kinemic, name)
     finder = doctest.DocTestFinder(recurse=False)
     tests = [t for t in finder.find(obj, name, globs={}) if t.examples]
     if not tests:
@@ -74,7 +69,7 @@ def test_python_md_examples_run(tmp_path, monkeypatch, tiny_generators) -> None:
     monkeypatch.chdir(tmp_path)
     assert run_doctests([test], {"run": str(tiny_generators["kinemic"])}) >= 10
     assert (
-        {"load_prior", "load_generator", "sample", "render", "load_tmor"}
+        {"load_prior", "load_generator", "sample", "render_clips", "load_tmor"}
         <= set(re.findall(r">>> .*kinemic\.(\w+)\(", text))
         and "features_to_joints" in text
         and "joints_to_features" in text
@@ -106,10 +101,7 @@ def test_public_names_resolve_to_their_modules() -> None:
     assert kinemic.features_to_joints is features_to_joints
     assert kinemic.joints_to_features is joints_to_features
     assert kinemic.load_tmor is load_tmor and kinemic.KinemicError is KinemicError
-    # the module kinemic.render is imported by now (above), and is still the render function
-    assert (
-        kinemic.render is sys.modules["kinemic.render"] and kinemic.render.__call__ is render_clips
-    )
+    assert kinemic.render_clips is render_clips
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         kinemic.nothing  # noqa: B018
 
@@ -121,7 +113,7 @@ def test_render_takes_arrays_and_files(tmp_path) -> None:
 
     walk = walking_clip(6, seed=0)  # (6, 22, 3)
     np.save(tmp_path / "walk.npy", walk)
-    out = kinemic.render([walk, tmp_path / "walk.npy"], tmp_path / "two.png", sheet_frames=2)
+    out = kinemic.render_clips([walk, tmp_path / "walk.npy"], tmp_path / "two.png", sheet_frames=2)
     assert out == tmp_path / "two.png" and out.stat().st_size > 0
     with pytest.raises(kinemic.KinemicError, match="unknown output format"):
-        kinemic.render([walk], tmp_path / "walk.avi")
+        kinemic.render_clips([walk], tmp_path / "walk.avi")

@@ -8,12 +8,12 @@ example)::
     sample(model, texts=..., ...)       motions in memory: Samples(features, joints, ...)
     features_to_joints(features)        HumanML3D features (..., T, 263) -> joints (..., T, 22, 3)
     joints_to_features(joints)          joints (..., T, 22, 3) -> features (..., T-1, 263)
-    render(clips, "out.gif")            stick figures as GIF, MP4 or a PNG contact sheet
+    render_clips(clips, "out.gif")      stick figures as GIF, MP4 or a PNG contact sheet
     load_tmor(folder | None)            the T-MOR motion/text encoder (None: the shipped one)
     KinemicError                        the error raised for bad input, with what to do
 
 They are imported on first use, so ``import kinemic`` is cheap and imports no torch. The
-package is organised one concept per module; see the README's module map.
+package is organised one concept per module; see docs/architecture.md.
 
 Example:
     >>> import kinemic
@@ -29,8 +29,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-#: Public name -> "module:attribute" it is imported from on first use ("module" alone: the
-#: module itself; ``kinemic.render`` is a module callable as ``render_clips``).
+#: Public name -> "module:attribute" it is imported from on first use.
 _API = {
     "KinemicError": "kinemic.errors:KinemicError",
     "Samples": "kinemic.prior.sample:Samples",
@@ -39,7 +38,7 @@ _API = {
     "load_generator": "kinemic.finetune.generator:load_generator",
     "load_prior": "kinemic.prior.folder:load_prior",
     "load_tmor": "kinemic.tmor.encoder:load_tmor",
-    "render": "kinemic.render",
+    "render_clips": "kinemic.render:render_clips",
     "sample": "kinemic.prior.sample:sample",
 }
 
@@ -49,10 +48,8 @@ __all__ = ["__version__", *_API]
 def __getattr__(name: str) -> Any:
     if name not in _API:
         raise AttributeError(f"module 'kinemic' has no attribute {name!r}")
-    module, _, attr = _API[name].partition(":")
-    value = importlib.import_module(module)
-    if attr:
-        value = getattr(value, attr)
+    module, attr = _API[name].split(":")
+    value = getattr(importlib.import_module(module), attr)
     globals()[name] = value  # later look-ups skip __getattr__
     return value
 

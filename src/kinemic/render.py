@@ -15,9 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import types
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -135,15 +133,14 @@ def render_clips(
     - ``sheet_frames``: frames per clip (evenly spaced) on a ``.png`` contact sheet.
 
     The output is written to a temp file beside ``out`` and renamed, so an interrupted render
-    never leaves a partial file. Returns ``out`` as a ``Path``. ``kinemic.render(clips, out)``
-    is this function.
+    never leaves a partial file. Returns ``out`` as a ``Path``; also ``kinemic.render_clips``.
 
     Examples:
         >>> import kinemic
         >>> motion = kinemic.sample("shipped", n=2, length=10, ddim=2)
-        >>> kinemic.render(list(motion.joints), "two.gif", titles=["take 1", "take 2"]).name
+        >>> kinemic.render_clips(list(motion.joints), "two.gif", titles=["take 1", "take 2"]).name
         'two.gif'
-        >>> kinemic.render([motion.features[0]], "sheet.png").name  # features work too
+        >>> kinemic.render_clips([motion.features[0]], "sheet.png").name  # features work too
         'sheet.png'
     """
     out = Path(out)
@@ -468,17 +465,3 @@ def _write_sheet(
     with atomic_open(out, "wb") as f:
         Image.fromarray(_rgb(fig)).save(f, format="PNG")
     return out
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`render_clips`: ``kinemic.render(clips, out)``.
-
-    The public entry point ``kinemic.render`` shares its name with this module, and importing
-    the module sets the package's attribute ``render`` to it; a function of that name in
-    ``kinemic/__init__.py`` would be replaced whenever anything imports ``kinemic.render``.
-    """
-
-    __call__ = staticmethod(render_clips)
-
-
-sys.modules[__name__].__class__ = _CallableModule
