@@ -80,7 +80,7 @@ def test_mine_windows_with_a_generator_on_the_shipped_prior() -> None:
         prior_diffusion_steps=50,
     ).eval()
     mic = MIC(MICConfig(latent_dim=prior.denoiser.config.latent_dim)).eval()
-    gen = ActionGenerator(
+    finetuned = ActionGenerator(
         denoiser=model,
         schedule=NoiseSchedule(100),
         normalizer=prior.normalizer,
@@ -98,34 +98,36 @@ def test_mine_windows_with_a_generator_on_the_shipped_prior() -> None:
     mask = torch.arange(30)[None] < torch.tensor([30, 20, 8])[:, None]
     text = torch.randn(3, 384)
     length = torch.tensor([10, 10, 12])
-    a = source_attention(gen, x0, mask, text=text, t=20, gen=torch.Generator().manual_seed(1))
+    a = source_attention(
+        finetuned, x0, mask, text=text, t=20, generator=torch.Generator().manual_seed(1)
+    )
     assert a.shape == (3, 30) and (a[~mask] == 0).all()
     torch.testing.assert_close(a.sum(1), torch.ones(3))
     starts = mine_windows(
-        gen,
+        finetuned,
         x0,
         mask,
         length,
         text=text,
         action=torch.tensor([0, 1, 1]),
         t=20,
-        gen=torch.Generator().manual_seed(1),
+        generator=torch.Generator().manual_seed(1),
     )
     assert starts.tolist() == best_window(a, mask, length).tolist()
     assert starts[2] == 0 and 0 <= starts[1] <= 10 and 0 <= starts[0] <= 20
     with pytest.raises(ValueError, match="action"):
         mine_windows(
-            gen,
+            finetuned,
             x0,
             mask,
             length,
             text=text,
             action=torch.tensor([0, 1, 2]),
             t=20,
-            gen=torch.Generator(),
+            generator=torch.Generator(),
         )
     with pytest.raises(ValueError, match="outside"):
-        source_attention(gen, x0, mask, text=text, t=100, gen=torch.Generator())
-    gen.mic = None
+        source_attention(finetuned, x0, mask, text=text, t=100, generator=torch.Generator())
+    finetuned.mic = None
     with pytest.raises(ValueError, match="no MIC"):
-        source_attention(gen, x0, mask, text=text, t=5, gen=torch.Generator())
+        source_attention(finetuned, x0, mask, text=text, t=5, generator=torch.Generator())

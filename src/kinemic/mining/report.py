@@ -259,18 +259,18 @@ def mine(
     source, target = Path(source), Path(target)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    generator = None
+    finetuned = None  # the loaded generator of ``model``
     if model is not None:
-        generator, split = load_for_mining(model, split)
+        finetuned, split = load_for_mining(model, split)
     text_encoder = None
-    if generator is not None:
-        used = generator.config.get("soft_positives") or {}
+    if finetuned is not None:
+        used = finetuned.config.get("soft_positives") or {}
         k = int(used.get("k", DEFAULT_K)) if k is None else k
         filter_config = _with_own(filter_config, used.get("filter") or {"name": "none"})
-        if encoder is None and generator.text_spec is not None:
+        if encoder is None and finetuned.text_spec is not None:
             from kinemic.text import encoder_from_spec
 
-            text_encoder = encoder_from_spec(generator.text_spec)
+            text_encoder = encoder_from_spec(finetuned.text_spec)
     k = DEFAULT_K if k is None else k
     text_encoder = text_encoder or as_encoder(encoder or "minilm")
     labels, clip_ids, split = class_clips(target, split)
@@ -306,10 +306,10 @@ def mine(
         )
     window_len = prec.window_lengths(soft, lengths)  # (C, k) the target length of each window
     windows = precision = None
-    if generator is not None:
+    if finetuned is not None:
         t1 = time.perf_counter()
         windows = attention_windows(
-            generator, source, soft, labels, window_len, seed=seed, t=mine_t, progress=progress
+            finetuned, source, soft, labels, window_len, seed=seed, t=mine_t, progress=progress
         )
         seconds["attention windows"] = time.perf_counter() - t1
     primitives = None
@@ -387,7 +387,7 @@ def load_for_mining(model: str | Path, split: str | None) -> tuple[Any, str | No
 
 
 def attention_windows(
-    generator: Any,
+    model: Any,
     source: str | Path,
     soft: SoftPositives,
     labels: list[int],
@@ -399,8 +399,9 @@ def attention_windows(
     progress: bool = True,
 ) -> np.ndarray:
     """(C, k, 2) int64 [start, end) feature rows: the window ``kinemic.mining.windows.
-    mine_windows`` picks in each soft positive of each class (``labels[c]``, 0-based) for a
-    target of ``lengths[c, j]`` rows (the whole clip when shorter).
+    mine_windows`` picks, with the fine-tuned generator ``model``, in each soft positive of
+    each class (``labels[c]``, 0-based) for a target of ``lengths[c, j]`` rows (the whole clip
+    when shorter).
 
     As in training, the prior stream sees the noised source clip under one of its own
     whole-clip captions (drawn with ``seed``), at step ``t`` of the generator's schedule: by
@@ -412,14 +413,14 @@ def attention_windows(
     from kinemic.mining.windows import mine_windows
     from kinemic.text import encoder_from_spec
 
-    classes = [int(c) for c in generator.classes]
+    classes = [int(c) for c in model.classes]
     missing = [c for c in labels if c not in classes]
     if missing:
         raise KinemicError(
             f"the generator was not fine-tuned on classes {missing} (it has "
             f"{classes}); pick its split"
         )
-    diffusion_steps = int(generator.schedule.num_steps)
+    diffusion_steps = int(model.schedule.num_steps)
     if t is not None and not 0 <= t < diffusion_steps:
         raise KinemicError(f"--t must be in 0..{diffusion_steps - 1}, got {t}")
     rng = np.random.default_rng(seed)
@@ -431,7 +432,7 @@ def attention_windows(
         caps = ds.captions(clip_id)
         texts = [c.text for c in caps if c.whole_clip] or [c.text for c in caps]
         captions.append(texts[int(rng.integers(len(texts)))])
-    encoder = encoder_from_spec(generator.text_spec)
+    encoder = encoder_from_spec(model.text_spec)
     text = encoder.encode(captions).float()  # (P, E) the prior stream's condition
     # One forward per batch, so one t per batch (``mine_windows`` takes one step): the windows
     # are shuffled into batches and each batch draws its t, uniform over the schedule.
@@ -439,11 +440,11 @@ def attention_windows(
     order = rng.permutation(len(pairs))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     steps_of = [t if t is not None else int(rng.integers(diffusion_steps)) for _ in batches]
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
     out = np.zeros((*soft.indices.shape, 2), dtype=np.int64)
     bar = tqdm(batches, desc="mining windows", unit="batch", disable=not progress or None)
     for batch, step in zip(bar, steps_of, strict=True):
-        clips = [generator.normalizer.normalize(ds.features(ids[p])) for p in batch]
+        clips = [model.normalizer.normalize(ds.features(ids[p])) for p in batch]
         rows = torch.tensor([len(x) for x in clips])  # (B,)
         x0 = torch.zeros(len(batch), int(rows.max()), clips[0].shape[1])  # (B, T, F)
         for i, x in enumerate(clips):
@@ -453,7 +454,7 @@ def attention_windows(
         length = torch.minimum(length, rows)  # (B,)
         action = torch.tensor([classes.index(labels[pairs[p][0]]) for p in batch])  # (B,)
         starts = mine_windows(
-            generator, x0, mask, length, text=text[batch], action=action, t=step, gen=gen
+            model, x0, mask, length, text=text[batch], action=action, t=step, generator=generator
         )
         for i, p in enumerate(batch):
             out[pairs[p]] = (int(starts[i]), int(starts[i] + length[i]))

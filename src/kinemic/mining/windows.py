@@ -81,57 +81,56 @@ def cut_windows(x: Tensor, start: Tensor, length: Tensor) -> tuple[Tensor, Tenso
 
 
 def source_attention(
-    generator: ActionGenerator,
+    model: ActionGenerator,
     source_x0: Tensor,
     source_mask: Tensor,
     *,
     text: Tensor | None,
     t: int,
-    gen: torch.Generator,
+    generator: torch.Generator,
 ) -> Tensor:
     """MIC attention (B, T) of the prior stream over noised source clips.
 
-    source_x0 (B, T, F) normalised with the generator's normaliser; source_mask (B, T) bool;
+    ``model``: a loaded fine-tuned generator (``load_generator``). source_x0 (B, T, F)
+    normalised with its normaliser; source_mask (B, T) bool;
     text (B, E) the prior stream's condition (a caption embedding of each source clip, as in
     training; None: unconditional); ``t`` the diffusion step in the generator's schedule
-    (0 = least noise); the noise comes from ``gen`` (drawn on its device). Needs a KineMIC
+    (0 = least noise); the noise comes from ``generator`` (drawn on its device). Needs a KineMIC
     generator (one with a MIC module).
     """
-    if generator.mic is None:
+    if model.mic is None:
         raise ValueError(
-            f"{generator.path}: this generator was fine-tuned with method "
-            f"{generator.method!r} and has no MIC module to mine windows with"
+            f"{model.path}: this generator was fine-tuned with method "
+            f"{model.method!r} and has no MIC module to mine windows with"
         )
-    diffusion_steps = generator.schedule.num_steps
+    diffusion_steps = model.schedule.num_steps
     if not 0 <= t < diffusion_steps:
         raise ValueError(
             f"mining step t={t} outside the generator's schedule [0, {diffusion_steps})"
         )
-    param = next(generator.denoiser.parameters())
+    param = next(model.denoiser.parameters())
     device = param.device
     x0 = source_x0.to(device, torch.float32)
     mask = source_mask.to(device, torch.bool)
     B = x0.shape[0]
-    noise = torch.randn(x0.shape, generator=gen, device=gen.device).to(device)
+    noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(device)
     tt = torch.full((B,), t, dtype=torch.long, device=device)
-    xt = generator.schedule.q_sample(x0, tt, noise)
+    xt = model.schedule.q_sample(x0, tt, noise)
     if text is not None:
         text = text.to(device, param.dtype)
     with torch.no_grad():
-        _, latents = generator.denoiser.prior_stream(
-            xt, tt, text=text, mask=mask, return_latents=True
-        )
-        was = generator.mic.training
-        generator.mic.eval()
+        _, latents = model.denoiser.prior_stream(xt, tt, text=text, mask=mask, return_latents=True)
+        was = model.mic.training
+        model.mic.eval()
         try:
-            attention = generator.mic(latents, mask).attention
+            attention = model.mic(latents, mask).attention
         finally:
-            generator.mic.train(was)
+            model.mic.train(was)
     return attention
 
 
 def mine_windows(
-    generator: ActionGenerator,
+    model: ActionGenerator,
     source_x0: Tensor,
     source_mask: Tensor,
     target_length: Tensor,
@@ -139,7 +138,7 @@ def mine_windows(
     text: Tensor | None,
     action: Tensor | None = None,
     t: int,
-    gen: torch.Generator,
+    generator: torch.Generator,
 ) -> Tensor:
     """Starts (B,) long of the mined windows: the target-length window of each source clip with
     the largest summed MIC attention of the generator's prior stream (see
@@ -149,13 +148,13 @@ def mine_windows(
     class, exactly as in training)."""
     B = source_x0.shape[0]
     if action is not None:
-        n = len(generator.classes)
+        n = len(model.classes)
         if tuple(action.shape) != (B,) or (
             B and not 0 <= int(action.min()) <= int(action.max()) < n
         ):
             raise ValueError(f"action should be (B,) ids in [0, {n}), found {action.tolist()}")
     attention = source_attention(
-        generator, source_x0, source_mask, text=text, t=t, gen=gen
+        model, source_x0, source_mask, text=text, t=t, generator=generator
     )  # (B, T)
     return best_window(
         attention, source_mask.to(attention.device), target_length.to(attention.device)

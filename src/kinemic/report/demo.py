@@ -195,25 +195,25 @@ def _window_rows(mined: Any, world: Path) -> list[WindowRow]:
 
     if mined.windows is None or mined.model is None:
         return []
-    gen = load_generator(mined.model)
-    if gen.mic is None:
+    finetuned = load_generator(mined.model)
+    if finetuned.mic is None:
         return []
     source = world / "source"
     ds = HumanML3DDataset(source)
-    encoder = encoder_from_spec(gen.text_spec)
-    t = gen.schedule.num_steps // 2
+    encoder = encoder_from_spec(finetuned.text_spec)
+    t = finetuned.schedule.num_steps // 2
     rows = []
     for c, cls in enumerate(mined.classes):
         primitives = mined.precision.classes[c].primitives if mined.precision else ()
         for j in range(min(WINDOW_ROWS_PER_CLASS, mined.soft.k)):
             clip_id = mined.soft.source_ids[mined.soft.indices[c, j]]
-            x = gen.normalizer.normalize(ds.features(clip_id))
+            x = finetuned.normalizer.normalize(ds.features(clip_id))
             caps = [cap.text for cap in ds.captions(clip_id) if cap.whole_clip]
             text = encoder.encode(caps[:1]).float() if caps else None
             x0 = torch.as_tensor(x, dtype=torch.float32)[None]
             mask = torch.ones(1, len(x), dtype=torch.bool)
             att = source_attention(
-                gen, x0, mask, text=text, t=t, gen=torch.Generator().manual_seed(j)
+                finetuned, x0, mask, text=text, t=t, generator=torch.Generator().manual_seed(j)
             )[0].numpy()
             a, b = (int(v) for v in mined.windows[c, j])
             truth = read_truth(source, clip_id).spans(primitives)
