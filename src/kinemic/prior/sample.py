@@ -253,7 +253,7 @@ def sample_motions(
     actions: Sequence[str | int] | None = None,
     n: int = 8,
     length: str | int = "3s",
-    steps: int | None = None,
+    diffusion_steps: int | None = None,
     ddim: int | None = None,
     guidance: float = 2.5,
     seed: int = 0,
@@ -268,8 +268,8 @@ def sample_motions(
     """Sample motions from a prior (a prior folder, or a training run: its latest checkpoint) or
     from a fine-tuned generator (a ``kinemic finetune`` run or checkpoint) into a folder.
 
-    The conditions and settings are those of :func:`sample` (``steps`` is its
-    ``diffusion_steps``); ``weights`` ("ema" or "raw") picks a prior's weights.
+    The conditions and settings are those of :func:`sample`; ``weights`` ("ema" or "raw")
+    picks a prior's weights.
 
     Writes OUT/features/<i>.npy (T, 263), OUT/joints/<i>.npy (T, 22, 3), GIFs of up to 8
     samples side by side (unless ``gif=False``) and OUT/info.json. Returns OUT.
@@ -284,7 +284,7 @@ def sample_motions(
         actions=actions,
         n=n,
         length=length,
-        diffusion_steps=steps,
+        diffusion_steps=diffusion_steps,
         ddim=ddim,
         guidance=guidance,
         seed=seed,
