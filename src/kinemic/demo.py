@@ -265,7 +265,7 @@ def _finetune(
 
     settings = FinetuneConfig(
         method=method,
-        steps=config.finetune_steps,
+        train_steps=config.finetune_steps,
         batch_size=config.finetune_batch,
         seed=config.seed,
     )
