@@ -79,6 +79,27 @@ def test_quick_demo_report_renders_in_chromium(quick_demo, tmp_path):
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
 
+def test_a_failing_second_process_is_an_error_not_a_hang(tmp_path):
+    """The second process ends without sending (here: no target dataset to fine-tune on): the
+    main process's wait for it ends with an error naming its exit code."""
+    import torch
+
+    from kinemic.demo import DemoConfig, _SecondProcess
+    from kinemic.errors import KinemicError
+
+    threads = torch.get_num_threads()
+    missing = tmp_path / "no-world"
+    second = _SecondProcess.start(
+        DemoConfig.quick(), missing / "target", missing / "source", tmp_path
+    )
+    try:
+        with pytest.raises(KinemicError, match=r"second process .* failed with exit code 1"):
+            second.ready()
+    finally:
+        second.close()
+    assert torch.get_num_threads() == threads
+
+
 def test_demo_help_explains_the_quick_mode(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])

@@ -16,14 +16,16 @@ inspected or rerun on its own with the verb named in brackets):
 7. ``report.md`` and a self-contained ``report.html``.
 
 With two or more jobs the cores are kept busy: while the main process embeds the captions
-(stage 2) and fine-tunes ``kinemic`` (stage 3, the long one), a second process fine-tunes
-``mdm-ft`` (three times faster), synthesises its set and then trains HAR runs that need no
-KineMIC output (``real``, ``gt``, ``mixed (mdm-ft)``) into ``out/eval/runs/``
-(``kinemic.har.protocol.prerun``) until KineMIC's synthetic set exists; in stage 6 it is one
-of the jobs, the two processes sharing the remaining runs by claiming them in that folder
-(``kinemic.har.protocol.run_protocol``). The figures are the same as when every run trains in
-stage 6: a run's numbers depend on its data, settings, seed and thread count, which are the
-same (the CI's quick demo gives identical tables either way).
+(stage 2) and fine-tunes ``kinemic`` (stage 3, the long one), a second process
+(:class:`_SecondProcess`, started with ``spawn``) fine-tunes ``mdm-ft`` (three times faster),
+synthesises its set and sends its folder over a pipe, then trains HAR runs that need no KineMIC
+output (``real``, ``gt``, ``mixed (mdm-ft)``) into ``out/eval/runs/``
+(``kinemic.har.protocol.prerun``) until the main process sets an event: every synthetic set
+exists (stage 5). In stage 6 it is one of the jobs, the two processes sharing the remaining
+runs by claiming them in that folder (``kinemic.har.runs``); it sends its figures when every
+run has a record. The figures are the same as when every run trains in stage 6: a run's
+numbers depend on its data, settings, seed and thread count, which are the same (the CI's
+quick demo gives identical tables either way).
 
 A rerun reuses what is complete (a world of the same scale and seed, finished fine-tunes,
 synthetic sets with the same settings, HAR runs with the same key) and resumes an interrupted
@@ -34,16 +36,25 @@ data: nothing here is tuned on the validation clips, and the seeds are recorded.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from kinemic.har.config import ProtocolConfig
+    from kinemic.mining.report import MineReport
 
 Scale = Literal["tiny", "small", "default"]
 METHODS = ("mdm-ft", "kinemic")
 MODES = ("real", "mixed (mdm-ft)", "mixed (kinemic)", "synth (kinemic)", "gt")
+SECOND_MODES = ("real", "gt", "mixed (mdm-ft)")  # the HAR modes that need no KineMIC output
 WORLD_MARK = "demo-world.json"
 
 
@@ -54,20 +65,20 @@ class DemoConfig:
     scale: Scale = "default"
     world_seed: int = 0
     split: str = "S0000"
-    finetune_steps: int = 200  # per method; 300 took the first run to the 15-min budget
-    # (14:50-15:01 on 2 cores), 200 leaves a margin (README, the demo section)
+    finetune_steps: int = 200  # per method; sized to the demo's time budget (why 200 and not
+    # 300: docs/demo-results.md)
     finetune_batch: int = 16
     per_class: int = 100  # synthetic clips per class
     ddim: int | None = 10  # synthesis sampler: DDIM steps, or None for full DDPM
     guidance: float = 2.5
     seeds: int = 5
-    har_width: float = 0.125  # ST-GCN channel multiplier (1 = 64→128→256; full size takes
-    # about 70 min per run on 2 CPU cores, see bench/har.py)
+    har_width: float = 0.125  # ST-GCN channel multiplier (1 = 64→128→256: far too slow for
+    # the demo on a CPU, see bench/har.py)
     har_steps: int = 160  # optimiser steps per HAR run (the protocol sets epochs from this;
-    # the calibration in the README uses 480: the demo's 25 runs get less to fit its budget)
+    # the world's calibration uses 480, fitted(): the demo's 25 runs get less to fit its budget)
     har_epochs: int | None = None  # None: the protocol's rule (from the training set size)
     har_min_epochs: int = 3  # fewest epochs of any run; the calibration's 60 fits the 330-clip
-    # modes too (DemoConfig.fitted(); its HAR stage took 45 min on 2 cores)
+    # modes too (DemoConfig.fitted())
     jobs: int = 2  # HAR runs in parallel processes
     gifs: bool = True
     seed: int = 0  # fine-tuning and synthesis seed
@@ -75,7 +86,7 @@ class DemoConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> DemoConfig:
-        """Fewer seeds and steps, on the tiny world: the CI-sized run (≲ 3 minutes)."""
+        """Fewer seeds and steps, on the tiny world: the CI-sized run."""
         base = dict(
             scale="tiny",
             finetune_steps=30,
@@ -95,16 +106,6 @@ class DemoConfig:
         return cls(**{**dict(har_steps=480, har_min_epochs=60), **overrides})
 
 
-def _stage(n: int, title: str) -> float:
-    print(f"\n== {n}/7 {title}", flush=True)
-    return time.perf_counter()
-
-
-def _done(t0: float, timing: dict[str, float], key: str) -> None:
-    timing[key] = round(time.perf_counter() - t0, 1)
-    print(f"   ({timing[key]:.1f} s)", flush=True)
-
-
 def run_demo(
     config: DemoConfig | None = None,
     *,
@@ -113,7 +114,8 @@ def run_demo(
     fresh: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run every stage; return (and write to ``out/demo.json`` and ``json_path``) the figures."""
+    """Run the seven stages; return (and write to ``out/demo.json`` and ``json_path``) the
+    figures."""
     config = config or DemoConfig()
     out = Path(out)
     if fresh and out.exists():
@@ -124,101 +126,38 @@ def run_demo(
         f"{config.split}) with the shipped prior: mine → fine-tune (mdm-ft, kinemic) → "
         f"synthesise → evaluate {len(MODES)} modes × {config.seeds} seeds → report in {out}"
     )
-    timing: dict[str, float] = {}
-    world, generated = _world(config, out / "world", timing, progress)
+    timing: dict[str, Any] = {}
+    world = out / "world"
     source, target = world / "source", world / "target"
-    if generated:  # what earlier runs derived from another world is stale
-        for m in METHODS:
-            for stale in (out / m, out / f"synth-{m}"):
-                shutil.rmtree(stale, ignore_errors=True)
 
-    from kinemic.mining.report import mine
-
-    two = min(config.jobs, os.cpu_count() or 1) >= 2
-    side = _SideWork.start(config, target, source, out) if two else None
+    title = f"procedural world ({config.scale} scale, seed {config.world_seed}) → {world}"
+    with _stage(1, title, timing, "world"):
+        _world(config, out, progress)
+    second = _SecondProcess.start(config, target, source, out) if _two_jobs(config) else None
     try:
-        t0 = _stage(2, "soft positives: source motions whose captions match each class")
-        if side is not None:
-            print(
-                "   meanwhile a second process fine-tunes mdm-ft, synthesises its set and "
-                "trains HAR runs that need no KineMIC output: real, gt, mixed (mdm-ft)"
+        title = "soft positives: source motions whose captions match each class"
+        with _stage(2, title, timing, "soft positives"):
+            soft = _soft_positives(config, source, target, second, progress)
+        title = f"fine-tuning the shipped prior ({config.finetune_steps} steps per method)"
+        with _stage(3, title, timing, "fine-tuning"):
+            runs = _finetunes(config, target, source, out, second, progress)
+        title = "mining precision of the attention windows (world ground truth)"
+        with _stage(4, title, timing, "mining precision"):
+            mined = _mining_precision(config, source, target, runs["kinemic"], progress)
+        title = f"synthesis: {config.per_class} clips per class from each generator"
+        with _stage(5, title, timing, "synthesis"):
+            synth, motion = _synthesis(config, target, runs, out, second, progress)
+        title = f"HAR protocol: ST-GCN, {len(MODES)} modes × {config.seeds} seeds"
+        with _stage(6, title, timing, "evaluation"):
+            results, ahead, shared = _har_protocol(
+                config, target, synth, out, second, timing, progress
             )
-        soft = mine(source, target, split=config.split, show=3, progress=progress)
-        print(soft.text())
-        _done(t0, timing, "soft positives")
-
-        t0 = _stage(3, f"fine-tuning the shipped prior ({config.finetune_steps} steps per method)")
-        if side is None:
-            runs = {m: _finetune(config, m, target, source, out / m, progress) for m in METHODS}
-        else:
-            runs = {
-                "kinemic": _finetune(config, "kinemic", target, source, out / "kinemic", progress)
-            }
-        _done(t0, timing, "fine-tuning")
-
-        t0 = _stage(4, "mining precision of the attention windows (world ground truth)")
-        mined = mine(
-            source, target, model=runs["kinemic"], show=0, seed=config.seed, progress=progress
-        )
-        if mined.precision is not None:
-            print(mined.precision.table())
-        _done(t0, timing, "mining precision")
-
-        t0 = _stage(5, f"synthesis: {config.per_class} clips per class from each generator")
-        synth = {"kinemic": _synthesize(config, runs["kinemic"], out / "synth-kinemic", progress)}
-        if side is None:
-            synth["mdm-ft"] = _synthesize(config, runs["mdm-ft"], out / "synth-mdm-ft", progress)
-        else:
-            runs["mdm-ft"], synth["mdm-ft"] = side.ready()
-            side.go()  # every mode's data is there now: it joins stage 6
-        synth = {m: synth[m] for m in METHODS}
-        from kinemic.har.motion import motion_markdown, split_motion
-
-        motion = split_motion(target, config.split, [synth[m] for m in METHODS])
-        print("   how much the clips move, per class: local joint speed (m/s) / root travel (m)")
-        print(motion_markdown(motion))
-        _done(t0, timing, "synthesis")
-
-        t0 = _stage(6, f"HAR protocol: ST-GCN, {len(MODES)} modes × {config.seeds} seeds")
-        if side is not None:
-            print("   the second process trains its share of the runs (claimed in eval/runs/)")
-        results = _evaluate(config, target, synth, out / "eval", progress, shared=side is not None)
-        from kinemic.har.results import results_table
-
-        print(results_table(results))
-        ahead = shared = 0  # HAR runs the second process trained before and in stage 6
-        if side is not None:
-            done = side.join()
-            timing["second process"], ahead = done["seconds"], done["runs_ahead"]
-            shared = done["runs_shared"]
-            print(
-                f"   second process: mdm-ft fine-tuned and synthesised; HAR runs trained "
-                f"{ahead} ahead of this stage and {shared} in it"
-            )
-        _done(t0, timing, "evaluation")
     finally:
-        if side is not None:
-            side.close()
+        if second is not None:
+            second.close()
+    with _stage(7, "report", timing, "report"):
+        figures, md, page = _report(config, world, soft, mined, synth, motion, results, out)
 
-    t0 = _stage(7, "report")
-    from kinemic.report.demo import build_report
-
-    figures = _figures(config, results, mined, timing, out)
-    figures["motion"] = motion
-    report = build_report(
-        config=asdict(config),
-        results=results,
-        mined=mined,
-        soft=soft,
-        world=world,
-        synth=synth,
-        figures=figures,
-        gifs=config.gifs,
-    )
-    from kinemic.report.html import write_report
-
-    md, page = write_report(report, out)
-    _done(t0, timing, "report")
     figures["timing_s"] = timing
     figures["har_runs_ahead"], figures["har_runs_shared"] = ahead, shared
     _write_json(figures, out / "demo.json", json_path)
@@ -226,30 +165,75 @@ def run_demo(
     return figures
 
 
+@contextmanager
+def _stage(n: int, title: str, timing: dict[str, Any], key: str) -> Iterator[None]:
+    """Print a stage's heading; on success record and print its wall time as ``timing[key]``."""
+    print(f"\n== {n}/7 {title}", flush=True)
+    t0 = time.perf_counter()
+    yield
+    timing[key] = round(time.perf_counter() - t0, 1)
+    print(f"   ({timing[key]:.1f} s)", flush=True)
+
+
+def _two_jobs(config: DemoConfig) -> bool:
+    """Whether a second process shares the work (module docstring)."""
+    return min(config.jobs, os.cpu_count() or 1) >= 2
+
+
 # ------------------------------------------------------------------------------------ stages
 
 
-def _world(config: DemoConfig, world: Path, timing: dict, progress: bool) -> tuple[Path, bool]:
-    """The demo's world folder, generated unless an earlier run left the same one; and
-    whether it was generated now."""
+def _world(config: DemoConfig, out: Path, progress: bool) -> None:
+    """Stage 1: ``out/world``, generated unless an earlier run left the same one. A new world
+    makes what earlier runs derived from the old one stale: it is removed."""
     from kinemic.world.generate import WORLD_VERSION, generate_world
 
-    t0 = _stage(1, f"procedural world ({config.scale} scale, seed {config.world_seed}) → {world}")
+    world = out / "world"
     want = {"scale": config.scale, "seed": config.world_seed, "version": WORLD_VERSION}
     mark = world / WORLD_MARK
-    generated = not (mark.is_file() and json.loads(mark.read_text(encoding="utf-8")) == want)
-    if not generated:
+    if mark.is_file() and json.loads(mark.read_text(encoding="utf-8")) == want:
         print("   reusing the world generated by an earlier run")
-    else:
-        summary = generate_world(
-            world, seed=config.world_seed, scale=config.scale, overwrite=True, progress=progress
-        )
-        print(summary.table())
-        from kinemic.files import write_text
+        return
+    summary = generate_world(
+        world, seed=config.world_seed, scale=config.scale, overwrite=True, progress=progress
+    )
+    print(summary.table())
+    from kinemic.files import write_text
 
-        write_text(mark, json.dumps(want) + "\n")
-    _done(t0, timing, "world")
-    return world, generated
+    write_text(mark, json.dumps(want) + "\n")
+    for m in METHODS:
+        for stale in (out / m, out / f"synth-{m}"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _soft_positives(
+    config: DemoConfig, source: Path, target: Path, second: _SecondProcess | None, progress: bool
+) -> MineReport:
+    """Stage 2: the soft positives of each class (a ``MineReport``), printed."""
+    from kinemic.mining.report import mine
+
+    if second is not None:
+        print(
+            "   meanwhile a second process fine-tunes mdm-ft, synthesises its set and "
+            "trains HAR runs that need no KineMIC output: real, gt, mixed (mdm-ft)"
+        )
+    soft = mine(source, target, split=config.split, show=3, progress=progress)
+    print(soft.text())
+    return soft
+
+
+def _finetunes(
+    config: DemoConfig,
+    target: Path,
+    source: Path,
+    out: Path,
+    second: _SecondProcess | None,
+    progress: bool,
+) -> dict[str, Path]:
+    """Stage 3: the fine-tuning runs made here, per method: both, or ``kinemic`` alone while
+    the second process fine-tunes ``mdm-ft``."""
+    methods = METHODS if second is None else ("kinemic",)
+    return {m: _finetune(config, m, target, source, out / m, progress) for m in methods}
 
 
 def _finetune(
@@ -260,8 +244,9 @@ def _finetune(
     run: Path,
     progress: bool,
 ) -> Path:
+    """One fine-tuning run: reused when finished, resumed when interrupted."""
     from kinemic.finetune.run import FinetuneConfig, finetune
-    from kinemic.training import LATEST, TRAINER_FILE
+    from kinemic.training import finished_step
 
     settings = FinetuneConfig(
         method=method,
@@ -270,9 +255,8 @@ def _finetune(
         seed=config.seed,
     )
     resume = None
-    if (run / LATEST).exists():
-        ckpt = run / (run / LATEST).read_text(encoding="utf-8").strip()
-        step = json.loads((ckpt / TRAINER_FILE).read_text(encoding="utf-8"))["step"]
+    step = finished_step(run)
+    if step is not None:
         if step >= config.finetune_steps:
             print(f"   {method}: reusing the finished run {run} ({step} steps)")
             return run
@@ -291,88 +275,208 @@ def _finetune(
     return run
 
 
-SIDE_MODES = ("real", "gt", "mixed (mdm-ft)")  # the HAR modes that need no KineMIC output
-SIDE_READY = "second-process-ready.json"
-SIDE_RESULT = "second-process.json"
-SIDE_GO = ".second-process-go"
+def _mining_precision(
+    config: DemoConfig, source: Path, target: Path, run: Path, progress: bool
+) -> MineReport:
+    """Stage 4: the mining precision of the run's attention windows (a ``MineReport``)."""
+    from kinemic.mining.report import mine
+
+    mined = mine(source, target, model=run, show=0, seed=config.seed, progress=progress)
+    if mined.precision is not None:
+        print(mined.precision.table())
+    return mined
 
 
-class _SideWork:
+def _synthesis(
+    config: DemoConfig,
+    target: Path,
+    runs: dict[str, Path],
+    out: Path,
+    second: _SecondProcess | None,
+    progress: bool,
+) -> tuple[dict[str, Path], dict[str, Any]]:
+    """Stage 5: the synthetic set of each method (the second process's for ``mdm-ft``; once
+    both exist it may start the runs that need KineMIC's), and how much their clips move."""
+    from kinemic.har.motion import motion_markdown, split_motion
+
+    synth = {"kinemic": _synthesize(config, runs["kinemic"], out / "synth-kinemic", progress)}
+    if second is None:
+        synth["mdm-ft"] = _synthesize(config, runs["mdm-ft"], out / "synth-mdm-ft", progress)
+    else:
+        synth["mdm-ft"] = second.ready()
+        second.go()  # every mode's data is there now: it joins stage 6
+    synth = {m: synth[m] for m in METHODS}
+    motion = split_motion(target, config.split, [synth[m] for m in METHODS])
+    print("   how much the clips move, per class: local joint speed (m/s) / root travel (m)")
+    print(motion_markdown(motion))
+    return synth, motion
+
+
+def _synthesize(config: DemoConfig, model: Path, folder: Path, progress: bool) -> Path:
+    """One synthetic set: reused when it was made from ``model`` with these settings."""
+    from kinemic.finetune.synthesize import matches, synthesize
+
+    settings = dict(per_class=config.per_class, guidance=config.guidance, seed=config.seed)
+    if matches(folder, model=model, **settings):
+        print(f"   reusing {folder}")
+        return folder
+    if folder.exists():  # a set of other settings
+        shutil.rmtree(folder)
+    synthesize(model, folder, ddim=config.ddim, progress=progress, **settings)
+    print(f"   {folder}")
+    return folder
+
+
+def _har_protocol(
+    config: DemoConfig,
+    target: Path,
+    synth: dict[str, Path],
+    out: Path,
+    second: _SecondProcess | None,
+    timing: dict[str, Any],
+    progress: bool,
+) -> tuple[dict[str, Any], int, int]:
+    """Stage 6: the protocol's results, printed, and how many runs the second process trained
+    before and in this stage (its timing goes to ``timing["second process"]``)."""
+    from kinemic.har.results import results_table
+
+    if second is not None:
+        print("   the second process trains its share of the runs (claimed in eval/runs/)")
+    results = _evaluate(config, target, synth, out / "eval", progress, shared=second is not None)
+    print(results_table(results))
+    if second is None:
+        return results, 0, 0
+    done = second.join()
+    timing["second process"] = done["seconds"]
+    ahead, shared = done["runs_ahead"], done["runs_shared"]
+    print(
+        f"   second process: mdm-ft fine-tuned and synthesised; HAR runs trained "
+        f"{ahead} ahead of this stage and {shared} in it"
+    )
+    return results, ahead, shared
+
+
+def _report(
+    config: DemoConfig,
+    world: Path,
+    soft: MineReport,
+    mined: MineReport,
+    synth: dict[str, Path],
+    motion: dict[str, Any],
+    results: dict[str, Any],
+    out: Path,
+) -> tuple[dict[str, Any], Path, Path]:
+    """Stage 7: the figures, ``report.md`` and ``report.html``."""
+    from kinemic.report.demo import build_report
+    from kinemic.report.html import write_report
+
+    figures = _figures(config, results, mined, out)
+    figures["motion"] = motion
+    report = build_report(
+        config=asdict(config),
+        results=results,
+        mined=mined,
+        soft=soft,
+        world=world,
+        synth=synth,
+        figures=figures,
+        gifs=config.gifs,
+    )
+    md, page = write_report(report, out)
+    return figures, md, page
+
+
+# ---------------------------------------------------------------------- the second process
+
+
+class _SecondProcess:
     """The second process of a demo with two or more jobs (see the module docstring).
 
-    Phase 1 (stages 2–5): the mdm-ft fine-tune and synthesis (then ``SIDE_READY`` is written),
-    then runs of ``SIDE_MODES`` until ``go()`` says every synthetic set exists. Phase 2 (stage
-    6): one job of the protocol beside the main process's, sharing the runs by claims in
-    ``out/eval/runs``; it ends when every run has a record. Its figures: ``SIDE_RESULT``."""
+    Phase 1 (stages 2–5): the mdm-ft fine-tune and synthesis (then its synthetic folder comes
+    over the pipe, :meth:`ready`), then runs of ``SECOND_MODES`` until :meth:`go` sets the
+    event: every synthetic set exists. Phase 2 (stage 6): one job of the protocol beside the
+    main process's, sharing the runs by claims in ``out/eval/runs``; it ends when every run
+    has a record and sends its figures (:meth:`join`). The main process runs on one torch
+    thread meanwhile (:meth:`close` restores its count)."""
 
-    def __init__(self, process, out: Path, threads: int):
-        self.process, self.out, self.threads = process, out, threads
+    def __init__(self, process, reader: Connection, go, threads: int):
+        self.process, self.reader, self.go_event, self.threads = process, reader, go, threads
 
     @classmethod
-    def start(cls, config: DemoConfig, target: Path, source: Path, out: Path) -> _SideWork:
-        import multiprocessing
-
-        for stale in (out / SIDE_READY, out / SIDE_RESULT, out / SIDE_GO):
-            stale.unlink(missing_ok=True)
-        threads = _protocol(config).run_threads()  # stage 6's, so that the run keys agree
+    def start(cls, config: DemoConfig, target: Path, source: Path, out: Path) -> _SecondProcess:
         context = multiprocessing.get_context("spawn")  # fork after torch threads can deadlock
+        reader, writer = context.Pipe(duplex=False)
+        go = context.Event()
+        threads = _protocol(config).run_threads()  # stage 6's, so that the run keys agree
         process = context.Process(
-            target=_side_work,
-            args=(config, target, source, out, threads),
+            target=_second_process,
+            args=(config, target, source, out, threads, writer, go),
             name="kinemic-demo-second",
             daemon=True,
         )
         process.start()
+        writer.close()  # the child holds the sending end: the pipe ends when the child does
         import torch
 
         before = torch.get_num_threads()
         torch.set_num_threads(1)  # the main process now has one core
-        return cls(process, out, before)
+        return cls(process, reader, go, before)
 
-    def _failed(self) -> Exception:
+    def _receive(self, kind: str) -> Any:
+        """The next message, which must be ``kind``; an error when the process ended first."""
         from kinemic.errors import KinemicError
 
-        return KinemicError(
-            f"the demo's second process (mdm-ft fine-tune and synthesis, HAR runs) failed with "
-            f"exit code {self.process.exitcode}; its error is printed above"
-        )
+        wait([self.reader, self.process.sentinel])  # a message, or the process's end
+        try:
+            got, payload = self.reader.recv()
+        except EOFError:  # it ended without sending
+            self.process.join()
+            got, payload = None, None
+        if got != kind:
+            raise KinemicError(
+                f"the demo's second process (mdm-ft fine-tune and synthesis, HAR runs) failed "
+                f"with exit code {self.process.exitcode}; its error is printed above"
+            )
+        return payload
 
-    def ready(self) -> tuple[Path, Path]:
-        """The mdm-ft run and synthetic set, once the second process has made them."""
-        path = self.out / SIDE_READY
-        while not path.is_file():
-            if not self.process.is_alive():
-                raise self._failed()
-            time.sleep(0.5)
-        info = json.loads(path.read_text(encoding="utf-8"))
-        return Path(info["run"]), Path(info["synth"])
+    def ready(self) -> Path:
+        """The mdm-ft synthetic set, once the second process has made it."""
+        return self._receive("ready")
 
     def go(self) -> None:
-        (self.out / SIDE_GO).touch()
+        """Every synthetic set exists: the second process may train every mode's runs."""
+        self.go_event.set()
 
     def join(self) -> dict[str, Any]:
+        """The second process's figures, once every run has a record."""
+        result = self._receive("done")
         self.process.join()
-        result = self.out / SIDE_RESULT
-        if self.process.exitcode != 0 or not result.is_file():
-            raise self._failed()
-        return json.loads(result.read_text(encoding="utf-8"))
+        return result
 
     def close(self) -> None:
         """Stop the process if it still runs (the main process failed or was interrupted)."""
         if self.process.is_alive():
             self.process.terminate()
             self.process.join()
-        (self.out / SIDE_GO).unlink(missing_ok=True)
+        self.reader.close()
         import torch
 
         torch.set_num_threads(self.threads)
 
 
-def _side_work(config: DemoConfig, target: Path, source: Path, out: Path, threads: int) -> None:
-    """The second process (``_SideWork``)."""
+def _second_process(
+    config: DemoConfig,
+    target: Path,
+    source: Path,
+    out: Path,
+    threads: int,
+    send: Connection,
+    go,
+) -> None:
+    """The body of :class:`_SecondProcess`: ``send`` carries ("ready", synthetic folder) and
+    ("done", figures) to the main process; ``go`` is the main process's event."""
     import torch
 
-    from kinemic.files import write_text
     from kinemic.har.protocol import prerun
 
     torch.set_num_threads(1)
@@ -380,21 +484,22 @@ def _side_work(config: DemoConfig, target: Path, source: Path, out: Path, thread
     run = _finetune(config, "mdm-ft", target, source, out / "mdm-ft", progress=False)
     t1 = time.perf_counter()
     synth = _synthesize(config, run, out / "synth-mdm-ft", progress=False)
-    write_text(out / SIDE_READY, json.dumps({"run": str(run), "synth": str(synth)}) + "\n")
+    send.send(("ready", synth))
     t2 = time.perf_counter()
     protocol = replace(_protocol(config), jobs=1, threads=threads)
-    go = (out / SIDE_GO).exists
     ahead = prerun(
         target,
         config.split,
         out=out / "eval",
         synthetic=[synth],
-        config=replace(protocol, modes=SIDE_MODES),
-        stop=go,
+        config=replace(protocol, modes=SECOND_MODES),
+        stop=go.is_set,
     )
     t3 = time.perf_counter()
-    while not go():  # every side mode is done before KineMIC's set exists
-        time.sleep(0.5)
+    parent = multiprocessing.parent_process()
+    while not go.wait(timeout=1.0):  # every second mode is done before KineMIC's set exists
+        if parent is not None and not parent.is_alive():
+            return  # the demo is gone
     t4 = time.perf_counter()
     shared = prerun(
         target,
@@ -419,38 +524,14 @@ def _side_work(config: DemoConfig, target: Path, source: Path, out: Path, thread
         "runs_shared": shared,
         "seconds": seconds,
     }
-    write_text(out / SIDE_RESULT, json.dumps(result) + "\n")
+    send.send(("done", result))
+    send.close()
 
 
-def _synthesize(config: DemoConfig, model: Path, folder: Path, progress: bool) -> Path:
-    from kinemic.finetune.synthesize import synthesize
-
-    info = folder / "info.json"
-    if info.is_file():
-        have = json.loads(info.read_text(encoding="utf-8"))
-        same = (
-            have.get("guidance") == config.guidance
-            and have.get("seed") == config.seed
-            and set(map(int, have.get("per_class", {}).values())) == {config.per_class}
-        )
-        if same and Path(have.get("model", "")).resolve().parent.parent == model.resolve():
-            print(f"   reusing {folder}")
-            return folder
-        shutil.rmtree(folder)
-    synthesize(
-        model,
-        folder,
-        per_class=config.per_class,
-        guidance=config.guidance,
-        ddim=config.ddim,
-        seed=config.seed,
-        progress=progress,
-    )
-    print(f"   {folder}")
-    return folder
+# ------------------------------------------------------------------------------- protocol
 
 
-def _protocol(config: DemoConfig):
+def _protocol(config: DemoConfig) -> ProtocolConfig:
     """The HAR protocol settings of stage 6."""
     from kinemic.har.config import ProtocolConfig
 
@@ -477,8 +558,9 @@ def _evaluate(
     *,
     shared: bool = False,
 ) -> dict[str, Any]:
-    """Stage 6; ``shared``: the second process is one of the jobs (its runs are claimed in
-    ``folder/runs``), so this process runs one job fewer, with the same threads per run."""
+    """The protocol's evaluation; ``shared``: the second process is one of the jobs (its runs
+    are claimed in ``folder/runs``), so this process runs one job fewer, with the same threads
+    per run."""
     from kinemic.har.protocol import evaluate
 
     protocol = _protocol(config)
@@ -494,7 +576,10 @@ def _evaluate(
     )
 
 
-def _figures(config: DemoConfig, results: dict, mined, timing: dict, out: Path) -> dict[str, Any]:
+# -------------------------------------------------------------------------------- figures
+
+
+def _figures(config: DemoConfig, results: dict, mined: MineReport, out: Path) -> dict[str, Any]:
     modes = {
         m["mode"]: {
             "final": {
