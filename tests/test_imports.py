@@ -220,10 +220,7 @@ def _area(module: str) -> str:
 #: each reaches up from a lower layer. The stricter test below ignores them; once one is gone,
 #: remove it here (``test_known_upward_imports_are_still_there`` says so).
 KNOWN_UPWARD_IMPORTS = {
-    ("kinemic.files", "kinemic.training"): "files resolves a run's latest checkpoint",
-    ("kinemic.io.pyskl", "kinemic.har.data"): "the pyskl export reads synthetic splits",
     ("kinemic.mining.report", "kinemic.finetune.generator"): "mine() loads a generator",
-    ("kinemic.prior.quality", "kinemic.mining.precision"): "the quality gate reads world truth",
     ("kinemic.prior.sample", "kinemic.models"): "sampling opens priors and generators",
 }
 

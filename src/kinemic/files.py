@@ -73,6 +73,10 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
 
 ModelKind = Literal["prior", "generator", "tmor"]
 CONFIG_FILE = "config.json"
+#: A training run folder names its latest complete checkpoint in this file.
+LATEST = "latest"
+#: A checkpoint folder is complete when it holds this file (written last).
+TRAINER_FILE = "trainer.json"
 #: kind -> (the ``format`` its config.json names, the version this kinemic writes and reads).
 MODEL_FORMATS: dict[str, tuple[str, int]] = {
     "prior": ("kinemic-prior", 1),
@@ -131,6 +135,25 @@ def _kind_mismatch(given: Path, folder: ModelFolder, expect: list[str]) -> Kinem
     )
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder from itself or from a run folder (through its ``latest`` file)."""
+    path = Path(path)
+    if (path / TRAINER_FILE).is_file():
+        return path
+    if (path / LATEST).is_file():
+        target = path / (path / LATEST).read_text(encoding="utf-8").strip()
+        if not (target / TRAINER_FILE).is_file():
+            raise KinemicError(
+                f"{path / LATEST} points to {target}, which is not a complete checkpoint "
+                f"(no {TRAINER_FILE}); pass one of the folders in {path / 'checkpoints'} instead"
+            )
+        return target
+    raise KinemicError(
+        f"{path}: not a training run or checkpoint (expected a '{LATEST}' file or "
+        f"'{TRAINER_FILE}'); --resume takes the folder that --out wrote"
+    )
+
+
 def open_model_folder(
     path: str | Path | ModelFolder, *, expect: set[str] | None = None
 ) -> ModelFolder:
@@ -155,14 +178,12 @@ def open_model_folder(
         raise KinemicError(f"{given}: no such folder; expected {_expected(kinds)}")
     folder = given
     if not (given / CONFIG_FILE).is_file():
-        if not (given / "latest").is_file():
+        if not (given / LATEST).is_file():
             nouns = _either([f"a {_NOUN[k]}" for k in kinds])
             raise KinemicError(
                 f"{given}: not {nouns} folder (no {CONFIG_FILE}) nor a training run (no 'latest'); "
                 f"pass {_expected(kinds)}"
             )
-        from kinemic.training import resolve_checkpoint
-
         folder = resolve_checkpoint(given)
         if not (folder / CONFIG_FILE).is_file():
             raise KinemicError(

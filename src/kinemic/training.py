@@ -40,10 +40,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kinemic.errors import KinemicError
-from kinemic.files import write_text
+from kinemic.files import LATEST, TRAINER_FILE, resolve_checkpoint, write_text
 
-LATEST = "latest"
-TRAINER_FILE = "trainer.json"
 STATE_DIR = "state"
 #: Files a checkpoint needs to resume from (the EMA file only when EMA is on).
 STATE_FILES = ("model.safetensors", "optimizer.bin")
@@ -156,25 +154,6 @@ def make_accelerator(*, cpu: bool, mixed_precision: str, project_dir: Path | Non
     if project_dir is not None:
         kwargs = dict(log_with="tensorboard", project_dir=str(project_dir))
     return Accelerator(cpu=cpu, mixed_precision=mixed_precision, **kwargs)
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder from itself or from a run folder (through its ``latest`` file)."""
-    path = Path(path)
-    if (path / TRAINER_FILE).is_file():
-        return path
-    if (path / LATEST).is_file():
-        target = path / (path / LATEST).read_text(encoding="utf-8").strip()
-        if not (target / TRAINER_FILE).is_file():
-            raise KinemicError(
-                f"{path / LATEST} points to {target}, which is not a complete checkpoint "
-                f"(no {TRAINER_FILE}); pass one of the folders in {path / 'checkpoints'} instead"
-            )
-        return target
-    raise KinemicError(
-        f"{path}: not a training run or checkpoint (expected a '{LATEST}' file or "
-        f"'{TRAINER_FILE}'); --resume takes the folder that --out wrote"
-    )
 
 
 def finished_step(run: str | Path) -> int | None:

@@ -24,10 +24,9 @@ root motion). HumanML3D-layout joints already face +Z at frame 0, so no rotation
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -35,11 +34,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from kinemic.errors import DataError, KinemicError
-from kinemic.io.ntu_vibe import FewShotSplit, NTUVibeDataset, _read_labels
+from kinemic.io.ntu_vibe import FewShotSplit, NTUVibeDataset
+from kinemic.io.synthetic import SyntheticSet, read_synthetic
 
 FRAMES = 100
 Centre = Literal["first-frame", "per-frame"]
-SYNTH_IDS, SYNTH_LABELS, INFO = "synth.txt", "synth_y.txt", "info.json"
 
 
 def uniform_sample(joints: np.ndarray, frames: int = FRAMES) -> np.ndarray:
@@ -80,74 +79,6 @@ class ClipSet:
 
     def counts(self, num_classes: int) -> list[int]:
         return np.bincount(self.y, minlength=num_classes).tolist()
-
-
-@dataclass
-class SyntheticSet:
-    """A synthetic split folder (``kinemic synthesize``): its clip ids and 0-based NTU labels."""
-
-    path: Path
-    method: str
-    ids: list[str]
-    labels: list[int]
-    info: dict = field(default_factory=dict)
-
-
-def read_synthetic(folder: str | Path, split: FewShotSplit) -> SyntheticSet:
-    """Read and check a synthetic folder against ``split``; KinemicError/DataError otherwise.
-
-    Refused: no ``synth.txt``/``synth_y.txt``, an empty set, ids without clip files, labels
-    outside the split's classes, a split class without clips, an ``info.json`` made for another
-    split, and clips that are the split's validation clips.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(folder, "not a folder: expected a synthetic split (kinemic synthesize)")
-    info: dict = {}
-    if (folder / INFO).is_file():
-        try:
-            info = json.loads((folder / INFO).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(folder / INFO, f"not valid JSON ({e})") from None
-    if info.get("split") not in (None, split.name):
-        raise DataError(
-            folder / INFO,
-            f"this synthetic set was made for split {info['split']!r}, not {split.name!r}: "
-            "evaluate it with --split " + str(info["split"]),
-        )
-    ds = NTUVibeDataset(folder)
-    ids = ds.read_ids(folder / SYNTH_IDS)  # each id must have new_joint_vecs/<id>.npy
-    labels = _read_labels(folder / SYNTH_LABELS)
-    if not ids:
-        raise DataError(folder / SYNTH_IDS, "empty synthetic set: no clip ids listed")
-    if len(ids) != len(labels):
-        raise DataError(
-            folder / SYNTH_LABELS, f"{len(labels)} labels for {len(ids)} ids in {SYNTH_IDS}"
-        )
-    wanted = set(split.class_list)
-    foreign = sorted({y for y in labels if y not in wanted})
-    if foreign:
-        raise DataError(
-            folder / SYNTH_LABELS,
-            f"classes {foreign} (0-based) are not in split {split.name}'s classes "
-            f"{sorted(wanted)}: this synthetic set was made for other classes",
-        )
-    missing = sorted(wanted - set(labels))
-    if missing:
-        raise DataError(
-            folder / SYNTH_LABELS,
-            f"no synthetic clips of classes {missing} (0-based) of split {split.name}: "
-            "synthesise every class of the split",
-        )
-    leaked = sorted(set(ids) & set(split.val_ids))
-    if leaked:
-        raise DataError(
-            folder / SYNTH_IDS,
-            f"{len(leaked)} ids are validation clips of split {split.name} (e.g. {leaked[0]}); "
-            "validation clips must never be training data",
-        )
-    method = str(info.get("method") or folder.name)
-    return SyntheticSet(folder, method, ids, labels, info)
 
 
 @dataclass

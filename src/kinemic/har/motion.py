@@ -62,7 +62,7 @@ def split_motion(
 ) -> dict[str, object]:
     """:func:`class_motion` of a few-shot split's real training clips, its validation clips and
     each synthetic folder (checked like the protocol checks it), keyed by set name."""
-    from kinemic.har.data import read_synthetic
+    from kinemic.io.synthetic import read_synthetic
     from kinemic.io.ntu_vibe import NTUVibeDataset
 
     ds = NTUVibeDataset(target)

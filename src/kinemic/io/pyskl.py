@@ -173,7 +173,7 @@ def export_pyskl(
     """
     from tqdm.auto import tqdm
 
-    from kinemic.har.data import read_synthetic
+    from kinemic.io.synthetic import read_synthetic
 
     ds = NTUVibeDataset(root)
     names = ds.class_names()

@@ -25,6 +25,7 @@ from kinemic.mining.soft_positives import (
     embed_texts,
     select_soft_positives,
 )
+from kinemic.world.truth import has_segments
 
 
 @dataclass
@@ -313,7 +314,7 @@ def mine(
         )
         seconds["attention windows"] = time.perf_counter() - t1
     primitives = None
-    if not prec.has_segments(source):
+    if not has_segments(source):
         notes.append(f"{source} has no segments/ sidecars: no ground truth, no mining precision")
     else:
         try:

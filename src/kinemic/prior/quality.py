@@ -123,7 +123,7 @@ def single_action_sequences(
     """(clip id, primitive, the action's first row, whole-clip captions) of every sequence of
     a world split that does one action (besides standing) and has at least ``frames`` feature
     rows. Reads only the segment sidecars and the captions."""
-    from kinemic.mining.precision import read_truth
+    from kinemic.world.truth import read_truth
 
     data = HumanML3DDataset(source)
     out = []
@@ -140,7 +140,7 @@ def captions_by_primitive(source: Path, split: str) -> dict[str, list[str]]:
     """Every caption of a world split that describes one action, grouped by its primitive:
     whole-clip captions of single-action sequences (standing aside; a sequence that only
     stands counts as "stand") and sub-clip captions whose span covers one primitive."""
-    from kinemic.mining.precision import read_truth
+    from kinemic.world.truth import read_truth
 
     data = HumanML3DDataset(source)
     out: dict[str, list[str]] = defaultdict(list)

@@ -189,9 +189,9 @@ def _window_rows(mined: Any, world: Path) -> list[WindowRow]:
 
     from kinemic.finetune.generator import load_generator
     from kinemic.io.humanml3d import HumanML3DDataset
-    from kinemic.mining.precision import read_truth
     from kinemic.mining.windows import source_attention
     from kinemic.text import encoder_from_spec
+    from kinemic.world.truth import read_truth
 
     if mined.windows is None or mined.model is None:
         return []
