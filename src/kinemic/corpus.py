@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from kinemic.constants import FPS, MAX_FRAMES
 from kinemic.errors import DataError, KinemicError
 from kinemic.io.humanml3d import FEATURE_DIM, HumanML3DDataset
 
-FPS = 20.0
 #: Cropped lengths are a multiple of this (HumanML3D's ``unit_length``).
 UNIT_LENGTH = 4
 #: Caption index of a clip drawn without a caption (trained unconditionally).
@@ -273,7 +273,7 @@ def draw_batch(
     rng: np.random.Generator,
     batch_size: int,
     *,
-    max_frames: int = 196,
+    max_frames: int = MAX_FRAMES,
     normalizer=None,
 ) -> MotionBatch:
     """Draw ``batch_size`` clips uniformly (with replacement), one random caption each, and a

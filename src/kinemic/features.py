@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter1d
 
+from kinemic.constants import FEATURE_DIM, NUM_JOINTS
 from kinemic.errors import DataError
 from kinemic.geometry import qbetween, qinv, qmul, qrot, quat_to_cont6d
 from kinemic.skeleton import (
@@ -44,8 +45,6 @@ from kinemic.skeleton import (
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 Convention = Literal["humanml3d", "ntu-vibe"]
 
-NUM_JOINTS = 22
-FEATURE_DIM = 263
 #: Feature groups (name, start, stop) of the table in the module docstring.
 FEATURE_GROUPS: tuple[tuple[str, int, int], ...] = (
     ("root_yaw_velocity", 0, 1),

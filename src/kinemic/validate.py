@@ -27,13 +27,12 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
+from kinemic.constants import FPS, NUM_JOINTS
 from kinemic.io.ntu_names import XSUB_TRAIN_PERFORMERS  # a constant; parsing stays local
 
 Severity = Literal["error", "warning"]
 
 NUM_FEATURES = 263
-NUM_JOINTS = 22
-FPS = 20.0
 ROOT_SPLIT_NAMES = ("train", "val", "test", "train_val", "all")
 NTU_ID = re.compile(r"^M?S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})$")
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from kinemic.cli.kinemic import BF16_SAMPLING_HELP
+from kinemic.constants import MAX_FRAMES
 
 # ------------------------------------------------------------------------ pretrain, sample, import
 
@@ -57,7 +58,9 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
         "official computation on raw CLIP features)",
     )
     p.add_argument("--diffusion-steps", type=int, default=50, help="noise schedule length (50)")
-    p.add_argument("--max-frames", type=int, default=196, help="longest training crop (196)")
+    p.add_argument(
+        "--max-frames", type=int, default=MAX_FRAMES, help=f"longest training crop ({MAX_FRAMES})"
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs; slow on CPU)")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="steps (1000)")

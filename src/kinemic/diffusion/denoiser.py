@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kinemic.constants import FEATURE_DIM
 from kinemic.errors import check_known_settings
 
 __all__ = [
@@ -69,7 +70,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
 class DenoiserConfig:
     """Hyper-parameters of ``Denoiser``; ``DenoiserConfig.preset("mdm" | "tiny", **overrides)``."""
 
-    feature_dim: int = 263  # F: HumanML3D features per frame
+    feature_dim: int = FEATURE_DIM  # F: HumanML3D features per frame
     latent_dim: int = 512  # D
     num_layers: int = 8
     num_heads: int = 4

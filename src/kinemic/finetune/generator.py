@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from kinemic.constants import MAX_FRAMES
 from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule
 from kinemic.errors import KinemicError
 from kinemic.features import Normalizer
@@ -272,7 +273,7 @@ class ActionGenerator:
     config: dict[str, Any]
     path: Path
     prior_path: Path
-    max_frames: int = 196
+    max_frames: int = MAX_FRAMES
 
     @property
     def method(self) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-FPS = 20.0
+from kinemic.constants import FPS
 
 
 def local_speed(joints: np.ndarray, fps: float = FPS) -> float:
@@ -62,8 +62,8 @@ def split_motion(
 ) -> dict[str, object]:
     """:func:`class_motion` of a few-shot split's real training clips, its validation clips and
     each synthetic folder (checked like the protocol checks it), keyed by set name."""
-    from kinemic.io.synthetic import read_synthetic
     from kinemic.io.ntu_vibe import NTUVibeDataset
+    from kinemic.io.synthetic import read_synthetic
 
     ds = NTUVibeDataset(target)
     fs = ds.fewshot_split(split)

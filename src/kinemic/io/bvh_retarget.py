@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
+from kinemic.constants import MAX_FRAMES
 from kinemic.errors import DataError
 from kinemic.io.bvh import BVH, bvh_positions, read_bvh
 from kinemic.resample import resample_frames
@@ -258,7 +259,7 @@ def subject_splits(subjects: Sequence[str]) -> dict[str, list[str]]:
 
 
 def clip_spans(
-    num_frames: int, *, max_rows: int = 196, min_rows: int = 40
+    num_frames: int, *, max_rows: int = MAX_FRAMES, min_rows: int = 40
 ) -> list[tuple[int, int]]:
     """Cut T joint frames into [start, stop) spans of at most ``max_rows + 1`` frames.
 
@@ -311,7 +312,7 @@ def convert_bvh_folder(
     if captions is None and (src / "index.tsv").is_file():
         captions = src / "index.tsv"
     texts = {} if captions is None else read_trial_captions(captions)
-    max_rows = 196 if max_frames is None else int(max_frames)
+    max_rows = MAX_FRAMES if max_frames is None else int(max_frames)
     summary = BVHConversionSummary(out=out)
     features_of: dict[str, np.ndarray] = {}
     subject_of: dict[str, str] = {}

@@ -22,11 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from kinemic.constants import FEATURE_DIM, NUM_JOINTS
 from kinemic.errors import DataError
 from kinemic.files import save_npy, write_text
-
-FEATURE_DIM = 263
-NUM_JOINTS = 22
 
 
 def is_mirror(clip_id: str) -> bool:

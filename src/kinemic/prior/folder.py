@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import torch
 
+from kinemic.constants import MAX_FRAMES
 from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule, from_mdm_checkpoint
 from kinemic.errors import KinemicError
 from kinemic.features import Normalizer
@@ -48,7 +49,6 @@ FORMAT, VERSION = MODEL_FORMATS["prior"]
 WEIGHTS_FILE = "model.safetensors"
 RAW_WEIGHTS_FILE = "model_raw.safetensors"
 NORMALIZER_FILE = "normalizer.npz"
-DEFAULT_MAX_FRAMES = 196
 #: The prior that ships inside the package (``tiny`` preset, MiniLM text), trained on the default
 #: world's source corpus and the converted CMU trials; the README gives the command that
 #: reproduces it and its quality figures. ``load_prior("shipped")`` loads it.
@@ -77,7 +77,7 @@ class Prior:
     @property
     def max_frames(self) -> int:
         """The longest clip (feature rows) the model was trained on."""
-        return int(self.config.get("max_frames", DEFAULT_MAX_FRAMES))
+        return int(self.config.get("max_frames", MAX_FRAMES))
 
     @property
     def text_dim(self) -> int | None:
@@ -92,7 +92,7 @@ def save_prior(
     num_steps: int,
     text_encoder: str | dict[str, Any] | None,
     ema: Denoiser | None = None,
-    max_frames: int = DEFAULT_MAX_FRAMES,
+    max_frames: int = MAX_FRAMES,
     action_names: list[str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:

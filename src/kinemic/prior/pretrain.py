@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from kinemic.constants import MAX_FRAMES
 from kinemic.corpus import MotionCorpus, draw_batch, step_rng
 from kinemic.diffusion.losses import masked_mse
 from kinemic.errors import KinemicError
@@ -37,7 +38,7 @@ class PretrainTask:
     schedule: Any  # kinemic.diffusion.NoiseSchedule
     batch_size: int  # global, over all processes
     seed: int = 0
-    max_frames: int = 196
+    max_frames: int = MAX_FRAMES
     prior_info: dict[str, Any] | None = None  # save_prior arguments besides the weights
 
     def batch(self, step: int, *, rank: int = 0, world_size: int = 1) -> dict[str, torch.Tensor]:
@@ -105,7 +106,7 @@ def pretrain(
     keep_checkpoints: int = 3,
     log_every: int = 50,
     resume: str | Path | None = None,
-    max_frames: int = 196,
+    max_frames: int = MAX_FRAMES,
     min_frames: int = 40,
     split: str | None = "train",
     allow_uncaptioned: bool = False,

@@ -38,13 +38,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from kinemic.constants import FPS
 from kinemic.features import features_to_joints
 from kinemic.har.motion import local_speed
 from kinemic.har.tcn import TCNClassifier, train_tcn
 from kinemic.io.humanml3d import HumanML3DDataset
 from kinemic.skeleton import FOOT_LEFT, FOOT_RIGHT
 
-FPS = 20.0
 MAX_SPEED = 12.0  # m/s
 SKATE_HEIGHT = 0.05  # m above the floor: a toe this low is taken to be on the ground
 SKATE_STEP = 0.025  # m per frame: a grounded toe moving more than this skates

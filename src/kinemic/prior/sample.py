@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from kinemic.constants import FPS
 from kinemic.errors import KinemicError
 from kinemic.files import save_npy, write_text
 from kinemic.models import load_model
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from kinemic.finetune.generator import ActionGenerator
     from kinemic.prior.folder import Prior
 
-FPS = 20
 GIF_COLUMNS = 8
 _SECONDS = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*s\s*$")
 
@@ -51,7 +51,7 @@ def parse_length(length: str | int, *, max_frames: int) -> int:
     if not 1 <= frames <= max_frames:
         raise KinemicError(
             f"length {length!r} = {frames} frames is outside what this model can make: "
-            f"1..{max_frames} frames (up to {max_frames / FPS:g}s at {FPS} fps)"
+            f"1..{max_frames} frames (up to {max_frames / FPS:g}s at {FPS:g} fps)"
         )
     return frames
 
@@ -106,7 +106,7 @@ class Samples:
     diffusion_steps: int
     text_encoder: str | None
     action_names: list[str] = field(default_factory=list)
-    fps: int = FPS
+    fps: int = int(FPS)
 
     @property
     def titles(self) -> list[str]:
@@ -319,7 +319,7 @@ def sample_motions(
         "n": n,
         "length": length,
         "frames": samples.frames,
-        "fps": FPS,
+        "fps": int(FPS),
         "steps": samples.diffusion_steps,
         "sampler": "ddpm" if ddim is None else f"ddim-{ddim}",
         "ddim": ddim,

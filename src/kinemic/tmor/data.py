@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from kinemic.constants import FPS
 from kinemic.corpus import read_clips, source_split
 from kinemic.errors import DataError, KinemicError
 from kinemic.io.humanml3d import load_npy
@@ -42,7 +43,6 @@ from kinemic.tmor.inputs import (
 )
 from kinemic.world.visual import IMAGE_WIDTH
 
-FPS = 20.0
 VisualKind = Literal["none", "keypoints", "frames", "clip"]
 
 

@@ -32,12 +32,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from kinemic.constants import FPS, NUM_JOINTS
 from kinemic.skeleton import SMPL22
 
-NUM_JOINTS = 22
 MOTION_DIM = 2 * NUM_JOINTS * 3  # positions + velocities
 KEYPOINT_DIM = 2 * NUM_JOINTS * 2
-FPS = 20.0
 HEADING_FRAMES = 5
 _R_HIP, _L_HIP, _R_SHOULDER, _L_SHOULDER = 2, 1, 17, 16
 _NECK = 12

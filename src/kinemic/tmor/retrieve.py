@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kinemic.constants import FPS
 from kinemic.errors import DataError, KinemicError
 from kinemic.io.humanml3d import HumanML3DDataset
 from kinemic.tmor.metrics import batched_recall, retrieval_metrics
-
-FPS = 20.0
 
 
 @dataclass
