@@ -233,6 +233,15 @@ def joints_to_features(
     so recovery drifts by one frame's turn per crossing (``heading_crossings`` counts them).
     Real HumanML3D data carries this; ``False`` (default) reproduces it bit for bit, ``True``
     takes the w ≥ 0 representative first so that recovery is exact on every clip.
+
+    Example (a standing body from the features of a still clip, and back):
+        >>> import numpy as np, kinemic
+        >>> still = np.zeros((1, 263), np.float32)
+        >>> still[0, 3] = 0.9  # pelvis height (m)
+        >>> still[0, 4:67] = np.tile([0.0, 0.1, 0.0], 21)  # every joint 10 cm above it
+        >>> joints = kinemic.features_to_joints(np.repeat(still, 10, axis=0))  # (10, 22, 3)
+        >>> kinemic.joints_to_features(joints).shape  # one row fewer: rows are velocities
+        (9, 263)
     """
     positions = process_joints(joints, convention=convention)
     return _features_of_processed(positions, feet_threshold, fix_yaw_sign)
@@ -305,6 +314,11 @@ def features_to_joints(features: Array, mask: Array | None = None) -> Array:
     feature width ≥ 67 works. NumPy in, NumPy out; torch in, torch out (differentiable,
     batched). ``mask`` (..., T) bool, True = valid frame: padded frames come back as zeros.
     Padding must follow the valid frames (as in a right-padded batch).
+
+    Example:
+        >>> import numpy as np, kinemic
+        >>> kinemic.features_to_joints(np.zeros((2, 30, 263), np.float32)).shape
+        (2, 30, 22, 3)
     """
     if features.shape[-1] < 67:
         raise DataError(None, f"features: expected (..., T, 263), found {tuple(features.shape)}")

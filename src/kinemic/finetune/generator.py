@@ -302,7 +302,17 @@ def load_generator(
     """Rebuild a generator from its folder (or a run folder: its latest checkpoint; or a folder
     ``kinemic.files.open_model_folder`` opened) and the prior it points to, whose weights must
     still have the recorded sha256. A prior folder is refused with a message saying to pass it
-    as ``--prior``."""
+    as ``--prior``.
+
+    Example (``run`` is a ``kinemic finetune`` run folder; a prior folder is refused):
+        >>> import kinemic
+        >>> generator = kinemic.load_generator(run)  # doctest: +SKIP
+        >>> generator.action_names  # doctest: +SKIP
+        ['run on the spot', 'side kick', 'stretch oneself']
+        >>> kinemic.load_generator(kinemic.load_prior("shipped").path)
+        Traceback (most recent call last):
+        kinemic.errors.KinemicError: ...is a prior, not a fine-tuned generator...
+    """
     from safetensors.torch import load_file
 
     from kinemic.prior.folder import load_prior, open_prior

@@ -170,6 +170,12 @@ def load_prior(
     ``weights="ema"`` takes ``model.safetensors`` (the EMA weights when training kept one);
     ``"raw"`` the raw training weights. The denoiser comes back in eval mode on ``device``.
     Raises ``KinemicError`` naming every missing file of an incomplete folder.
+
+    Example:
+        >>> import kinemic
+        >>> prior = kinemic.load_prior("shipped")
+        >>> prior.max_frames, prior.denoiser.config.feature_dim  # longest clip, feature width
+        (120, 263)
     """
     from safetensors.torch import load_file
 

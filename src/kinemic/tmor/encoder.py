@@ -202,6 +202,12 @@ def load_tmor(
     ``text_encoder``: the name of the text encoder the caller intends to use; refused with a
     clear error when it is not the one the model was trained with. ``weights="raw"`` loads the
     raw training weights where the folder has them.
+
+    Example:
+        >>> import kinemic
+        >>> encoder = kinemic.load_tmor()  # the shipped encoder
+        >>> encoder.path.name
+        'tmor-small'
     """
     from safetensors.torch import load_file
 
