@@ -12,8 +12,7 @@ from kinemic.files import write_text
 from kinemic.finetune.config import METHODS, FinetuneConfig, LoraSettings
 from kinemic.mining.config import DEFAULT_K, DEFAULT_WEIGHT, FILTERS, FilterConfig
 
-# Measured with bench/sampling.py (README, "Sampling and training speed"); `kinemic sample`
-# (kinemic.cli) uses it too.
+# docs/benchmarks.md has the figures (bench/sampling.py); `kinemic sample` uses it too.
 BF16_SAMPLING_HELP = (
     "bf16 autocast: faster on GPUs and on CPUs with bf16 instructions (AVX512-BF16, AMX), "
     "slower on other CPUs"

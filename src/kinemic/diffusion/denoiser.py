@@ -53,7 +53,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
     # A CPU-sized prior for the procedural world, with MiniLM text (384-d): ~0.7 M parameters.
     # MiniLM embeddings are unit vectors (components ~0.05); scaled by √384 their components
     # have unit variance like the normalised motion features, and the prior learns to use the
-    # text far sooner (README, "the text probe").
+    # text far sooner (docs/prior.md, "the text probe").
     "tiny": dict(
         latent_dim=128,
         num_layers=4,

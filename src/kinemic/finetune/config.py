@@ -78,8 +78,8 @@ _FLAT_FILTER = ("filter", "filter_pool", "filter_encoder", "filter_weight")
 
 @dataclass
 class FinetuneConfig:
-    """Settings of a fine-tune. Defaults are sized for the shipped ``tiny`` CPU prior (see the
-    README): the paper's (MDM, GPU) are lr 2e-5, batch 30, 10,000 steps."""
+    """Settings of a fine-tune. Defaults are sized for the shipped ``tiny`` CPU prior (see
+    docs/prior.md): the paper's (MDM, GPU) are lr 2e-5, batch 30, 10,000 steps."""
 
     method: Method = "kinemic"
     train_steps: int = 300  # optimiser steps

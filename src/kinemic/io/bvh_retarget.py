@@ -93,7 +93,7 @@ def _cmu() -> BVHSkeletonMap:
         "spine3": "Spine1",
     }
     joints = {"pelvis": "Hips", "neck": "Neck1", "head": "Head"} | spine | side
-    # 1 CMU unit = 1/0.45 inch (CMU mocap FAQ); the README checks it against walking speeds.
+    # 1 CMU unit = 1/0.45 inch (CMU mocap FAQ).
     return BVHSkeletonMap("cmu", 0.0254 / 0.45, {n: joints[n] for n in SMPL22.joint_names})
 
 

@@ -50,7 +50,7 @@ WEIGHTS_FILE = "model.safetensors"
 RAW_WEIGHTS_FILE = "model_raw.safetensors"
 NORMALIZER_FILE = "normalizer.npz"
 #: The prior that ships inside the package (``tiny`` preset, MiniLM text), trained on the default
-#: world's source corpus and the converted CMU trials; the README gives the command that
+#: world's source corpus and the converted CMU trials; docs/prior.md gives the command that
 #: reproduces it and its quality figures. ``load_prior("shipped")`` loads it.
 SHIPPED_PRIOR = Path(__file__).resolve().parents[1] / "assets" / "prior-tiny"
 

@@ -42,7 +42,7 @@ from kinemic.training import cpu_state_dict
 FORMAT, VERSION = MODEL_FORMATS["tmor"]
 WEIGHTS_FILE = "model.safetensors"
 RAW_WEIGHTS_FILE = "model_raw.safetensors"
-#: The encoder that ships in the package (the README gives the command that reproduces it).
+#: The encoder that ships in the package (docs/tmor.md gives the command that reproduces it).
 SHIPPED_TMOR = Path(__file__).resolve().parents[1] / "assets" / "tmor-small"
 
 

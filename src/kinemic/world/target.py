@@ -21,7 +21,7 @@ The domain is *shifted* from the source corpus the way a Kinect capture differs 
 The ways and personal styles are what make ten shots too few: a classifier trained on ten
 clips of a class sees a few of its ways, done by ten people, and must recognise the others;
 one trained on every training clip sees all of them many times. ``WAY_DEVIATION`` is
-calibrated with the HAR protocol (``kinemic evaluate --modes real,gt``; figures in the README).
+calibrated with the HAR protocol (``kinemic evaluate --modes real,gt``; figures in docs/world.md).
 """
 
 from __future__ import annotations
