@@ -32,7 +32,7 @@ def run(tiny_world: Path, tmp_path_factory) -> Path:
         out,
         preset="tiny",
         text_encoder="hash-64",
-        steps=20,
+        train_steps=20,
         batch_size=16,
         cpu=True,
         progress=False,
