@@ -95,6 +95,7 @@ def test_each_cli_module_imports_on_its_own(module):
         (["tmor", "pretrain", "--source", "s", "--out", "o"], "train_steps", "--train-steps"),
         (["sample", "--out", "o"], "diffusion_steps", "--diffusion-steps"),
         (["demo"], "finetune_steps", "--finetune-steps"),
+        (["evaluate", "--target", "t", "--split", "S0000"], "train_steps", "--train-steps"),
     ],
 )
 def test_steps_flags_say_which_steps_and_keep_the_old_name(args, dest, new):

@@ -21,11 +21,14 @@ def add_training(p: argparse.ArgumentParser) -> None:
         help=f"channel multiplier: 1 = 64→128→256, 0.25 = 16→32→64 ({protocol.width:g})",
     )
     g.add_argument(
+        "--train-steps",
         "--steps",
+        dest="train_steps",
         type=int,
         default=train.steps,
         help=f"optimiser steps aimed at; epochs = ceil(steps / batches per epoch) "
-        f"within [{train.min_epochs}, {train.max_epochs}] ({train.steps})",
+        f"within [{train.min_epochs}, {train.max_epochs}] ({train.steps}; --steps is the old "
+        "name, kept for one release)",
     )
     g.add_argument(
         "--min-epochs",
@@ -37,7 +40,7 @@ def add_training(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--max-epochs", type=int, default=train.max_epochs, help=f"most epochs ({train.max_epochs})"
     )
-    g.add_argument("--epochs", type=int, help="a fixed number of epochs instead of --steps")
+    g.add_argument("--epochs", type=int, help="a fixed number of epochs instead of --train-steps")
     g.add_argument("--batch-size", type=int, default=train.batch_size, help=f"({train.batch_size})")
     g.add_argument("--lr", type=float, default=train.lr, help=f"SGD learning rate ({train.lr:g})")
     g.add_argument(
@@ -61,7 +64,7 @@ def add_training(p: argparse.ArgumentParser) -> None:
 def _train_config(args: argparse.Namespace, **extra) -> HARTrainConfig:
     return HARTrainConfig(
         epochs=args.epochs,
-        steps=args.steps,
+        steps=args.train_steps,
         min_epochs=args.min_epochs,
         max_epochs=args.max_epochs,
         batch_size=args.batch_size,
