@@ -1,7 +1,8 @@
 """Atomic writes, and the one way to open a model folder.
 
 Writes go to a temp file in the destination folder, fsync, then ``os.replace``: an interrupted
-write never leaves a half-written file under the final name.
+write never leaves a half-written file under the final name. The written file gets the mode
+the user's umask gives any new file (``0o666 & ~umask``), as ``open(path, "w")`` would.
 
 A model folder holds ``config.json`` whose ``format`` names its kind (:data:`MODEL_FORMATS`):
 a prior, a fine-tuned generator or a T-MOR encoder. :func:`open_model_folder` resolves a folder
@@ -16,7 +17,7 @@ import contextlib
 import io
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,23 @@ from typing import IO, Any, Literal
 import numpy as np
 
 from kinemic.errors import KinemicError
+
+
+def new_temp_file(path: str | Path, *, suffix: str = ".tmp") -> tuple[int, Path]:
+    """Create a new, empty hidden file beside ``path``; returns (an fd open for writing, its path).
+
+    Created with mode 0o666 so the umask (and a folder's default ACL) decides its permissions,
+    as for any new file: ``tempfile.mkstemp`` would create it 0o600, unreadable to colleagues.
+    """
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary file name beside {path.name}")
 
 
 @contextlib.contextmanager
@@ -37,7 +55,7 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open supports modes 'w' and 'wb', not {mode!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = new_temp_file(path)
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f

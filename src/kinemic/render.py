@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from mpl_toolkits.mplot3d.art3d import Line3DCollection, Poly3DCollection
 from PIL import Image
 
 from kinemic.errors import DataError, KinemicError
-from kinemic.files import atomic_open
+from kinemic.files import atomic_open, new_temp_file
 from kinemic.skeleton import SMPL22
 
 ACCEPTED_SHAPES = "(T, 22, 3) joints, (T, 66) flattened joints or (T, 263) HumanML3D features"
@@ -378,7 +377,7 @@ def _write_mp4(frames: Iterator[np.ndarray], out: Path, fps: float) -> None:
     if ffmpeg is None:
         raise KinemicError(_NO_FFMPEG.format(out=out))
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".mp4", dir=out.parent)
+    fd, tmp = new_temp_file(out, suffix=".mp4")  # the umask's mode, not mkstemp's 0o600
     os.close(fd)
     proc = None
     try:
