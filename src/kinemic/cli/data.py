@@ -35,6 +35,10 @@ EXAMPLES = {
 # ----------------------------------------------------------------------------------- convert
 
 
+LENIENT = "skip every file with a problem and count it, with its reason, in the summary"
+OVERWRITE = "replace a non-empty OUT, once the new dataset is complete"
+
+
 def add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
@@ -42,7 +46,8 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
         description=(
             "Convert a folder of raw motion files into a HumanML3D-layout dataset: 20 fps SMPL-22 "
             "joints in metres (new_joints/), the 263-d HumanML3D features (new_joint_vecs/), "
-            "captions (texts/), split lists and Mean/Std."
+            "captions (texts/), split lists and Mean/Std. OUT appears only when complete: the "
+            "files are written into OUT.partial-<pid> beside it, renamed to OUT at the end."
         ),
         epilog=EXAMPLES["convert"],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -55,13 +60,15 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
     bvh.add_argument("--captions", type=Path, help="TSV with columns 'trial' and 'description'")
     bvh.add_argument("--skeleton", default="cmu", help="named BVH skeleton (default: cmu)")
     bvh.add_argument("--min-seconds", type=float, default=2.0, help="skip shorter trials (2.0)")
-    bvh.add_argument("--lenient", action="store_true", help="skip and count broken files")
+    bvh.add_argument("--lenient", action="store_true", help=LENIENT)
+    bvh.add_argument("--overwrite", action="store_true", help=OVERWRITE)
 
     ntu = kinds.add_parser("ntu-skeleton", help="NTU RGB+D raw Kinect .skeleton files")
     ntu.add_argument("src", type=Path, help="folder of *.skeleton files")
     ntu.add_argument("out", type=Path, help="output dataset folder (NTU-VIBE layout)")
     ntu.add_argument("--captions", type=Path, help="ntu_metadata.json with one caption per class")
-    ntu.add_argument("--lenient", action="store_true", help="skip and count broken files")
+    ntu.add_argument("--lenient", action="store_true", help=LENIENT)
+    ntu.add_argument("--overwrite", action="store_true", help=OVERWRITE)
 
     joints = kinds.add_parser("joints", help="NumPy joint arrays (T, 22, 3) or (T, 66), 20 fps")
     joints.add_argument("src", type=Path, help="folder of *.npy joint arrays")
@@ -72,9 +79,12 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
         default="humanml3d",
         help="humanml3d: retarget to the uniform skeleton (default); ntu-vibe: keep own bones",
     )
+    joints.add_argument("--lenient", action="store_true", help=LENIENT)
+    joints.add_argument("--overwrite", action="store_true", help=OVERWRITE)
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    options = {"lenient": args.lenient, "overwrite": args.overwrite}
     if args.kind == "bvh":
         from kinemic.io.bvh import convert_bvh_folder
 
@@ -84,18 +94,16 @@ def run_convert(args: argparse.Namespace) -> int:
             captions=args.captions,
             skeleton=args.skeleton,
             min_seconds=args.min_seconds,
-            lenient=args.lenient,
+            **options,
         )
     elif args.kind == "ntu-skeleton":
         from kinemic.io.ntu_convert import convert_ntu_folder
 
-        summary = convert_ntu_folder(
-            args.src, args.out, captions=args.captions, lenient=args.lenient
-        )
+        summary = convert_ntu_folder(args.src, args.out, captions=args.captions, **options)
     else:
         from kinemic.io.joints import convert_joints_folder
 
-        summary = convert_joints_folder(args.src, args.out, convention=args.convention)
+        summary = convert_joints_folder(args.src, args.out, convention=args.convention, **options)
     print(summary)
     return 0
 
@@ -120,9 +128,13 @@ def add_validate(sub: argparse._SubParsersAction) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from kinemic.files import write_text
+    from kinemic.files import make_folder, write_text
     from kinemic.validate import validate_dataset
 
+    if args.json is not None:  # a bad --json fails now, not after a long validation
+        if args.json.is_dir():
+            raise KinemicError(f"--json {args.json} is a folder; give the .json file to write")
+        make_folder(args.json.parent)
     report = validate_dataset(args.root)
     print(report.format())
     if args.json:

@@ -14,15 +14,24 @@ import dataclasses
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from tqdm import tqdm
 
 from kinemic.constants import MAX_FRAMES
-from kinemic.errors import DataError
+from kinemic.errors import DataError, KinemicError
 from kinemic.io.bvh import BVH, bvh_positions, read_bvh
+from kinemic.io.conversion import (
+    SkippedFile,
+    encode_finite,
+    file_error,
+    nothing_converted,
+    skip_lines,
+    skip_reason,
+    staged_dataset,
+)
 from kinemic.resample import resample_frames
 from kinemic.skeleton import FOOT_LEFT, FOOT_RIGHT, SMPL22
 
@@ -132,7 +141,7 @@ def _skeleton(skeleton: str | BVHSkeletonMap) -> BVHSkeletonMap:
     if isinstance(skeleton, BVHSkeletonMap):
         return skeleton
     if skeleton not in BVH_TO_SMPL:
-        raise KeyError(f"unknown BVH skeleton {skeleton!r}; known: {', '.join(BVH_TO_SMPL)}")
+        raise KinemicError(f"unknown BVH skeleton {skeleton!r}; known: {', '.join(BVH_TO_SMPL)}")
     return BVH_TO_SMPL[skeleton]
 
 
@@ -173,15 +182,6 @@ def bvh_to_smpl(
 # --------------------------------------------------------------------------------------------
 # A folder of trials -> HumanML3D layout
 
-SkipKind = Literal["too-short", "broken"]
-
-
-@dataclass
-class SkippedTrial:
-    name: str
-    kind: SkipKind
-    reason: str
-
 
 @dataclass
 class BVHConversionSummary:
@@ -190,31 +190,27 @@ class BVHConversionSummary:
     out: Path
     clips: list[str] = field(default_factory=list)
     trials: list[str] = field(default_factory=list)  # converted trials
-    skipped: list[SkippedTrial] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
     uncaptioned: list[str] = field(default_factory=list)  # clips written without texts/
     seconds_in: float = 0.0  # duration of the converted trials
     seconds_out: float = 0.0  # duration covered by the written clips
     subjects: dict[str, list[str]] = field(default_factory=dict)  # split -> subjects
 
     def __str__(self) -> str:
-        short = [s for s in self.skipped if s.kind == "too-short"]
         lines = [
             f"wrote {len(self.clips)} clips ({self.seconds_out / 60:.1f} min) from "
             f"{len(self.trials)} trials ({self.seconds_in / 60:.1f} min) to {self.out}",
             "subjects: "
             + "; ".join(f"{k} {', '.join(v) or '-'}" for k, v in self.subjects.items()),
         ]
-        if short:
-            lines.append(
-                f"skipped {len(short)} trials shorter than min_seconds (pass min_seconds=0 to "
-                "keep them; in CMU subjects 01-09 these are the 12 running trials of 1.07-1.47 s)"
-            )
-        broken = len(self.skipped) - len(short)
-        if broken:
-            lines.append(f"skipped {broken} broken files")
         if self.uncaptioned:
             lines.append(f"{len(self.uncaptioned)} clips have no caption (no texts/ file)")
-        lines += [f"  skipped {s.name} ({s.kind}): {s.reason}" for s in self.skipped]
+        lines += skip_lines(self.skipped, what="trials")
+        if any(s.kind == "too-short" for s in self.skipped):
+            lines.append(
+                "too-short trials are kept with min_seconds=0 (in CMU subjects 01-09 they are "
+                "the 12 running trials of 1.07-1.47 s)"
+            )
         return "\n".join(lines)
 
 
@@ -276,6 +272,37 @@ def clip_spans(
     return spans
 
 
+def trial_ids(src: str | Path, files: Sequence[str | Path]) -> dict[Path, str]:
+    """A trial id per BVH file, unique within ``src``, from the file's path relative to it.
+
+    The folders and the file stem are joined by ``_``, leaving out a folder whose name the
+    next name starts with (it adds nothing, as CMU's subject folders): ``03/03_04.bvh`` and
+    ``03_04.bvh`` give ``03_04``, ``walk/01.bvh`` gives ``walk_01``. The subject is the id up
+    to its first ``_``. Two files with one id (also ids that differ only in case, one file on
+    some file systems) are a :class:`DataError` naming both.
+    """
+    src = Path(src)
+    out: dict[Path, str] = {}
+    owner: dict[str, Path] = {}
+    for path in map(Path, files):
+        parts = path.relative_to(src).with_suffix("").parts
+        kept = [
+            part
+            for part, after in pairwise(parts)
+            if not (after == part or after.startswith(part + "_"))
+        ]
+        trial = "_".join([*kept, parts[-1]])
+        other = owner.setdefault(trial.casefold(), path)
+        if other != path:
+            raise DataError(
+                path,
+                f"its trial id {trial!r} is also the id of {other}: clips of one would "
+                "overwrite the other's; rename one of the files",
+            )
+        out[path] = trial
+    return out
+
+
 def convert_bvh_folder(
     src: str | Path,
     out: str | Path,
@@ -286,29 +313,37 @@ def convert_bvh_folder(
     min_seconds: float = 2.0,
     max_frames: int | None = None,
     lenient: bool = False,
+    overwrite: bool = False,
 ) -> BVHConversionSummary:
     """Convert every ``*.bvh`` under ``src`` (recursively) into a HumanML3D-layout dataset.
 
-    Each trial becomes SMPL-22 joints at ``fps`` (:func:`bvh_to_smpl`), cut into clips of at
-    most ``max_frames`` feature rows (default 196, HumanML3D's limit; a leftover under 40 rows
-    is dropped) with ids ``<trial>_000``, ``<trial>_001``, …; each clip gets its 263-d features
-    (``new_joint_vecs``), the joints recovered from them as HumanML3D stores them
-    (``new_joints``, T−1 frames) and the trial's description as caption (``texts``).
+    Each trial (id from its path, :func:`trial_ids`) becomes SMPL-22 joints at ``fps``
+    (:func:`bvh_to_smpl`), cut into clips of at most ``max_frames`` feature rows (default 196,
+    HumanML3D's limit; a leftover under 40 rows is dropped) with ids ``<trial>_000``,
+    ``<trial>_001``, …; each clip gets its 263-d features (``new_joint_vecs``), the joints
+    recovered from them as HumanML3D stores them (``new_joints``, T−1 frames) and the trial's
+    description as caption (``texts``).
 
-    captions: TSV with columns ``trial`` and ``description``; ``None`` uses ``src/index.tsv``
-        when present. Trials without a description get no ``texts/`` file and are counted.
+    captions: TSV with columns ``trial`` (the trial id) and ``description``; ``None`` uses
+        ``src/index.tsv`` when present. Trials without a description get no ``texts/`` file
+        and are counted.
     min_seconds: trials shorter than this (frames × frame time) are skipped and counted; 0
-        keeps all. lenient: skip and count unreadable files instead of raising.
+        keeps all. lenient: skip and count every file with a problem (unreadable, degenerate
+        joints) instead of raising on the first.
+    out: written complete or not at all (:func:`kinemic.io.conversion.staged_dataset`); an
+        existing non-empty ``out`` is an error unless ``overwrite``.
     Splits: ``train/val/test.txt`` by whole subject (the trial id up to its first ``_``), see
     :func:`subject_splits`; ``Mean.npy``/``Std.npy`` are fitted on the train clips.
     """
-    from kinemic.features import Normalizer, encode_clip
+    from kinemic.features import Normalizer
     from kinemic.io.humanml3d import Caption, tokenize, write_clip, write_mean_std, write_split
 
     src, out = Path(src), Path(out)
     files = sorted(src.rglob("*.bvh"))
     if not files:
         raise DataError(src, "no *.bvh files in this folder or below it")
+    ids = trial_ids(src, files)
+    skel = _skeleton(skeleton)
     if captions is None and (src / "index.tsv").is_file():
         captions = src / "index.tsv"
     texts = {} if captions is None else read_trial_captions(captions)
@@ -317,50 +352,48 @@ def convert_bvh_folder(
     features_of: dict[str, np.ndarray] = {}
     subject_of: dict[str, str] = {}
 
-    for path in tqdm(files, desc="BVH trials", unit="trial", disable=None):
-        trial = path.stem
-        try:
-            bvh = read_bvh(path)
-            if bvh.seconds < min_seconds:
-                summary.skipped.append(
-                    SkippedTrial(trial, "too-short", f"{bvh.seconds:.2f} s < {min_seconds:g} s")
-                )
+    with staged_dataset(out, overwrite=overwrite) as staging:
+        for path in tqdm(files, desc="BVH trials", unit="trial", disable=None):
+            trial = ids[path]
+            try:
+                bvh = read_bvh(path)
+                if bvh.seconds < min_seconds:
+                    reason = f"{bvh.seconds:.2f} s < {min_seconds:g} s"
+                    summary.skipped.append(SkippedFile(trial, "too-short", reason))
+                    continue
+                smpl = bvh_to_smpl(bvh, skeleton=skel, fps=fps)
+                if len(smpl) < 2:
+                    reason = f"{len(smpl)} frame at {fps:g} fps"
+                    summary.skipped.append(SkippedFile(trial, "too-short", reason))
+                    continue
+                spans = clip_spans(len(smpl), max_rows=max_rows)
+                encoded = [encode_finite(smpl[a:b], path=path) for a, b in spans]
+            except KinemicError as e:
+                if not lenient:
+                    raise file_error(e, path) from e
+                summary.skipped.append(SkippedFile(trial, "broken", skip_reason(e, path)))
                 continue
-            smpl = bvh_to_smpl(bvh, skeleton=skeleton, fps=fps)
-        except DataError as e:
-            if not lenient:
-                raise
-            where = "" if e.line is None else f"line {e.line}: "
-            summary.skipped.append(SkippedTrial(trial, "broken", where + e.problem))
-            continue
-        if len(smpl) < 2:
-            summary.skipped.append(
-                SkippedTrial(trial, "too-short", f"{len(smpl)} frame at {fps:g} fps")
-            )
-            continue
-        text = texts.get(trial)
-        caps = None if text is None else [Caption(text, tokenize(text))]
-        summary.trials.append(trial)
-        summary.seconds_in += bvh.seconds
-        for k, (a, b) in enumerate(clip_spans(len(smpl), max_rows=max_rows)):
-            clip_id = f"{trial}_{k:03d}"
-            features, joints = encode_clip(smpl[a:b])
-            write_clip(out, clip_id, features=features, joints=joints, captions=caps)
-            features_of[clip_id] = features
-            subject_of[clip_id] = trial.split("_")[0]
-            summary.clips.append(clip_id)
-            summary.seconds_out += (b - a - 1) / fps
-            if caps is None:
-                summary.uncaptioned.append(clip_id)
+            text = texts.get(trial)
+            caps = None if text is None else [Caption(text, tokenize(text))]
+            summary.trials.append(trial)
+            summary.seconds_in += bvh.seconds
+            for k, ((a, b), (features, joints)) in enumerate(zip(spans, encoded, strict=True)):
+                clip_id = f"{trial}_{k:03d}"
+                write_clip(staging, clip_id, features=features, joints=joints, captions=caps)
+                features_of[clip_id] = features
+                subject_of[clip_id] = trial.split("_")[0]
+                summary.clips.append(clip_id)
+                summary.seconds_out += (b - a - 1) / fps
+                if caps is None:
+                    summary.uncaptioned.append(clip_id)
 
-    if not summary.clips:
-        raise DataError(
-            src, f"no clips written: {len(summary.skipped)} of {len(files)} trials skipped"
-        )
-    summary.subjects = subject_splits(list(subject_of.values()))
-    for name, subjects in summary.subjects.items():
-        write_split(out, name, [c for c in summary.clips if subject_of[c] in subjects])
-    train = [features_of[c] for c in summary.clips if subject_of[c] in summary.subjects["train"]]
-    norm = Normalizer.fit(train or list(features_of.values()))
-    write_mean_std(out, norm.mean, norm.std)
+        if not summary.clips:
+            raise nothing_converted(src, summary.skipped, len(files))
+        summary.subjects = subject_splits(list(subject_of.values()))
+        train = set(summary.subjects["train"])
+        for name, subjects in summary.subjects.items():
+            write_split(staging, name, [c for c in summary.clips if subject_of[c] in subjects])
+        fit = [features_of[c] for c in summary.clips if subject_of[c] in train]
+        norm = Normalizer.fit(fit or list(features_of.values()))
+        write_mean_std(staging, norm.mean, norm.std)
     return summary
