@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +34,7 @@ from tqdm import tqdm
 
 from kinemic.errors import KinemicError
 from kinemic.files import save_npy, write_text
+from kinemic.io.conversion import staged_dataset
 from kinemic.io.humanml3d import Caption, write_clip, write_mean_std, write_split
 from kinemic.io.ntu_names import xset_is_train
 from kinemic.io.ntu_vibe import write_class_names, write_default_split, write_metadata
@@ -370,23 +370,23 @@ def generate_world(
             f"{existing[0]} exists already: generate into another folder, delete it, or pass "
             "overwrite=True (--overwrite) to replace the world there"
         )
-    for p in existing:
-        shutil.rmtree(p)
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if scale != "tiny" else 1
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    frames = generate_source(
-        out / "source", seed=seed, sequences=config.sequences, progress=progress, workers=workers
-    )
+    # Each dataset is written beside its final name and renamed when complete (an old one is
+    # replaced only then): a killed run leaves no half dataset under source/ or target/.
+    with staged_dataset(out / "source", overwrite=overwrite) as root:
+        frames = generate_source(
+            root, seed=seed, sequences=config.sequences, progress=progress, workers=workers
+        )
     seconds["source"] = time.perf_counter() - t
     t = time.perf_counter()
-    plans = generate_target(
-        out / "target", seed=seed, config=config, progress=progress, workers=workers
-    )
-    seconds["target"] = time.perf_counter() - t
-    t = time.perf_counter()
-    fewshot = _fewshot(out / "target", seed=seed, actions=config.actions)
+    with staged_dataset(out / "target", overwrite=overwrite) as root:
+        plans = generate_target(root, seed=seed, config=config, progress=progress, workers=workers)
+        seconds["target"] = time.perf_counter() - t
+        t = time.perf_counter()
+        fewshot = _fewshot(root, seed=seed, actions=config.actions)
     seconds["few-shot splits"] = time.perf_counter() - t
     names = [f"A{a:03d} {tgt.NTU_CLASS_NAMES[a - 1]}" for a in config.actions]
     return WorldSummary(
