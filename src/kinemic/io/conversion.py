@@ -86,7 +86,7 @@ def staged_dataset(out: str | Path, *, overwrite: bool = False) -> Iterator[Path
         >>> sorted(p.name for p in out.iterdir())
         ['train.txt']
     """
-    out = Path(out)
+    out = Path(os.path.abspath(out))  # "." or "x/.." has no name to put a suffix on
     _check_out(out, overwrite)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
