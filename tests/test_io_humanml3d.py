@@ -235,10 +235,15 @@ def test_corrupt_npy_and_bad_caption_file(tmp_path):
 def test_split_listing_unknown_id_names_split_and_line(tmp_path):
     ds = _dataset_with_clip(tmp_path)
     (tmp_path / "test.txt").write_text("a\n\nghost\n")
+    with pytest.raises(DataError) as err:  # as kinemic validate: a blank line inside a list
+        ds.split("test")
+    assert str(err.value).startswith(f"{tmp_path / 'test.txt'}, line 2: blank line")
+    (tmp_path / "test.txt").write_text("a\nb\nghost\n\n")  # trailing blank lines are fine
+    write_clip(tmp_path, "b", features=np.zeros((4, 263)))
     with pytest.raises(DataError) as err:
         ds.split("test")
     assert str(err.value).startswith(f"{tmp_path / 'test.txt'}, line 3: ")
-    assert "'ghost'" in str(err.value)
+    assert "ghost but new_joint_vecs/ghost.npy does not exist" in str(err.value)
 
 
 def test_not_a_dataset(tmp_path):

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from kinemic.constants import FPS, MAX_FRAMES
 from kinemic.errors import DataError, KinemicError
+from kinemic.files import name_problem
 from kinemic.io.humanml3d import FEATURE_DIM, HumanML3DDataset
 
 #: Cropped lengths are a multiple of this (HumanML3D's ``unit_length``).
@@ -43,9 +44,14 @@ _ARRAY_FOLDER = {"features": "new_joint_vecs", "joints": "new_joints"}
 
 def source_split(root: str | Path, split: str | None) -> tuple[HumanML3DDataset, list[str]]:
     """A HumanML3D-layout source and the ids of its ``split`` (``<split>.txt``); every clip
-    where the source has no such file, or when ``split`` is None."""
+    where the source has no such file, or when ``split`` is None.
+
+    The list is checked as ``kinemic validate`` checks it (``HumanML3DDataset.split``): plain
+    ids, each once, with features, sharing none with the other train/val/test lists."""
     root = Path(root)
     ds = HumanML3DDataset(root)
+    if split and (why := name_problem(split)) is not None:
+        raise DataError(root / f"{split}.txt", f"split name {split!r}: {why}")
     ids = ds.split(split) if split and (root / f"{split}.txt").is_file() else ds.ids()
     return ds, ids
 

@@ -4,6 +4,9 @@ Writes go to a temp file in the destination folder, fsync, then ``os.replace``: 
 write never leaves a half-written file under the final name. The written file gets the mode
 the user's umask gives any new file (``0o666 & ~umask``), as ``open(path, "w")`` would.
 
+:func:`name_problem` is the one rule for a name that is joined to a folder (a clip id, a split
+name): one plain file name, never a path out of the folder.
+
 A model folder holds ``config.json`` whose ``format`` names its kind (:data:`MODEL_FORMATS`):
 a prior, a fine-tuned generator or a T-MOR encoder. :func:`open_model_folder` resolves a folder
 (or a training run: its latest checkpoint), reads and checks that file once, and says which
@@ -85,6 +88,35 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, np.asarray(array), allow_pickle=False)
     write_bytes(path, buf.getvalue())
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name an entry of a folder it is joined to (None when it can).
+
+    The rule for every clip id read from a split list and every split name: one plain file
+    name of printable characters (spaces inside allowed), at most 200 bytes, without a path
+    separator, ``:`` or a leading dot (so no ``.``, ``..`` or hidden file) and without space
+    around it. Every real id passes: ``000021``, ``M000021``, ``S001C001P001R001A001``,
+    ``02_01_000``, ``synth_A099_00001``.
+    """
+    if not name:
+        return "it is empty"
+    if name in (".", ".."):
+        return f"{name!r} names a folder, not a file in it"
+    if any(sep in name for sep in "/\\"):
+        return "it holds a path separator ('/' or '\\')"
+    if ":" in name:
+        return "it holds ':' (a drive or stream on Windows)"
+    if not name.isprintable():
+        bad = next(ch for ch in name if not ch.isprintable())
+        return f"it holds the unprintable character {bad!r}"
+    if name.startswith("."):
+        return "it starts with '.' (a hidden file)"
+    if name != name.strip():
+        return "it starts or ends with white space"
+    if len(name.encode("utf-8")) > 200:
+        return f"it is {len(name.encode('utf-8'))} bytes long (at most 200)"
+    return None
 
 
 # ------------------------------------------------------------------------------ model folders

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from kinemic.errors import DataError
+from kinemic.errors import DataError, KinemicError
+from kinemic.files import name_problem
 from kinemic.io.ntu_names import NTUName, is_train
 from kinemic.io.ntu_vibe import PROTOCOLS, FewShotSplit, NTUVibeDataset, write_fewshot_split
 
@@ -50,12 +51,18 @@ def sample_fewshot_split(
 
     ``classes``: 0-based class indices, class names from ``ntu_classes.txt`` or tags like
     ``"A099"``; None takes every class that has training clips. ``name=None`` picks the next
-    free ``S%04d``. The same dataset, seed and options always give identical files.
+    free ``S%04d``; a given name must be one plain folder name (``kinemic.files.name_problem``).
+    The same dataset, seed and options always give identical files.
     """
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
-    if shots < 1:
-        raise ValueError(f"shots must be at least 1, found {shots}")
+        raise KinemicError(f"unknown protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1:
+        raise KinemicError(f"shots must be a whole number of at least 1, found {shots!r}")
+    if name is not None and (why := name_problem(name)) is not None:
+        raise KinemicError(
+            f"split name {name!r}: {why}; a few-shot split is one folder in "
+            f"{Path(root) / 'splits' / 'fewshot'}, e.g. S0007"
+        )
     ds = NTUVibeDataset(root)
     (train_ids, train_labels), (val_ids, val_labels), source = _parts(ds, protocol)
     class_list = _resolve_classes(ds, classes, train_labels)

@@ -11,7 +11,11 @@ what was found) into a `ValidationReport`. Layouts (SPEC §3):
   ``splits/default/{xsub,xset}/{train,val}[_y].txt`` and
   ``splits/fewshot/S0000/{meta.json, <protocol>/{train,val}[_y].txt}``.
 
-Parsing is deliberately local (not `kinemic.io`): a validator must survive any input.
+Files are opened here, not through `kinemic.io`'s readers: a validator must survive any input.
+The rules for split and label lists are the loaders' own functions, which return problems
+instead of raising (`kinemic.io.humanml3d.list_lines`, `id_list_problems`, `overlap_problems`;
+`kinemic.io.ntu_vibe.label_problems`, `class_list_problem`): what validate calls wrong, no loader
+reads.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import numpy as np
 from tqdm import tqdm
 
 from kinemic.constants import FPS, NUM_JOINTS
-from kinemic.io.ntu_names import XSUB_TRAIN_PERFORMERS  # a constant; parsing stays local
+from kinemic.io.humanml3d import id_list_problems, list_lines, overlap_problems
+from kinemic.io.ntu_names import XSUB_TRAIN_PERFORMERS
+from kinemic.io.ntu_vibe import class_list_problem, label_problems
 
 Severity = Literal["error", "warning"]
 
@@ -354,17 +360,13 @@ def _check_clips(c: _Collector, root: Path, progress: bool) -> dict[str, int | N
 
 
 def _read_list(c: _Collector, kind: str, path: Path) -> list[str] | None:
-    """Stripped lines of a list file; trailing blank lines dropped, inner ones are errors (they
-    break the line-by-line id/label correspondence)."""
+    """Stripped lines of a list file (``list_lines``: inner blank lines are errors)."""
     text = c.read_text(kind, path)
     if text is None:
         return None
-    lines = [ln.strip() for ln in text.splitlines()]
-    while lines and not lines[-1]:
-        lines.pop()
-    for no, ln in enumerate(lines, start=1):
-        if not ln:
-            c.add(kind, path, "blank line: expected one entry per line", line=no)
+    lines, problems = list_lines(text)
+    for no, message in problems:
+        c.add(kind, path, message, line=no)
     return lines
 
 
@@ -375,16 +377,8 @@ def _check_split(
     ids = _read_list(c, "splits", path)
     if ids is None:
         return None
-    err, _ = c.reporters("splits", path)
-    first: dict[str, int] = {}
-    for no, cid in enumerate(ids, start=1):
-        if cid in first:
-            err(f"duplicate id {cid} (first on line {first[cid]})", line=no)
-        elif cid:
-            first[cid] = no
-            if cid not in rows:
-                hint = " (write ids without .npy)" if cid.endswith(".npy") else ""
-                err(f"lists {cid} but new_joint_vecs/{cid}.npy does not exist{hint}", line=no)
+    for no, message in id_list_problems(ids, rows.__contains__):
+        c.add("splits", path, message, line=no)
     labels: list[int | None] = [None] * len(ids)
     label_path = path.with_name(f"{path.stem}_y.txt")
     err, _ = c.reporters("labels", label_path)
@@ -395,23 +389,9 @@ def _check_split(
     raw = _read_list(c, "labels", label_path)
     if raw is None:
         return ids, labels
-    if len(raw) != len(ids):
-        err(f"{len(raw)} labels but {c.rel(path)} lists {len(ids)} ids: expected one per id")
-    for no, (cid, text) in enumerate(zip(ids, raw, strict=False), start=1):
-        try:
-            y = int(text)
-        except ValueError:
-            if text:
-                err(f"label {text!r} is not an integer", line=no)
-            continue
-        ntu = parse_ntu_id(cid)
-        if y < 0 or (num_classes is not None and y >= num_classes):
-            top = "" if num_classes is None else f", expected 0..{num_classes - 1}"
-            err(f"label {y} out of range{top}", line=no)
-            continue
-        labels[no - 1] = y
-        if ntu is not None and y != ntu[4] - 1:
-            err(f"label {y} for {cid}, expected {ntu[4] - 1} (action A{ntu[4]:03d} − 1)", line=no)
+    labels, problems = label_problems(ids, raw, ids_file=c.rel(path), num_classes=num_classes)
+    for no, message in problems:
+        err(message, line=no)
     return ids, labels
 
 
@@ -444,20 +424,13 @@ def _check_protocol(c: _Collector, path: Path, ids: list[str]) -> None:
 
 
 def _check_overlap(c: _Collector, lists: dict[Path, list[str]]) -> None:
-    """Train, val and test lists in one folder must not share ids."""
-    by_dir: dict[Path, dict[str, set[str]]] = {}
+    """Train, val and test lists in one folder must not share ids (``overlap_problems``)."""
+    by_dir: dict[Path, dict[str, list[str]]] = {}
     for path, ids in lists.items():
-        if path.stem in ("train", "val", "test"):
-            by_dir.setdefault(path.parent, {})[path.stem] = set(ids) - {""}
+        by_dir.setdefault(path.parent, {})[path.stem] = ids
     for folder, parts in by_dir.items():
-        names = sorted(parts)
-        for i, a in enumerate(names):
-            for b in names[i + 1 :]:
-                if both := sorted(parts[a] & parts[b]):
-                    msg = (
-                        f"{len(both)} ids also in {a}.txt (e.g. {both[0]}): splits must not overlap"
-                    )
-                    c.add("splits", folder / f"{b}.txt", msg)
+        for part, message in overlap_problems(parts):
+            c.add("splits", folder / f"{part}.txt", message)
 
 
 def _check_fewshot(c: _Collector, task: Path, labelled: dict[Path, list[int | None]]) -> None:
@@ -469,8 +442,8 @@ def _check_fewshot(c: _Collector, task: Path, labelled: dict[Path, list[int | No
     if (meta := _load_json(c, "fewshot", meta_path)) is None:
         return None
     classes = meta.get("class_list") if isinstance(meta, dict) else None
-    if not isinstance(classes, list) or not all(type(k) is int for k in classes):
-        return err(f"class_list must be a list of 0-based ints, found {classes!r}")
+    if (problem := class_list_problem(classes)) is not None:
+        return err(problem)
     shots = meta.get("shots")
     for path, labels in labelled.items():
         if task not in path.parents:

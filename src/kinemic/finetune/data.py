@@ -3,8 +3,9 @@ a split, and the soft-positive source clips of its classes.
 
 Both are normalised with the *prior's* normaliser (the streams share the prior's input space).
 Every problem a user can fix raises ``KinemicError`` / ``DataError`` naming the file: an
-unknown split, a split naming clips that do not exist, classes with fewer clips than the
-split's shots, a class without a caption, non-finite features, source clips without captions.
+unknown split, a split that ``kinemic validate`` calls wrong (ids outside the dataset, missing
+or listed twice, labels that contradict the ids), classes with fewer clips than the split's
+shots, a class without a caption, non-finite features, source clips without captions.
 """
 
 from __future__ import annotations
@@ -68,7 +69,12 @@ def _finite(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def load_targets(target: str | Path, split: str, *, normalizer: Normalizer) -> TargetClips:
-    """Read and check the train clips of few-shot ``split`` of an NTU-VIBE folder."""
+    """Read and check the train clips of few-shot ``split`` of an NTU-VIBE folder.
+
+    ``NTUVibeDataset.fewshot_split`` checks the lists as ``kinemic validate`` does (plain ids,
+    each once, with features; one label per id, in the split's classes and equal to the id's
+    action code − 1); this adds what training needs: the split's shots per class, a name and a
+    caption per class, finite features."""
     root = Path(target)
     if not root.is_dir():
         raise KinemicError(f"--target {root}: no such folder (expected an NTU-VIBE layout)")
@@ -78,14 +84,6 @@ def load_targets(target: str | Path, split: str, *, normalizer: Normalizer) -> T
     listing = root / "splits" / "fewshot" / split / "xsub" / "train.txt"
     if not fs.class_list:
         raise DataError(root / "splits" / "fewshot" / split / "meta.json", "empty class_list")
-    missing = [i for i in fs.train_ids if not (root / "new_joint_vecs" / f"{i}.npy").is_file()]
-    if missing:
-        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-        raise DataError(
-            listing,
-            f"{len(missing)} of its {len(fs.train_ids)} clips have no features in "
-            f"{root / 'new_joint_vecs'}: {shown}; fix the split or restore the clips",
-        )
     counts = {c: fs.train_labels.count(c) for c in fs.class_list}
     short = {c: n for c, n in counts.items() if n < fs.shots}
     if short:

@@ -10,13 +10,19 @@
 
 Ids starting with ``M`` are left/right mirrors of the id without the ``M``. Every reader error is a
 :class:`~kinemic.errors.DataError` that names the file (and the line, for text files).
+
+A split list is checked by the rules :mod:`kinemic.validate` applies to it, through the same
+functions (:func:`list_lines`, :func:`id_list_problems`, :func:`overlap_problems`): every id is
+one plain file name (``kinemic.files.name_problem``, so no id reaches outside the dataset),
+listed once, with a features file; no blank line inside the list; train, val and test share no
+id. A reader raises the first problem; ``kinemic validate`` lists them all.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +30,113 @@ import numpy as np
 
 from kinemic.constants import FEATURE_DIM, NUM_JOINTS
 from kinemic.errors import DataError
-from kinemic.files import save_npy, write_text
+from kinemic.files import name_problem, save_npy, write_text
 
 
 def is_mirror(clip_id: str) -> bool:
     """True for the left/right mirrored copy of a clip (HumanML3D names it ``M<id>``)."""
     return clip_id.startswith("M")
+
+
+# ---------------------------------------------------------------------------------------------
+# The rules for list files (split lists, label lists), shared with kinemic.validate
+
+#: The split lists of one folder that must not share an id.
+DISJOINT_PARTS = ("train", "val", "test")
+
+#: A problem of a list file: (1-based line, or None for the whole file; what is wrong).
+ListProblem = tuple[int | None, str]
+
+
+def clip_id_problem(clip_id: str) -> str | None:
+    """Why ``clip_id`` cannot be a clip id (None when it can): it must be one plain file name,
+    so ``new_joint_vecs/<id>.npy`` stays inside the dataset (``kinemic.files.name_problem``)."""
+    why = name_problem(clip_id)
+    if why is None:
+        return None
+    return (
+        f"{clip_id!r} is not a clip id: {why}; an id is one file name in new_joint_vecs/ "
+        "without .npy (e.g. 000021, M000021, S001C001P001R001A001)"
+    )
+
+
+def list_lines(text: str) -> tuple[list[str], list[ListProblem]]:
+    """The stripped lines of a list file (entry k is line k + 1) and its blank-line problems.
+
+    Trailing blank lines are dropped; a blank line before the last entry is a problem: it
+    would shift the line-by-line pairing of ids and labels.
+    """
+    lines = [line.strip() for line in text.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    blank = [
+        (n, "blank line: expected one entry per line") for n, x in enumerate(lines, 1) if not x
+    ]
+    return lines, blank
+
+
+def id_list_problems(ids: Sequence[str], has_clip: Callable[[str], bool]) -> list[ListProblem]:
+    """The problems of a split list's ids (``ids[k]`` is line k + 1; blank entries are left to
+    :func:`list_lines`): an id that is not a plain file name, an id listed twice, an id
+    without features (``has_clip`` is asked only about plain ids)."""
+    problems: list[ListProblem] = []
+    first: dict[str, int] = {}
+    for n, clip_id in enumerate(ids, start=1):
+        if not clip_id:
+            continue
+        if (why := clip_id_problem(clip_id)) is not None:
+            problems.append((n, why))
+        elif clip_id in first:
+            problems.append((n, f"duplicate id {clip_id} (first on line {first[clip_id]})"))
+        else:
+            first[clip_id] = n
+            if not has_clip(clip_id):
+                hint = " (write ids without .npy)" if clip_id.endswith(".npy") else ""
+                problem = f"lists {clip_id} but new_joint_vecs/{clip_id}.npy does not exist{hint}"
+                problems.append((n, problem))
+    return problems
+
+
+def overlap_problems(parts: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
+    """(part, problem) for each pair of the train, val and test lists of one folder
+    (``parts``: name -> ids) that share ids; the problem is put on the later name."""
+    found = {k: set(v) - {""} for k, v in parts.items() if k in DISJOINT_PARTS}
+    names = sorted(found)
+    problems = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if both := sorted(found[a] & found[b]):
+                problem = (
+                    f"{len(both)} ids also in {a}.txt (e.g. {both[0]}): splits must not overlap"
+                )
+                problems.append((b, problem))
+    return problems
+
+
+def raise_first(path: Path, problems: Sequence[ListProblem]) -> None:
+    """Raise the first of ``problems`` of list file ``path`` as a DataError (if any)."""
+    if problems:
+        line, problem = problems[0]
+        if len(problems) > 1:
+            more = len(problems) - 1
+            problem += f" (and {more} more problem{'s' * (more > 1)} in this file)"
+        raise DataError(path, problem, line=line)
+
+
+def read_list_file(path: Path, what: str) -> list[str]:
+    """The entries of a list file (:func:`list_lines`); a missing or unreadable file, or a blank
+    line inside the list, is a DataError naming the file."""
+    if not path.is_file():
+        raise DataError(path, f"missing file: expected {what}, one per line")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise DataError(path, f"cannot be read ({e.strerror or e})") from None
+    lines, problems = list_lines(text)
+    raise_first(path, problems)
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,7 +375,9 @@ def write_clip(
     """Write any of a clip's files: features (T, 263), joints (T, 22, 3) or (T, 66), captions
     (Caption objects or plain texts, which are tokenised)."""
     root = Path(root)
-    if features is not None:  # check everything before writing anything
+    if (why := clip_id_problem(clip_id)) is not None:  # check everything before writing anything
+        raise DataError(root / "new_joint_vecs", why)
+    if features is not None:
         features = np.asarray(features, dtype=np.float32)
         if features.ndim != 2 or features.shape[1] != FEATURE_DIM:
             raise ValueError(f"features of {clip_id}: expected (T, 263), found {features.shape}")
@@ -288,7 +397,13 @@ def write_clip(
 
 def write_split(root: str | Path, name: str, ids: Sequence[str]) -> None:
     """Write ``root/<name>.txt`` with one id per line."""
-    write_text(Path(root) / f"{name}.txt", "".join(f"{i}\n" for i in ids))
+    path = Path(root) / f"{name}.txt"
+    if (why := name_problem(name)) is not None:
+        raise DataError(path, f"split name {name!r}: {why}")
+    for n, clip_id in enumerate(ids, start=1):
+        if (why := clip_id_problem(clip_id)) is not None:
+            raise DataError(path, why, line=n)
+    write_text(path, "".join(f"{i}\n" for i in ids))
 
 
 def write_mean_std(root: str | Path, mean: np.ndarray, std: np.ndarray) -> None:
@@ -347,27 +462,28 @@ class HumanML3DDataset:
         return (self.root / "new_joint_vecs" / f"{clip_id}.npy").is_file()
 
     def read_ids(self, path: str | Path) -> list[str]:
-        """Ids of a text file, one per line (blank lines skipped); each must have features."""
+        """Ids of a list file, one per line, checked as ``kinemic validate`` checks them: each a
+        plain file name, listed once, with features; no blank line inside the list."""
         path = Path(path)
-        if not path.is_file():
-            raise DataError(path, "missing file: expected a list of clip ids, one per line")
-        ids = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            clip_id = line.strip()
-            if not clip_id:
-                continue
-            if not self.has_clip(clip_id):
-                raise DataError(
-                    path,
-                    f"lists clip {clip_id!r} but new_joint_vecs/{clip_id}.npy does not exist",
-                    line=n,
-                )
-            ids.append(clip_id)
+        ids = read_list_file(path, "a list of clip ids")
+        raise_first(path, id_list_problems(ids, self.has_clip))
         return ids
 
     def split(self, name: str) -> list[str]:
-        """Ids of ``root/<name>.txt`` (e.g. ``"train"``), in file order."""
-        return self.read_ids(self.root / f"{name}.txt")
+        """Ids of ``root/<name>.txt`` (e.g. ``"train"``), in file order. The train, val and
+        test lists beside it must not share an id with it."""
+        path = self.root / f"{name}.txt"
+        if (why := name_problem(name)) is not None:
+            raise DataError(path, f"split name {name!r}: {why}")
+        ids = self.read_ids(path)
+        if name in DISJOINT_PARTS:
+            parts = {name: ids}
+            for other in DISJOINT_PARTS:
+                if other != name and (self.root / f"{other}.txt").is_file():
+                    parts[other] = read_list_file(self.root / f"{other}.txt", "clip ids")
+            for part, problem in overlap_problems(parts):
+                raise DataError(self.root / f"{part}.txt", problem)
+        return ids
 
     def features(self, clip_id: str) -> np.ndarray:
         """Features (T, 263) float32."""

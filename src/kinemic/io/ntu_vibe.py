@@ -9,6 +9,11 @@
     root/splits/fewshot/S0000/xsub/{train,train_y,val,val_y}.txt
 
 Labels in files are 0-based class indices; a clip's own label is its action number minus one.
+
+The readers check what they read by the rules ``kinemic validate`` applies, through the same
+functions (:func:`label_problems`, :func:`class_list_problem` and the list rules of
+:mod:`kinemic.io.humanml3d`): one integer label per id, inside the class list and the split's
+``class_list``, equal to an NTU-named id's action code minus one; train and val disjoint.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,9 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from kinemic.errors import DataError
-from kinemic.files import write_text
-from kinemic.io.humanml3d import HumanML3DDataset
-from kinemic.io.ntu_names import NTUName
+from kinemic.files import name_problem, write_text
+from kinemic.io.humanml3d import (
+    HumanML3DDataset,
+    ListProblem,
+    clip_id_problem,
+    overlap_problems,
+    raise_first,
+    read_list_file,
+)
+from kinemic.io.ntu_names import NUM_ACTIONS, NTUName
 
 PROTOCOLS = ("xsub", "xset")
 PARTS = ("train", "val")
@@ -59,20 +72,87 @@ def _check_choice(value: str, choices: Sequence[str], what: str) -> None:
         raise ValueError(f"unknown {what} {value!r}: expected one of {', '.join(choices)}")
 
 
-def _read_labels(path: Path) -> list[int]:
-    if not path.is_file():
-        raise DataError(path, "missing file: expected 0-based class labels, one per line")
-    labels = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+# An NTU RGB+D clip name, perhaps mirrored (``M`` first); the group is the action code.
+_NTU_NAMED = re.compile(r"M?S\d{3}C\d{3}P\d{3}R\d{3}A(\d{3})")
+
+
+def name_label(clip_id: str) -> int | None:
+    """The 0-based label an NTU-named id carries (its action code − 1); None for other ids."""
+    m = _NTU_NAMED.fullmatch(clip_id)
+    return None if m is None else int(m.group(1)) - 1
+
+
+def label_problems(
+    ids: Sequence[str],
+    texts: Sequence[str],
+    *,
+    ids_file: str,
+    num_classes: int | None,
+    class_list: Sequence[int] | None = None,
+) -> tuple[list[int | None], list[ListProblem]]:
+    """Check the label list ``texts`` (line k + 1 = ``texts[k]``) of the ids of ``ids_file``.
+
+    Returns (the label of each id, None where unusable; the problems): a count other than
+    one label per id, a label that is not an integer, outside ``0..num_classes − 1`` or
+    outside ``class_list``, and a label other than an NTU-named id's action code − 1.
+    """
+    problems: list[ListProblem] = []
+    if len(texts) != len(ids):
+        problem = f"{len(texts)} labels but {ids_file} lists {len(ids)} ids: expected one per id"
+        problems.append((None, problem))
+    labels: list[int | None] = [None] * len(ids)
+    for n, (clip_id, text) in enumerate(zip(ids, texts, strict=False), start=1):
         try:
-            labels.append(int(line.strip()))
+            y = int(text)
         except ValueError:
-            found = line.strip()
-            problem = f"label is not an integer: expected a 0-based class, found {found!r}"
-            raise DataError(path, problem, line=n) from None
-    return labels
+            if text:  # a blank line is list_lines' problem
+                problem = f"label is not an integer: expected a 0-based class, found {text!r}"
+                problems.append((n, problem))
+            continue
+        if y < 0 or (num_classes is not None and y >= num_classes):
+            classes = "0.." if num_classes is None else f"0..{num_classes - 1}"
+            problems.append((n, f"label {y} outside {classes} (0-based classes)"))
+            continue
+        if class_list is not None and y not in class_list:
+            problem = f"label {y} is not in the split's class_list {sorted(class_list)}"
+            problems.append((n, problem))
+            continue
+        labels[n - 1] = y
+        own = name_label(clip_id)
+        if own is not None and y != own:
+            problem = f"label {y} for {clip_id}, expected {own} (action A{own + 1:03d} − 1)"
+            problems.append((n, problem))
+    return labels, problems
+
+
+def class_list_problem(classes: object, num_classes: int | None = None) -> str | None:
+    """Why a few-shot ``meta.json`` ``class_list`` is unusable (None when it is usable); with
+    ``num_classes``, every class must be below it."""
+    if not isinstance(classes, list) or not all(type(k) is int and k >= 0 for k in classes):
+        return f"class_list must be a list of 0-based ints, found {classes!r}"
+    if len(set(classes)) != len(classes):
+        return f"class_list names a class twice: {classes}"
+    if num_classes is not None and (bad := [k for k in classes if k >= num_classes]):
+        return f"class_list names classes {bad} beyond the dataset's {num_classes} classes"
+    return None
+
+
+def read_labels(
+    path: Path,
+    ids: Sequence[str],
+    *,
+    ids_file: str | Path,
+    num_classes: int | None = None,
+    class_list: Sequence[int] | None = None,
+) -> list[int]:
+    """The labels of ``path`` for ``ids`` (listed in ``ids_file``), checked by
+    :func:`label_problems`; the first problem is a DataError naming ``path`` and the line."""
+    texts = read_list_file(path, "0-based class labels")
+    labels, problems = label_problems(
+        ids, texts, ids_file=str(ids_file), num_classes=num_classes, class_list=class_list
+    )
+    raise_first(path, problems)
+    return labels  # type: ignore[return-value]  # every label is set when nothing is wrong
 
 
 class NTUVibeDataset(HumanML3DDataset):
@@ -115,40 +195,33 @@ class NTUVibeDataset(HumanML3DDataset):
         name = clip_id[1:] if clip_id.startswith("M") else clip_id
         return NTUName.parse(name).label
 
-    def _num_classes(self) -> int | None:
-        return len(self.class_names()) if (self.root / "ntu_classes.txt").is_file() else None
+    def _num_classes(self) -> int:
+        """The classes of ``ntu_classes.txt``; NTU RGB+D 120's 120 without the file."""
+        return len(self.class_names()) if (self.root / "ntu_classes.txt").is_file() else NUM_ACTIONS
 
     def _read_pair(
         self, ids_path: Path, labels_path: Path, *, allowed: Sequence[int] | None = None
     ) -> tuple[list[str], list[int]]:
-        ids, labels = self.read_ids(ids_path), _read_labels(labels_path)
-        if len(ids) != len(labels):
-            raise DataError(
-                labels_path,
-                f"{len(labels)} labels in {labels_path.name} but {len(ids)} ids in "
-                f"{ids_path} — one label per id expected",
-            )
-        n = self._num_classes()
-        for k, label in enumerate(labels):
-            if label < 0 or (n is not None and label >= n):
-                classes = "0 or more" if n is None else f"0..{n - 1} (ntu_classes.txt has {n})"
-                raise DataError(labels_path, f"label {label} outside {classes}", line=k + 1)
-            if allowed is not None and label not in allowed:
-                raise DataError(
-                    labels_path,
-                    f"label {label} is not in the split's class_list {sorted(allowed)}",
-                    line=k + 1,
-                )
+        ids = self.read_ids(ids_path)
+        labels = read_labels(
+            labels_path, ids, ids_file=ids_path, num_classes=self._num_classes(), class_list=allowed
+        )
         return ids, labels
 
     def default_split(
         self, protocol: str = "xsub", part: str = "train"
     ) -> tuple[list[str], list[int]]:
-        """Ids and 0-based labels of ``splits/default/<protocol>/<part>.txt``."""
+        """Ids and 0-based labels of ``splits/default/<protocol>/<part>.txt``; the other part
+        beside it, when present, must not share an id with it."""
         _check_choice(protocol, PROTOCOLS, "protocol")
         _check_choice(part, PARTS, "split part")
         folder = self.root / "splits" / "default" / protocol
-        return self._read_pair(folder / f"{part}.txt", folder / f"{part}_y.txt")
+        ids, labels = self._read_pair(folder / f"{part}.txt", folder / f"{part}_y.txt")
+        (other,) = (p for p in PARTS if p != part)
+        if (folder / f"{other}.txt").is_file():
+            parts = {part: ids, other: read_list_file(folder / f"{other}.txt", "clip ids")}
+            _check_disjoint(folder, parts)
+        return ids, labels
 
     def has_default_split(self, protocol: str = "xsub") -> bool:
         folder = self.root / "splits" / "default" / protocol
@@ -163,20 +236,28 @@ class NTUVibeDataset(HumanML3DDataset):
         """Read ``splits/fewshot/<name>`` (val ids and labels are empty without val files)."""
         _check_choice(protocol, PROTOCOLS, "protocol")
         folder = self.root / "splits" / "fewshot" / name
+        if (why := name_problem(name)) is not None:
+            raise DataError(folder.parent, f"few-shot split name {name!r}: {why}")
         meta_path = folder / "meta.json"
         if not meta_path.is_file():
             have = ", ".join(self.fewshot_split_names()) or "none"
             raise DataError(
                 meta_path, f"missing file: no few-shot split {name!r} (present: {have})"
             )
+        expected = "expected JSON with a 'class_list' list of 0-based ints, integer 'seed', 'shots'"
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            class_list = [int(c) for c in meta["class_list"]]
-            seed, shots = int(meta["seed"]), int(meta["shots"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise DataError(
-                meta_path, f"expected JSON with integer 'class_list' list, 'seed', 'shots' ({e!r})"
-            ) from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(meta_path, f"{expected} ({e})") from None
+        if not isinstance(meta, dict) or not all(
+            k in meta for k in ("class_list", "seed", "shots")
+        ):
+            raise DataError(meta_path, f"{expected}, found {str(meta)[:200]}")
+        class_list, seed, shots = meta["class_list"], meta["seed"], meta["shots"]
+        if (why := class_list_problem(class_list, self._num_classes())) is not None:
+            raise DataError(meta_path, why)
+        if type(seed) is not int or type(shots) is not int or shots < 1:
+            raise DataError(meta_path, f"{expected}; found seed {seed!r}, shots {shots!r}")
         extra = {k: v for k, v in meta.items() if k not in ("class_list", "seed", "shots")}
         sub = folder / protocol
         train_ids, train_labels = self._read_pair(
@@ -192,9 +273,15 @@ class NTUVibeDataset(HumanML3DDataset):
             val_ids, val_labels = self._read_pair(
                 sub / "val.txt", sub / "val_y.txt", allowed=class_list
             )
+            _check_disjoint(sub, {"train": train_ids, "val": val_ids})
         return FewShotSplit(
             name, class_list, seed, shots, train_ids, train_labels, val_ids, val_labels, extra
         )
+
+
+def _check_disjoint(folder: Path, parts: dict[str, list[str]]) -> None:
+    for part, problem in overlap_problems(parts):
+        raise DataError(folder / f"{part}.txt", problem)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,6 +328,7 @@ def write_default_split(
     if len(ids) != len(labels):
         raise ValueError(f"{len(ids)} ids but {len(labels)} labels")
     folder = Path(root) / "splits" / "default" / protocol
+    _check_ids(folder / f"{part}.txt", ids)
     write_text(folder / f"{part}.txt", _lines(ids))
     write_text(folder / f"{part}_y.txt", _lines([int(y) for y in labels]))
 
@@ -253,11 +341,14 @@ def write_fewshot_split(root: str | Path, split: FewShotSplit, *, protocol: str 
     files one by one (each atomically), meta.json last.
     """
     _check_choice(protocol, PROTOCOLS, "protocol")
+    final = Path(root) / "splits" / "fewshot" / split.name
+    if (why := name_problem(split.name)) is not None:
+        raise DataError(final.parent, f"few-shot split name {split.name!r}: {why}")
     for part in ("train", "val"):
         ids, labels = getattr(split, f"{part}_ids"), getattr(split, f"{part}_labels")
         if len(ids) != len(labels):
             raise ValueError(f"{part}: {len(ids)} ids but {len(labels)} labels")
-    final = Path(root) / "splits" / "fewshot" / split.name
+        _check_ids(final / protocol / f"{part}.txt", ids)
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():
         _write_split_files(final, split, protocol)
@@ -274,6 +365,13 @@ def write_fewshot_split(root: str | Path, split: FewShotSplit, *, protocol: str 
             shutil.rmtree(staging)
         raise
     return final
+
+
+def _check_ids(path: Path, ids: Sequence[str]) -> None:
+    """Refuse to write an id no reader would accept."""
+    for n, clip_id in enumerate(ids, start=1):
+        if (why := clip_id_problem(clip_id)) is not None:
+            raise DataError(path, why, line=n)
 
 
 def _write_split_files(folder: Path, split: FewShotSplit, protocol: str) -> None:

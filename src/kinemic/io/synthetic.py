@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kinemic.errors import DataError
-from kinemic.io.ntu_vibe import FewShotSplit, NTUVibeDataset, _read_labels
+from kinemic.io.ntu_vibe import FewShotSplit, NTUVibeDataset, read_labels
 
 SYNTH_IDS, SYNTH_LABELS, INFO = "synth.txt", "synth_y.txt", "info.json"
 
@@ -51,14 +51,10 @@ def read_synthetic(folder: str | Path, split: FewShotSplit) -> SyntheticSet:
             "evaluate it with --split " + str(info["split"]),
         )
     ds = NTUVibeDataset(folder)
-    ids = ds.read_ids(folder / SYNTH_IDS)  # each id must have new_joint_vecs/<id>.npy
-    labels = _read_labels(folder / SYNTH_LABELS)
+    ids = ds.read_ids(folder / SYNTH_IDS)  # plain ids, each once, with new_joint_vecs/<id>.npy
     if not ids:
         raise DataError(folder / SYNTH_IDS, "empty synthetic set: no clip ids listed")
-    if len(ids) != len(labels):
-        raise DataError(
-            folder / SYNTH_LABELS, f"{len(labels)} labels for {len(ids)} ids in {SYNTH_IDS}"
-        )
+    labels = read_labels(folder / SYNTH_LABELS, ids, ids_file=SYNTH_IDS)
     wanted = set(split.class_list)
     foreign = sorted({y for y in labels if y not in wanted})
     if foreign:
