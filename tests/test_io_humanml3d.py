@@ -277,7 +277,7 @@ def test_convert_joints_folder(tmp_path, humanml3d_fixture):
     caps = tmp_path / "caps"
     caps.mkdir()
     (caps / "walk.txt").write_text("a person walks forward\nwalks#walk/VERB#0.0#2.0\n")
-    ids = convert_joints_folder(src, tmp_path / "out", captions=caps)
+    ids = convert_joints_folder(src, tmp_path / "out", captions=caps).converted
 
     ds = HumanML3DDataset(tmp_path / "out")
     assert ids == ds.ids() == ds.split("train") == ["walk", "walk66"]
