@@ -62,6 +62,12 @@ def test_two_trials_with_one_file_name_are_two_trials(cmu_bvh_dir, tmp_path):
     assert "02_03_000" in data.split("val")  # CMU subject 02 is still a validation subject
     assert sorted(v for vs in summary.subjects.values() for v in vs) == ["02", "s1", "s2"]
 
+    (src / ".run.bvh").symlink_to(trial)  # an id must stay a plain file name
+    with pytest.raises(DataError, match=r"\.run\.bvh: its trial id cannot name clips"):
+        convert_bvh_folder(src, tmp_path / "hidden", min_seconds=0)
+    summary = convert_bvh_folder(src, tmp_path / "lenient", min_seconds=0, lenient=True)
+    assert [(s.name, s.kind) for s in summary.skipped] == [(".run", "broken")]
+
 
 # ------------------------------------------------------------ item 5: complete or not at all
 

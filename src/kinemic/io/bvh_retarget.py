@@ -336,7 +336,14 @@ def convert_bvh_folder(
     :func:`subject_splits`; ``Mean.npy``/``Std.npy`` are fitted on the train clips.
     """
     from kinemic.features import Normalizer
-    from kinemic.io.humanml3d import Caption, tokenize, write_clip, write_mean_std, write_split
+    from kinemic.io.humanml3d import (
+        Caption,
+        clip_id_problem,
+        tokenize,
+        write_clip,
+        write_mean_std,
+        write_split,
+    )
 
     src, out = Path(src), Path(out)
     files = sorted(src.rglob("*.bvh"))
@@ -356,6 +363,9 @@ def convert_bvh_folder(
         for path in tqdm(files, desc="BVH trials", unit="trial", disable=None):
             trial = ids[path]
             try:
+                why = clip_id_problem(f"{trial}_000")
+                if why is not None:
+                    raise DataError(path, f"its trial id cannot name clips: {why}; rename the file")
                 bvh = read_bvh(path)
                 if bvh.seconds < min_seconds:
                     reason = f"{bvh.seconds:.2f} s < {min_seconds:g} s"
