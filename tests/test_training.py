@@ -194,8 +194,8 @@ def test_resume_refuses_other_settings_and_incomplete_checkpoints(tmp_path: Path
             fingerprint={"lr": 2e-2},
             resume=tmp_path / "r",
         )
-    (tmp_path / "r" / "checkpoints" / "step-00000010" / "state" / "optimizer.bin").unlink()
-    with pytest.raises(KinemicError, match=r"incomplete checkpoint.*state/optimizer\.bin"):
+    (tmp_path / "r" / "checkpoints" / "step-00000010" / "state" / "optimizer.safetensors").unlink()
+    with pytest.raises(KinemicError, match=r"incomplete checkpoint.*state/optimizer\.safetensors"):
         train(
             _toy_model(),
             ToyTask(),
