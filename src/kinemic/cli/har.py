@@ -98,7 +98,8 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
             "and thread count; rerunning into the same OUT reuses the runs whose key matches "
             "(an interrupted evaluation resumes; an added mode trains only that mode), and "
             "several evaluations into one OUT share the runs (each is claimed before it "
-            "trains). Delete OUT/runs/ to train everything again."
+            "trains; --reclaim takes a claimed run over). Delete OUT/runs/ to train everything "
+            "again."
         ),
         epilog="""examples:
   kinemic evaluate --target out/world/target --split S0000 --modes real,gt --seeds 5 --out runs/eval
@@ -138,6 +139,12 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         "--out", type=Path, help="folder for results.json, results.md and runs/ (reused)"
     )
     p.add_argument("--json", type=Path, help="also write the results JSON here")
+    p.add_argument(
+        "--reclaim",
+        action="store_true",
+        help="train runs that another process has claimed in OUT/runs/ too, instead of waiting "
+        "for them (a claim whose process is gone, or silent for 5 minutes, expires by itself)",
+    )
     add_training(p)
 
 
@@ -163,6 +170,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         config=config,
         out=args.out,
         json_path=args.json,
+        reclaim=args.reclaim,
     )
     if os.environ.get("RANK", "0") != "0":  # under `accelerate launch`: the main process reports
         return 0

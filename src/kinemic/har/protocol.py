@@ -24,14 +24,18 @@ folder reuses a run whose key matches instead of training it again, so an interr
 ``kinemic evaluate`` resumes where it stopped, adding a mode trains only that mode, and runs
 trained ahead of time (:func:`prerun`, which the demo uses while a core would idle) are picked
 up. Each run is claimed before it trains, so several processes evaluating into the same folder
-share the runs: a run that another live process has claimed is waited for and read.
+share the runs: a run that another live process has claimed is waited for (saying so) and
+read. A claim whose process is gone, reused its pid or hangs expires; ``--reclaim`` takes
+claimed runs over.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -46,9 +50,20 @@ from kinemic.errors import KinemicError
 from kinemic.har.config import HARTrainConfig, ProtocolConfig
 from kinemic.har.data import ProtocolData, load_protocol_data
 from kinemic.har.results import results_document, results_markdown
-from kinemic.har.runs import claim_run, finished_run, release_run, run_keys, write_run
+from kinemic.har.runs import (
+    ClaimHeartbeat,
+    claim_note,
+    claim_run,
+    finished_run,
+    release_run,
+    run_keys,
+    write_run,
+)
 
 __all__ = ["ProtocolConfig", "evaluate", "prerun", "run_protocol"]
+
+#: A process waiting for runs that others have claimed says so this often, in seconds.
+WAIT_NOTE_SECONDS = 30.0
 
 
 def _world_size() -> int:
@@ -130,13 +145,16 @@ def run_protocol(
     progress: bool = True,
     runs_dir: str | Path | None = None,
     stop: Callable[[], bool] | None = None,
+    reclaim: bool = False,
 ) -> dict[str, Any]:
     """Train every (mode, seed) run on prepared ``data``; the results document (module doc).
 
     ``runs_dir``: where run records are read (reused when their key matches) and written.
     Each run is claimed there before it trains, so that several processes (several
     ``kinemic evaluate`` calls, or the demo's two processes) can share the work: a run another
-    live process has claimed is waited for, and its record read, not trained again.
+    live process has claimed is waited for, and its record read, not trained again; the wait
+    is reported on stderr every :data:`WAIT_NOTE_SECONDS`. A claim whose process is gone or
+    hangs expires (:mod:`kinemic.har.runs`); ``reclaim`` takes over live claims too.
     ``stop``: asked before each run is started; when it answers True no further run starts,
     runs under way finish, and the document covers the runs done so far (``prerun``)."""
     threads = config.run_threads()
@@ -159,6 +177,7 @@ def run_protocol(
     runs: dict[tuple[str, int], dict] = {}
     todo = list(work)
     mine: set[tuple[str, int]] = set()  # claimed here
+    beat = None if runs_dir is None else ClaimHeartbeat(runs_dir).start()
     t0 = time.perf_counter()
     bar = tqdm(total=len(work), desc="HAR runs", unit="run", disable=not progress or None)
 
@@ -170,9 +189,11 @@ def run_protocol(
                 runs[w] = found
                 todo.remove(w)
                 bar.update(1)
-            elif runs_dir is None or claim_run(runs_dir, *w):
+            elif runs_dir is None or claim_run(runs_dir, *w, reclaim=reclaim):
                 todo.remove(w)
                 mine.add(w)
+                if beat is not None:
+                    beat.hold(*w)
                 return w
         return None
 
@@ -187,6 +208,7 @@ def run_protocol(
     args = (payload,) if config.jobs == 1 else ()
     inflight: dict[Future, tuple[str, int]] = {}
     trained, stopped = 0, False
+    noted = -math.inf  # when the wait for other processes' runs was last reported
     try:
         while True:
             while len(inflight) < config.jobs and not stopped:
@@ -205,19 +227,25 @@ def run_protocol(
                     runs[w] = {**fut.result(), "key": keys[w[0]]}
                     if runs_dir is not None and _is_main_process():
                         write_run(runs_dir, runs[w])
-                    if runs_dir is not None:  # the record is there: the claim has done its job
+                    if beat is not None:  # the record is there: the claim has done its job
                         release_run(runs_dir, *w)
                         mine.discard(w)
+                        beat.drop(*w)
                     trained += 1
                     bar.update(1)
                 continue
             if stopped or not todo:
                 break
+            if time.monotonic() - noted >= WAIT_NOTE_SECONDS:
+                for w in todo:
+                    tqdm.write(claim_note(runs_dir, *w), file=sys.stderr)
+                noted = time.monotonic()
             time.sleep(1.0)  # the rest is claimed by other processes: wait for their records
     finally:
         if isinstance(pool, ProcessPoolExecutor):
             pool.shutdown(wait=True, cancel_futures=True)
-        if runs_dir is not None:  # runs that did not finish (an error, an interruption)
+        if beat is not None:  # runs that did not finish (an error, an interruption)
+            beat.stop()
             for w in mine:
                 release_run(runs_dir, *w)
     bar.close()
@@ -237,16 +265,18 @@ def evaluate(
     out: str | Path | None = None,
     json_path: str | Path | None = None,
     progress: bool = True,
+    reclaim: bool = False,
 ) -> dict[str, Any]:
     """``kinemic evaluate``: read and check every input, run the protocol, write
     ``out/results.json`` and ``out/results.md`` (and ``json_path``); returns the document.
-    Runs already recorded under ``out/runs/`` with the same key are reused (module doc)."""
+    Runs already recorded under ``out/runs/`` with the same key are reused (module doc);
+    ``reclaim`` trains runs that other processes have claimed here too (:func:`run_protocol`)."""
     from kinemic.files import write_text
 
     config = config or ProtocolConfig()
     data = _load(target, split, synthetic, config, progress)
     runs_dir = None if out is None else Path(out) / "runs"
-    doc = run_protocol(data, config, progress=progress, runs_dir=runs_dir)
+    doc = run_protocol(data, config, progress=progress, runs_dir=runs_dir, reclaim=reclaim)
     if not _is_main_process():  # under `accelerate launch`: every process trains, one writes
         return doc
     text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
@@ -285,14 +315,19 @@ def prerun(
     config: ProtocolConfig,
     stop: Callable[[], bool] | None = None,
     progress: bool = False,
+    reclaim: bool = False,
 ) -> int:
     """Train runs of ``config.modes`` one after another into ``out/runs/`` until ``stop()``
     answers True (asked before each run) or every run has a record (other processes' claimed
     runs included), for a later :func:`evaluate` into ``out`` to reuse. ``config`` must be
     the later evaluation's with ``jobs=1`` and its ``threads`` given (the key holds the thread
-    count). Returns the number of runs trained by this call."""
+    count). ``reclaim``: as for :func:`evaluate`. Returns the number of runs trained by this
+    call."""
     if config.jobs != 1 or config.threads is None:
         raise KinemicError("prerun: give jobs=1 and the later evaluation's threads")
     data = _load(target, split, synthetic, config, progress)
-    doc = run_protocol(data, config, progress=progress, runs_dir=Path(out) / "runs", stop=stop)
+    runs_dir = Path(out) / "runs"
+    doc = run_protocol(
+        data, config, progress=progress, runs_dir=runs_dir, stop=stop, reclaim=reclaim
+    )
     return len(doc["runs"]) - doc["timing"]["reused_runs"]
