@@ -490,17 +490,27 @@ class Normalizer:
 
     @classmethod
     def load(cls, path: str | Path) -> Normalizer:
-        """Read an ``.npz`` written by ``save``, or a HumanML3D folder holding Mean.npy/Std.npy."""
+        """Read an ``.npz`` written by ``save``, or a HumanML3D folder holding Mean.npy/Std.npy.
+
+        A missing, truncated or damaged file, and statistics other than finite (D,) vectors
+        with std > 0, are a DataError naming the file."""
+        from kinemic.files import read_npy, read_npz
+
         path = Path(path)
         if path.is_dir():
             mean_path, std_path = path / "Mean.npy", path / "Std.npy"
             for p in (mean_path, std_path):
                 if not p.exists():
                     raise DataError(p, "missing: a HumanML3D folder needs Mean.npy and Std.npy")
-            return cls(np.load(mean_path), np.load(std_path))
-        if not path.exists():
-            raise DataError(path, "normaliser file not found")
-        with np.load(path) as z:
-            if "mean" not in z or "std" not in z:
-                raise DataError(path, f"expected arrays 'mean' and 'std', found {sorted(z.files)}")
-            return cls(z["mean"], z["std"])
+            mean, std, where = read_npy(mean_path), read_npy(std_path), f"{path}/{{Mean,Std}}.npy"
+        else:
+            if not path.exists():
+                raise DataError(path, "normaliser file not found")
+            arrays = read_npz(path)
+            if "mean" not in arrays or "std" not in arrays:
+                raise DataError(path, f"expected arrays 'mean' and 'std', found {sorted(arrays)}")
+            mean, std, where = arrays["mean"], arrays["std"], path
+        try:
+            return cls(mean, std)
+        except ValueError as e:
+            raise DataError(where, f"unusable normaliser statistics: {e}") from None

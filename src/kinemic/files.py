@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import secrets
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
-from kinemic.errors import KinemicError
+from kinemic.errors import DataError, KinemicError
 
 
 def new_temp_file(path: str | Path, *, suffix: str = ".tmp") -> tuple[int, Path]:
@@ -48,6 +49,23 @@ def new_temp_file(path: str | Path, *, suffix: str = ".tmp") -> tuple[int, Path]
     raise FileExistsError(f"{path.parent}: no free temporary file name beside {path.name}")
 
 
+def make_folder(path: str | Path) -> Path:
+    """``path`` as a folder, made with its parents where missing; a KinemicError naming it when
+    it, or a folder above it, is a file (an ``--out`` that names a file, not a folder)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        file = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        raise KinemicError(
+            f"{path}: cannot make this folder: {file} is a file, not a folder; choose another "
+            "output path"
+        ) from None
+    except OSError as e:
+        raise KinemicError(f"{path}: cannot make this folder ({e.strerror or e})") from None
+    return path
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temp file beside ``path``; on clean exit it replaces ``path`` in one rename.
@@ -57,7 +75,9 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     path = Path(path)
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open supports modes 'w' and 'wb', not {mode!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise KinemicError(f"{path} is a folder; expected the name of a file to write")
+    make_folder(path.parent)
     fd, tmp = new_temp_file(path)
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
@@ -88,6 +108,94 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, np.asarray(array), allow_pickle=False)
     write_bytes(path, buf.getvalue())
+
+
+def read_npy(path: str | Path, *, mmap: bool = False) -> np.ndarray:
+    """The array of a ``.npy`` file of real numbers (bool, integer or float), without pickles;
+    ``mmap`` maps it read-only instead of reading it.
+
+    The header is checked against the file's size before anything is allocated, so a header
+    declaring billions of rows is an error, not a memory error. A missing, truncated or damaged
+    file, or one of strings, objects or complex numbers, is a DataError naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found: expected a NumPy .npy array")
+    try:
+        with open(path, "rb") as f:
+            _check_npy_header(f, path.stat().st_size, path)
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except (ValueError, OSError, EOFError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(path, f"cannot read as a .npy array ({e})") from None
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive by name, each checked as :func:`read_npy` checks a
+    file; a missing, truncated or damaged archive is a DataError naming it."""
+    import zipfile
+    import zlib
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found: expected a NumPy .npz archive")
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                data = archive.read(member)
+                f = io.BytesIO(data)
+                _check_npy_header(f, len(data), path, member=member)
+                f.seek(0)
+                arrays[member.removesuffix(".npy")] = np.lib.format.read_array(f)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(path, f"cannot read as a .npz archive ({e})") from None
+    return arrays
+
+
+def _check_npy_header(f: IO[bytes], size: int, path: Path, member: str | None = None) -> None:
+    """Read the ``.npy`` header at the start of ``f`` (``size`` bytes in all) and raise unless
+    it declares real numbers filling exactly the bytes after it."""
+    from numpy.lib import format as npy_format
+
+    where = "" if member is None else f"{member}: "
+    version = npy_format.read_magic(f)
+    if version not in ((1, 0), (2, 0)):
+        raise DataError(path, f"{where}unsupported .npy format version {version}")
+    if version == (1, 0):
+        shape, _, dtype = npy_format.read_array_header_1_0(f)
+    else:
+        shape, _, dtype = npy_format.read_array_header_2_0(f)
+    if dtype.kind not in "biuf":
+        raise DataError(path, f"{where}holds {dtype} values; expected real numbers")
+    declared, found = math.prod(shape) * dtype.itemsize, size - f.tell()
+    if declared != found or min(shape, default=0) < 0:
+        raise DataError(
+            path,
+            f"{where}the header declares a {dtype} array of shape {shape} ({declared} bytes) "
+            f"but {found} bytes follow it: the file is truncated or damaged",
+        )
+
+
+def read_safetensors(path: str | Path) -> dict[str, Any]:
+    """The tensors of a ``.safetensors`` file as CPU torch tensors; a missing, truncated or
+    damaged file is a KinemicError naming it (never safetensors' own error)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        return load_file(path)
+    except FileNotFoundError:
+        raise KinemicError(f"{path}: missing file: expected safetensors weights") from None
+    except (SafetensorError, OSError) as e:
+        raise KinemicError(
+            f"{path}: cannot read as a safetensors file ({e}): it is truncated or damaged; "
+            "write it again (or copy it again)"
+        ) from None
 
 
 def name_problem(name: str) -> str | None:

@@ -12,6 +12,7 @@ figure built once; GIF frames are assembled with Pillow on a single shared palet
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -27,11 +28,13 @@ from mpl_toolkits.mplot3d.art3d import Line3DCollection, Poly3DCollection
 from PIL import Image
 
 from kinemic.errors import DataError, KinemicError
-from kinemic.files import atomic_open, new_temp_file
+from kinemic.files import atomic_open, new_temp_file, read_npy
 from kinemic.skeleton import SMPL22
 
 ACCEPTED_SHAPES = "(T, 22, 3) joints, (T, 66) flattened joints or (T, 263) HumanML3D features"
 FORMATS = (".gif", ".mp4", ".png")
+#: Joints farther than this (metres) from the origin are refused: no plot can frame them.
+MAX_COORDINATE = 1e5
 
 #: Colours: the body's left limbs, right limbs, and the spine/head chain.
 LEFT_COLOR = "#d62728"
@@ -59,12 +62,7 @@ def load_motion(motion: Motion, *, label: str | None = None) -> np.ndarray:
         path = Path(motion)
         if path.suffix != ".npy":
             raise DataError(path, f"expected a .npy file holding {ACCEPTED_SHAPES}")
-        try:
-            array = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise DataError(path, "file not found") from None
-        except (OSError, ValueError) as err:
-            raise DataError(path, f"cannot read as a NumPy .npy array ({err})") from None
+        array = read_npy(path)
     else:
         array = np.asarray(motion)
 
@@ -100,7 +98,15 @@ def load_motion(motion: Motion, *, label: str | None = None) -> np.ndarray:
     if kind == "features":
         from kinemic.features import features_to_joints  # lazy: torch-free import of render
 
-        array = np.asarray(features_to_joints(array), dtype=np.float64)
+        with np.errstate(all="ignore"):  # absurd features overflow: refused just below
+            array = np.asarray(features_to_joints(array), dtype=np.float64)
+    far = np.abs(array).max(initial=0.0, where=np.isfinite(array))
+    if not np.isfinite(array).all() or far > MAX_COORDINATE:
+        found = "NaN or inf" if not np.isfinite(array).all() else f"{far:.3g} m"
+        raise fail(
+            f"joints {'made from these features ' if kind == 'features' else ''}reach {found} "
+            f"from the origin; a drawable motion (in metres) stays within {MAX_COORDINATE:g} m"
+        )
     return array
 
 
@@ -230,10 +236,12 @@ def _panel_aspect(size: np.ndarray, elev: float, azim: float) -> float:
 
 
 def _grid_step(extent: float) -> float:
-    for step in (0.25, 0.5, 1.0, 2.0, 5.0):
+    """Floor grid spacing: 0.25 m, 0.5 m, then 1, 2, 5 × 10^k m, the finest giving <= 12 lines."""
+    for step in (0.25, 0.5):
         if extent / step <= 12:
             return step
-    return 10.0
+    scale = 10.0 ** max(0, math.floor(math.log10(extent / 12)))
+    return next(k * scale for k in (1.0, 2.0, 5.0, 10.0) if extent / (k * scale) <= 12)
 
 
 class _ClipView:

@@ -3,18 +3,23 @@
 Each area module (``data``, ``prior``, ``kinemic``, ``har``, ``tmor``) declares, per verb, an
 ``add_<verb>`` (its arguments and help) and a ``run_<verb>`` (the parsed arguments turned into
 one typed call of the domain package); ``VERBS`` below gathers them. Errors that a user can fix
-(``KinemicError``) are printed without a traceback and exit with status 2.
+(``KinemicError``) are printed without a traceback and exit with status 2; anything else is a
+bug, printed with its traceback and a request to report it, exit status 70 (EX_SOFTWARE).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable
 
 from kinemic import __version__
 from kinemic.cli import data, har, kinemic, prior, tmor
 from kinemic.errors import KinemicError
+
+#: Exit status of an unexpected exception (sysexits' EX_SOFTWARE); bad input exits with 2.
+INTERNAL_ERROR = 70
 
 #: verb -> (declare its arguments on the subparsers, run it with the parsed arguments)
 VERBS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[..., int]]] = {
@@ -67,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except Exception as err:  # a bug: bad input is a KinemicError raised where it is found
+        traceback.print_exc()
+        print(
+            f"kinemic {args.verb}: internal error ({type(err).__name__}: {err}); this is a bug "
+            "in kinemic, please report it with the traceback above and the command you ran",
+            file=sys.stderr,
+        )
+        return INTERNAL_ERROR
 
 
 if __name__ == "__main__":

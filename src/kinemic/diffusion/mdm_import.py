@@ -76,9 +76,9 @@ def load_mdm_state_dict(
         if not path.is_file():
             raise FileNotFoundError(f"MDM checkpoint {path} does not exist")
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from kinemic.files import read_safetensors
 
-            state = load_file(path)
+            state = read_safetensors(path)
         else:
             try:
                 state = torch.load(path, map_location="cpu", weights_only=not trust_pickle)

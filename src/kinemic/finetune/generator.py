@@ -50,6 +50,7 @@ from kinemic.files import (
     MODEL_FORMATS,
     ModelFolder,
     open_model_folder,
+    read_safetensors,
     write_bytes,
     write_text,
 )
@@ -313,8 +314,6 @@ def load_generator(
         Traceback (most recent call last):
         kinemic.errors.KinemicError: ...is a prior, not a fine-tuned generator...
     """
-    from safetensors.torch import load_file
-
     from kinemic.prior.folder import load_prior, open_prior
 
     opened = open_model_folder(path, expect={"generator"})
@@ -349,13 +348,13 @@ def load_generator(
     )
     from peft import set_peft_model_state_dict
 
-    adapter = load_file(folder / ADAPTER_DIR / "adapter_model.safetensors")
+    adapter = read_safetensors(folder / ADAPTER_DIR / "adapter_model.safetensors")
     result = set_peft_model_state_dict(model.peft, adapter)
     if getattr(result, "unexpected_keys", None):
         raise KinemicError(
             f"{folder / ADAPTER_DIR}: unexpected adapter keys {result.unexpected_keys[:5]}"
         )
-    table = load_file(folder / ACTIONS_FILE)["weight"]
+    table = read_safetensors(folder / ACTIONS_FILE)["weight"]
     if tuple(table.shape) != tuple(model.action_table.weight.shape):
         raise KinemicError(
             f"{folder / ACTIONS_FILE}: action table {tuple(table.shape)}, expected "
@@ -369,7 +368,7 @@ def load_generator(
             mic = MIC(MICConfig.from_dict(config["mic"]))
         except (KeyError, ValueError, TypeError, KinemicError) as e:
             raise KinemicError(f"{folder / CONFIG_FILE}: bad MIC config ({e})") from None
-        mic.load_state_dict(load_file(folder / MIC_FILE))
+        mic.load_state_dict(read_safetensors(folder / MIC_FILE))
         mic.requires_grad_(False).to(device).eval()
     model.requires_grad_(False).to(device).eval()  # an inference model
     return ActionGenerator(

@@ -20,6 +20,7 @@ The retarget to SMPL-22 joints and the folder converter live in :mod:`kinemic.io
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ CHANNEL_NAMES: tuple[str, ...] = (
 )
 _CANONICAL = {name.lower(): name for name in CHANNEL_NAMES}
 _TOKEN = re.compile(r"[{}]|[^\s{}]+")
+#: The ``Frame Time:`` values (seconds) a capture can have: 100 kHz to 1 frame per second.
+FRAME_TIME_RANGE = (1e-5, 1.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,8 +86,8 @@ class BVH:
         try:
             return self.names.index(name)
         except ValueError:
-            raise KeyError(
-                f"{self.path}: no joint {name!r}; joints: {', '.join(self.names)}"
+            raise DataError(
+                self.path, f"no joint {name!r}; joints: {', '.join(self.names)}"
             ) from None
 
     def end_site_names(self) -> tuple[str, ...]:
@@ -178,6 +181,8 @@ def _parse_hierarchy(head: str, path: Path | None) -> dict[str, list[Any]]:
                 vals.append(float(tok))
             except ValueError:
                 raise fail(f"{what} needs {k} numbers, found {tok!r}", line) from None
+            if not math.isfinite(vals[-1]):
+                raise fail(f"{what} must be finite, found {tok!r}", line)
         return vals
 
     def joint(parent: int, name: str) -> None:
@@ -268,11 +273,30 @@ def _parse_motion_header(
             raise DataError(
                 path, f"{label} needs {kind.__name__} value, found {m.group(1)!r}", line=line
             ) from None
-        if value < 0 or (kind is float and value == 0):
-            raise DataError(path, f"{label} must be positive, found {value}", line=line)
+        if kind is int and value < 1:
+            raise DataError(
+                path, f"{label} {value}: a BVH file needs at least one frame of motion", line=line
+            )
+        low, high = FRAME_TIME_RANGE
+        if kind is float and not low <= value <= high:
+            raise DataError(
+                path,
+                f"{label} {m.group(1)} is not a capture rate: expected seconds per frame in "
+                f"[{low:g}, {high:g}] (0.0333333 for 30 fps)",
+                line=line,
+            )
         values.append(value)
     data = lines[3] if len(lines) > 3 else ""
-    return int(values[0]), float(values[1]), motion_line + 3, data
+    frames = int(values[0])
+    available = data.count("\n") + 1
+    if frames > available:  # checked before anything is allocated for the frames
+        raise DataError(
+            path,
+            f"MOTION declares Frames: {frames} but only {available} lines follow "
+            "(the file is truncated?)",
+            line=motion_line + 1,
+        )
+    return frames, float(values[1]), motion_line + 3, data
 
 
 def _parse_motion_values(

@@ -30,7 +30,7 @@ import numpy as np
 
 from kinemic.constants import FEATURE_DIM, NUM_JOINTS
 from kinemic.errors import DataError
-from kinemic.files import name_problem, save_npy, write_text
+from kinemic.files import name_problem, read_npy, save_npy, write_text
 
 
 def is_mirror(clip_id: str) -> bool:
@@ -427,13 +427,11 @@ def as_joints(arr: np.ndarray, *, where: str | Path) -> np.ndarray:
 
 
 def load_npy(path: Path, what: str) -> np.ndarray:
-    """``np.load`` without pickles; a missing or unreadable file is a DataError naming it."""
+    """``kinemic.files.read_npy``: real numbers, no pickles, the header checked against the
+    file's size; a missing, truncated or damaged file is a DataError naming it."""
     if not path.is_file():
         raise DataError(path, f"missing file: no {what} here")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise DataError(path, f"cannot read as a .npy array ({e})") from None
+    return read_npy(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,9 +501,13 @@ class HumanML3DDataset:
         path = self.root / "texts" / f"{clip_id}.txt"
         if not path.is_file():
             raise DataError(path, f"missing file: no captions for clip {clip_id!r}")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
         caps = [
             parse_caption_line(line, path=path, line_no=n)
-            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+            for n, line in enumerate(text.splitlines(), start=1)
             if line.strip()
         ]
         if not caps:

@@ -38,6 +38,7 @@ from kinemic.skeleton import KINECT25, kinect_to_smpl
 NUM_JOINTS = KINECT25.num_joints  # 25
 _BODY_VALUES = 10
 _JOINT_VALUES = 12
+_TRACKING_STATES = (0.0, 1.0, 2.0)  # Kinect: not tracked, inferred, tracked
 
 #: Rotation (3, 3) from Kinect camera axes to HumanML3D axes: 180° about Y (det = +1).
 KINECT_TO_HUMANML3D = np.diag([-1.0, 1.0, -1.0])
@@ -167,6 +168,8 @@ def read_skeleton(path: str | Path) -> NTUSkeleton:
         raise DataError(
             path, f"not a text skeleton file (non-ASCII byte at offset {e.start})"
         ) from None
+    except OSError as e:
+        raise DataError(path, f"cannot read the file ({e.strerror or e})") from None
     lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
@@ -176,6 +179,11 @@ def read_skeleton(path: str | Path) -> NTUSkeleton:
     cur = _Lines(path, lines, 0)
     num_frames = cur.count("the frame count", -1)
     cur.num_frames = num_frames
+    if num_frames > len(lines) - 1:  # each frame has a body-count line; checked before allocating
+        cur.fail(
+            f"the header declares {num_frames} frames but only {len(lines) - 1} lines follow: "
+            "the frame count is wrong or the file is truncated"
+        )
     bodies_per_frame = np.zeros(num_frames, dtype=np.int64)
     raw: dict[str, list] = {}  # body id -> [frames, xyz blocks, joint states, body states]
 
@@ -193,6 +201,8 @@ def read_skeleton(path: str | Path) -> NTUSkeleton:
             if not body_id.isdigit():
                 cur.fail(f"body id must be a non-negative integer, found {body_id!r}")
             body_info = _floats([tokens[1:]], cur.pos, cur)
+            if body_info[0, 8] not in _TRACKING_STATES:
+                cur.fail(f"body tracking state must be 0, 1 or 2, found {tokens[9]!r}")
             n_joints = cur.count("the joint count", f)
             if n_joints != NUM_JOINTS:
                 cur.fail(f"wrong joint count: expected {NUM_JOINTS}, found {n_joints}")
@@ -206,6 +216,10 @@ def read_skeleton(path: str | Path) -> NTUSkeleton:
                         line=first + j,
                     )
             joints = _floats(rows, first, cur)  # (25, 12)
+            bad = np.flatnonzero(~np.isin(joints[:, 11], _TRACKING_STATES))
+            if len(bad):
+                state = rows[bad[0]][11]
+                cur.fail(f"joint tracking state must be 0, 1 or 2, found {state!r}", first + bad[0])
             entry = raw.setdefault(body_id, [[], [], [], []])
             if entry[0] and entry[0][-1] == f:
                 cur.fail(f"body id {body_id} appears twice in frame {f + 1}", line=first - 2)

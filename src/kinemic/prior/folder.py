@@ -29,7 +29,9 @@ from kinemic.files import (
     CONFIG_FILE,
     MODEL_FORMATS,
     ModelFolder,
+    make_folder,
     open_model_folder,
+    read_safetensors,
     write_bytes,
     write_text,
 )
@@ -104,8 +106,7 @@ def save_prior(
     denoiser without text). Returns ``folder``."""
     from safetensors.torch import save as st_save
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(folder)
     cfg = denoiser.config
     if (text_encoder is None) != (cfg.text_dim is None):
         raise KinemicError(
@@ -177,8 +178,6 @@ def load_prior(
         >>> prior.max_frames, prior.denoiser.config.feature_dim  # longest clip, feature width
         (120, 263)
     """
-    from safetensors.torch import load_file
-
     opened = open_prior(run)
     folder, config = opened.path, opened.config
     missing = [n for n in (WEIGHTS_FILE, NORMALIZER_FILE) if not (folder / n).is_file()]
@@ -200,7 +199,7 @@ def load_prior(
     except (KeyError, ValueError, TypeError, KinemicError) as e:
         raise KinemicError(f"{folder / CONFIG_FILE}: bad denoiser config ({e})") from None
     denoiser = Denoiser(dcfg)
-    state = load_file(folder / file)
+    state = read_safetensors(folder / file)
     result = denoiser.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise KinemicError(
@@ -208,11 +207,12 @@ def load_prior(
             f"unexpected {result.unexpected_keys[:5]}"
         )
     denoiser.to(device).eval()
+    normalizer = _normalizer_for(denoiser, folder / NORMALIZER_FILE)
     text = config.get("text_encoder")
     return Prior(
         denoiser=denoiser,
         schedule=NoiseSchedule(int(config["schedule"]["num_steps"])),
-        normalizer=Normalizer.load(folder / NORMALIZER_FILE),
+        normalizer=normalizer,
         text_encoder=None if text is None else text["name"],
         config=config,
         path=folder,
@@ -249,8 +249,19 @@ def import_mdm(
     return save_prior(
         out,
         denoiser=denoiser,
-        normalizer=Normalizer.load(mean_std),
+        normalizer=_normalizer_for(denoiser, mean_std),
         num_steps=diffusion_steps,
         text_encoder=text_encoder,
         extra={"imported_from": str(Path(checkpoint).resolve()), "format": "mdm"},
     )
+
+
+def _normalizer_for(denoiser: Denoiser, path: Path | str) -> Normalizer:
+    """The statistics in ``path``, refused (naming it) unless they fit ``denoiser``'s features."""
+    normalizer = Normalizer.load(path)
+    if normalizer.mean.shape != (denoiser.config.feature_dim,):
+        raise KinemicError(
+            f"{path}: normaliser statistics of shape {normalizer.mean.shape}, but the model's "
+            f"features are ({denoiser.config.feature_dim},)"
+        )
+    return normalizer

@@ -31,6 +31,7 @@ from kinemic.files import (
     MODEL_FORMATS,
     ModelFolder,
     open_model_folder,
+    read_safetensors,
     write_bytes,
     write_text,
 )
@@ -209,8 +210,6 @@ def load_tmor(
         >>> encoder.path.name
         'tmor-small'
     """
-    from safetensors.torch import load_file
-
     from kinemic.text import TEXT_ENCODERS
 
     if path is None or (not isinstance(path, ModelFolder) and str(path) == "shipped"):
@@ -239,7 +238,7 @@ def load_tmor(
         model = TMOR(TMORConfig.from_dict(config["model"]))
     except (KeyError, ValueError, TypeError, KinemicError) as e:
         raise KinemicError(f"{folder / CONFIG_FILE}: bad T-MOR config ({e})") from None
-    state = load_file(folder / file)
+    state = read_safetensors(folder / file)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
