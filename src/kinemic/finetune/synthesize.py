@@ -105,6 +105,7 @@ def synthesize(
     from kinemic.features import features_to_joints
     from kinemic.finetune.generator import load_generator
     from kinemic.io.humanml3d import write_clip
+    from kinemic.prior.sample import check_sampling
     from kinemic.text import encoder_from_spec
 
     out = Path(out)
@@ -112,11 +113,8 @@ def synthesize(
         raise KinemicError(f"{out} already exists and is not empty; choose another --out")
     if batch_size < 1:
         raise KinemicError(f"batch_size must be >= 1, found {batch_size}")
-    if guidance <= 0:
-        raise KinemicError(f"guidance must be > 0, found {guidance}")
     gen = load_generator(model, device=device)
-    if ddim is not None and not 1 <= ddim <= gen.schedule.num_steps:
-        raise KinemicError(f"ddim must be in [1, {gen.schedule.num_steps}], found {ddim}")
+    check_sampling(guidance=guidance, ddim=ddim, num_steps=gen.schedule.num_steps)
     rng = np.random.default_rng(seed)
     plan = plan_samples(
         gen.class_lengths, gen.classes, per_class=per_class, oversample=oversample, rng=rng

@@ -56,6 +56,21 @@ class PysklData:
         return {a["frame_dir"]: a for a in self.annotations}
 
 
+def keypoint_problem(keypoint: np.ndarray) -> str | None:
+    """Why a clip's ``keypoint`` (M, T, V, C) cannot go into a pyskl pickle (None when it can):
+    no frame, or NaN or infinite values, which a classifier would train on without a word."""
+    if keypoint.shape[1] == 0:
+        return f"no frames (keypoint of shape {keypoint.shape})"
+    bad = ~np.isfinite(keypoint).all(axis=(0, 2, 3))  # (T,)
+    if bad.any():
+        frames = np.flatnonzero(bad)
+        return (
+            f"NaN or infinite keypoints in {len(frames)} of {len(bad)} frames (first: frame "
+            f"{frames[0]})"
+        )
+    return None
+
+
 def annotation(frame_dir: str, label: int, joints: np.ndarray) -> dict[str, Any]:
     """One clip's annotation from joints (T, V, C)."""
     kp = np.asarray(joints, dtype=np.float32)[None]  # (1, T, V, C)
@@ -136,6 +151,8 @@ def check_pyskl(data: PysklData, *, where: str | Path) -> None:
                 f"annotation {k} ({a['frame_dir']}): keypoint must be (M, T, V, C) with T = "
                 f"total_frames {a['total_frames']}, found {shape}",
             )
+        if (problem := keypoint_problem(kp)) is not None:
+            raise DataError(where, f"annotation {k} ({a['frame_dir']}): {problem}")
         if a["frame_dir"] in names:
             raise DataError(where, f"frame_dir {a['frame_dir']!r} appears twice")
         names.add(a["frame_dir"])
@@ -238,6 +255,13 @@ def export_pyskl(
     ):
         if frame_dir not in seen:
             seen[frame_dir] = annotation(frame_dir, label, sds.joints(clip_id))
+            if (problem := keypoint_problem(seen[frame_dir]["keypoint"])) is not None:
+                joints_file = sds.root / "new_joints" / f"{clip_id}.npy"
+                raise DataError(
+                    joints_file,
+                    f"clip {clip_id}: {problem}; fix or remove the clip (kinemic validate "
+                    f"{sds.root} lists every such clip) before exporting",
+                )
     data = PysklData(
         parts,
         list(seen.values()),

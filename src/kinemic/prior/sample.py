@@ -12,6 +12,7 @@ Output folder of :func:`sample_motions`::
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import torch
 
 from kinemic.constants import FPS
 from kinemic.errors import KinemicError
-from kinemic.files import save_npy, write_text
+from kinemic.files import make_folder, save_npy, write_text
 from kinemic.models import load_model
 
 if TYPE_CHECKING:
@@ -54,6 +55,20 @@ def parse_length(length: str | int, *, max_frames: int) -> int:
             f"1..{max_frames} frames (up to {max_frames / FPS:g}s at {FPS:g} fps)"
         )
     return frames
+
+
+def check_sampling(*, guidance: float, ddim: int | None, num_steps: int) -> None:
+    """The rules every sampler entry point applies (``kinemic sample``, ``kinemic synthesize``):
+    a finite classifier-free ``guidance`` scale > 0 (1 = none), and ``ddim`` steps, when given,
+    within the model's ``num_steps`` diffusion steps."""
+    if not (math.isfinite(guidance) and guidance > 0):
+        raise KinemicError(
+            f"guidance must be a number > 0 (1 = no guidance, 2.5 is usual), found {guidance}"
+        )
+    if ddim is not None and not 1 <= ddim <= num_steps:
+        raise KinemicError(
+            f"ddim must be in [1, {num_steps}] (this model's diffusion steps), found {ddim}"
+        )
 
 
 def _action_ids(actions: Sequence[str | int], names: list[str], num_actions: int) -> list[int]:
@@ -166,6 +181,7 @@ def sample(
         raise KinemicError(f"n must be >= 1, found {n}")
     prior = load_model(model, device=device) if isinstance(model, (str, Path)) else model
     frames = parse_length(length, max_frames=prior.max_frames)
+    check_sampling(guidance=guidance, ddim=ddim, num_steps=prior.schedule.num_steps)
     if diffusion_steps is not None and diffusion_steps != prior.schedule.num_steps:
         raise KinemicError(
             f"diffusion_steps={diffusion_steps}: this model samples with "
@@ -173,6 +189,11 @@ def sample(
             "use ddim=N for fewer (faster) steps"
         )
     texts = list(texts or [])
+    for t in texts:
+        if not isinstance(t, str) or not t.strip():
+            raise KinemicError(
+                f"text {t!r}: a caption must hold words; leave --text out to sample without text"
+            )
     action_ids = (
         []
         if not actions
@@ -292,6 +313,7 @@ def sample_motions(
         text_cache=text_cache,
         progress=progress,
     )
+    make_folder(out)  # a clear error when OUT is a file, before anything is written
     conds = samples.conditions
     B = len(conds)
     for i in range(B):
