@@ -255,3 +255,19 @@ def test_an_unexpected_exception_asks_for_a_report(monkeypatch, capsys):
     code, err = cli(capsys, "info", "anything")
     assert code == INTERNAL_ERROR
     assert "internal error (RuntimeError: a bug)" in err and "please report" in err
+
+
+def test_damaged_evaluator_folder(tmp_path):
+    from kinemic.har.stgcn import STGCN, STGCNConfig, load_stgcn, save_stgcn
+
+    folder = save_stgcn(tmp_path / "m", STGCN(STGCNConfig(num_classes=3, width=0.125)))
+    config = (folder / "config.json").read_text()
+    weights = truncate(folder / "model.safetensors")
+    with pytest.raises(KinemicError, match=f"{weights}.*truncated or damaged"):
+        load_stgcn(folder)
+    (folder / "config.json").write_text(config[: len(config) // 2])
+    with pytest.raises(KinemicError, match=r"config\.json: not valid JSON"):
+        load_stgcn(folder)
+    (folder / "config.json").write_text('{"format": "kinemic-stgcn", "model": {"depth": 3}}')
+    with pytest.raises(KinemicError, match=r"config\.json: bad ST-GCN model settings"):
+        load_stgcn(folder)

@@ -217,18 +217,25 @@ def save_stgcn(folder: str | Path, model: STGCN, *, extra: dict | None = None) -
 
 def load_stgcn(folder: str | Path) -> tuple[STGCN, dict]:
     """The model (eval mode, CPU) and the whole ``config.json`` of a folder from save_stgcn."""
-    from safetensors.torch import load_file
+    from kinemic.files import read_safetensors
 
     folder = Path(folder)
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise DataError(path, "missing file: not an ST-GCN folder (expected config.json)")
-    info = json.loads(path.read_text(encoding="utf-8"))
-    if info.get("format") != "kinemic-stgcn":
-        raise DataError(path, f"format is {info.get('format')!r}, expected 'kinemic-stgcn'")
-    model = STGCN(STGCNConfig(**info["model"]))
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(path, f"not valid JSON ({e})") from None
+    if not isinstance(info, dict) or info.get("format") != "kinemic-stgcn":
+        found = info.get("format") if isinstance(info, dict) else info
+        raise DataError(path, f"format is {found!r}, expected 'kinemic-stgcn'")
+    try:
+        model = STGCN(STGCNConfig(**info["model"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(path, f"bad ST-GCN model settings ({e!r})") from None
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise DataError(weights, "missing file: the ST-GCN weights")
-    model.load_state_dict(load_file(weights))
+    model.load_state_dict(read_safetensors(weights))
     return model.eval(), info
