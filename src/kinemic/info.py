@@ -14,8 +14,8 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from kinemic.progress import progress_bar
 from kinemic.validate import FPS, detect_layout, parse_ntu_id, split_list_files
 
 
@@ -122,7 +122,7 @@ def dataset_info(root: str | Path, *, fps: float = FPS, progress: bool = True) -
         "mirrors": sum(cid.startswith("M") for cid in ids),
     }
     lengths: dict[str, int] = {}
-    for cid in tqdm(ids, desc="info", unit="clip", disable=None if progress else True):
+    for cid in progress_bar(ids, desc="info", unit="clip", enabled=progress):
         path = feats.get(cid) or joints[cid]
         if (rows := _rows(path)) is None:
             unreadable.append(path.relative_to(root).as_posix())

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from kinemic.diffusion.schedule import NoiseSchedule
+from kinemic.progress import progress_bar
 
 __all__ = ["guided_x0", "lengths_to_mask", "sample"]
 
@@ -116,7 +116,7 @@ def sample(
     try:
         with torch.inference_mode():
             x = noise()  # x_T (B, T, F)
-            for k, step in enumerate(tqdm(steps, disable=not progress, desc="sampling")):
+            for k, step in enumerate(progress_bar(steps, enabled=progress, desc="sampling")):
                 t = torch.full((B,), step, dtype=torch.long, device=device)
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
                     x0 = guided_x0(

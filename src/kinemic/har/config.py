@@ -34,6 +34,9 @@ class HARTrainConfig:
     nesterov: bool = True
     weight_decay: float = 5e-4
     evaluations: int = 10  # validation passes at most (evenly spaced; the last epoch always)
+    # The fitting rule: stop after the first epoch whose mean training loss is at most
+    # fit_loss; the epochs above are then the most a run trains. None: every epoch.
+    fit_loss: float | None = None
     eval_batch_size: int = 64
     seed: int = 0
     mixed_precision: Literal["no", "bf16"] = "no"
@@ -45,6 +48,8 @@ class HARTrainConfig:
         for name in ("steps", "min_epochs", "batch_size", "evaluations", "eval_batch_size"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, found {getattr(self, name)}")
+        if self.fit_loss is not None and not self.fit_loss > 0:
+            problems.append(f"fit_loss must be > 0 or None, found {self.fit_loss}")
         if self.epochs is not None and self.epochs < 1:
             problems.append(f"epochs must be >= 1 or None, found {self.epochs}")
         if self.max_epochs < self.min_epochs:

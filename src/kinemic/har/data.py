@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from kinemic.errors import DataError, KinemicError
 from kinemic.io.ntu_vibe import FewShotSplit, NTUVibeDataset
 from kinemic.io.synthetic import SyntheticSet, read_synthetic
+from kinemic.progress import progress_bar
 
 FRAMES = 100
 Centre = Literal["first-frame", "per-frame"]
@@ -180,7 +180,7 @@ def load_protocol_data(
     ) -> ClipSet:
         x = np.zeros((len(ids), frames, 22, 3), dtype=np.float32)
         for k, clip_id in enumerate(
-            tqdm(ids, desc=f"reading {what}", disable=not progress or None, leave=False)
+            progress_bar(ids, desc=f"reading {what}", enabled=progress, leave=False)
         ):
             key = (root_ds.root, clip_id)
             if key not in cache:

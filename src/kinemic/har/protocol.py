@@ -59,6 +59,7 @@ from kinemic.har.runs import (
     run_keys,
     write_run,
 )
+from kinemic.progress import progress_bar
 
 __all__ = ["ProtocolConfig", "evaluate", "prerun", "run_protocol"]
 
@@ -115,7 +116,9 @@ def _run_one(mode: str, seed: int, payload: dict[str, Any] | None = None) -> dic
         "seed": seed,
         "train_clips": len(x),
         "epochs": res.epochs,
+        "planned_epochs": res.planned_epochs,
         "steps": res.steps,
+        "final_loss": res.final_loss,
         "final_top1": res.final_top1,
         "best_top1": best_top1,
         "best_epoch": best_epoch,
@@ -179,7 +182,9 @@ def run_protocol(
     mine: set[tuple[str, int]] = set()  # claimed here
     beat = None if runs_dir is None else ClaimHeartbeat(runs_dir).start()
     t0 = time.perf_counter()
-    bar = tqdm(total=len(work), desc="HAR runs", unit="run", disable=not progress or None)
+    bar = progress_bar(
+        total=len(work), desc="HAR runs", unit="run", enabled=progress, every_unit=True
+    )
 
     def next_run() -> tuple[str, int] | None:
         """The next run to train here; records finished meanwhile are picked up."""
@@ -218,7 +223,6 @@ def run_protocol(
                 w = next_run()
                 if w is None:
                     break
-                bar.set_postfix_str(f"{w[0]}, seed {w[1]}")
                 inflight[pool.submit(_run_one, *w, *args)] = w
             if inflight:
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
@@ -232,6 +236,11 @@ def run_protocol(
                         mine.discard(w)
                         beat.drop(*w)
                     trained += 1
+                    r = runs[w]
+                    bar.set_postfix_str(
+                        f"{w[0]} seed {w[1]}: {r['final_top1']:.1f}% after {r['epochs']} epochs, "
+                        f"training loss {r['final_loss']:.3f}"
+                    )
                     bar.update(1)
                 continue
             if stopped or not todo:

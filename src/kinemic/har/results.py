@@ -95,6 +95,8 @@ def results_document(
                 "train_per_class": ts.counts(k),
                 "epochs": rs[0]["epochs"],
                 "steps": rs[0]["steps"],
+                "epochs_per_seed": [r["epochs"] for r in rs],
+                "final_loss": _mean_of(r.get("final_loss") for r in rs),
                 "final": _summary(final),
                 "best": {**_summary(best), "epochs": [r["best_epoch"] for r in rs]},
                 "per_class": {"mean": [c[0] for c in cis], "ci95": [c[1] for c in cis]},
@@ -126,6 +128,26 @@ def results_document(
     }
 
 
+def _mean_of(values) -> float | None:
+    """Mean of the values that are there (records from before a field existed lack it)."""
+    got = [float(v) for v in values if v is not None]
+    return float(np.mean(got)) if got else None
+
+
+def epochs_text(mode: dict[str, Any]) -> str:
+    """A mode's epochs: one number, or the range over seeds when the fitting rule stopped the
+    seeds at different epochs."""
+    per_seed = mode.get("epochs_per_seed") or [mode["epochs"]]
+    lo, hi = min(per_seed), max(per_seed)
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
+def loss_text(mode: dict[str, Any]) -> str:
+    """A mode's final training loss (mean over seeds), or a dash when not recorded."""
+    loss = mode.get("final_loss")
+    return "–" if loss is None else f"{loss:.3f}"
+
+
 def _summary(values: list[float]) -> dict[str, Any]:
     mean, half = mean_ci95(values)
     return {"mean": mean, "ci95": half, "values": list(values)}
@@ -140,16 +162,17 @@ def results_table(doc: dict[str, Any]) -> str:
     """The main table (Markdown): per mode, training clips and top-1 at the final and at the
     best validation epoch."""
     lines = [
-        "| mode | training clips | epochs | top-1 %, final epoch | top-1 %, best val. epoch "
-        "(optimistic) |",
-        "|---|---:|---:|---:|---:|",
+        "| mode | training clips | epochs | final training loss | top-1 %, final epoch "
+        "| top-1 %, best val. epoch (optimistic) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for m in doc["modes"]:
         clips = str(m["train_clips"])
         if m["train_synthetic"] and m["train_real"]:
             clips += f" ({m['train_real']} real + {m['train_synthetic']} synthetic)"
         lines.append(
-            f"| {m['mode']} | {clips} | {m['epochs']} | **{_pm(m['final'])}** | {_pm(m['best'])} |"
+            f"| {m['mode']} | {clips} | {epochs_text(m)} | {loss_text(m)} "
+            f"| **{_pm(m['final'])}** | {_pm(m['best'])} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -162,6 +185,11 @@ def results_markdown(doc: dict[str, Any]) -> str:
         f"from the training set's size: ceil({t['steps']} steps / batches per epoch) within "
         f"[{t['min_epochs']}, {t['max_epochs']}]"
     )
+    if t.get("fit_loss") is not None:
+        epochs = (
+            f"until fitted: the first epoch from {t['min_epochs']} on with a mean training "
+            f"loss ≤ {t['fit_loss']}, at most {epochs}"
+        )
     out = [
         f"# HAR evaluation — split {doc['split']}",
         "",

@@ -14,7 +14,17 @@ the default world's 12-class split S0001 (width 0.25): at 300 steps the 120 few-
 not yet fitted (final training loss 0.5–0.8 over 3 seeds), at 600 they were (0.2, 96% training
 top-1); 1,320 clips after 5 epochs were underfitted (loss 0.7) and still improving at 10 (0.44).
 It is a rule of the training set's size only — nothing is chosen by looking at validation
-clips. These are GPU-scale defaults: on a 2-core CPU a full-width run takes hours (see
+clips.
+
+**The fitting rule** (``fit_loss``): the epochs above are then the most a run trains, and the
+cosine schedule is laid over them; the run stops after the first epoch whose mean training
+loss is at most ``fit_loss``: the training set is fitted. A loss of 0.05 means the
+classifier gives the true class a probability of about 95% (geometric mean over the epoch's
+clips). It reads the training loss only, never a validation clip, so a few-shot set
+that fits in 40 epochs stops there and a 330-clip set is not cut at a fixed epoch count while
+still learning. The validation pass runs on the epoch it stops at (the run's final epoch).
+
+These are GPU-scale defaults: on a 2-core CPU a full-width run takes hours (see
 ``bench/har.py``); quick CPU runs use a small ``width`` and fewer ``steps``.
 
 **What is recorded**: the *final* epoch's validation top-1 (the protocol's figure) and, for
@@ -43,11 +53,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from kinemic.errors import KinemicError
 from kinemic.har.config import HARTrainConfig, epoch_batches
 from kinemic.har.stgcn import STGCN, STGCNConfig
+from kinemic.progress import progress_bar
 
 __all__ = [
     "HARTrainConfig",
@@ -78,6 +88,18 @@ class TrainedClassifier:
     val_pred: np.ndarray | None = None  # (N_val,) final-epoch predictions
     seconds: float = 0.0  # training wall time, validation passes excluded
     samples_per_second: float = float("nan")
+
+    planned_epochs: int = 0  # the epochs the schedule was set for (epochs < this: fitted early)
+
+    @property
+    def fitted_early(self) -> bool:
+        """Whether the fitting rule stopped the run before its planned epochs."""
+        return self.epochs < self.planned_epochs
+
+    @property
+    def final_loss(self) -> float:
+        """The last epoch's mean training loss."""
+        return self.losses[-1] if self.losses else float("nan")
 
     @property
     def final_top1(self) -> float:
@@ -147,13 +169,12 @@ def train_classifier(
     batches = epoch_batches(len(x), config.batch_size, min_size=max(2, 2 * world))
     total = epochs * len(batches)
     evaluated = eval_epochs(epochs, config.evaluations)
-    result = TrainedClassifier(model=model, epochs=epochs, steps=total)
-    bar = tqdm(
+    result = TrainedClassifier(model=model, epochs=epochs, steps=total, planned_epochs=epochs)
+    bar = progress_bar(
         range(1, epochs + 1),
         desc="training ST-GCN",
         leave=False,
-        dynamic_ncols=True,
-        disable=not (config.progress and acc.is_main_process) or None,
+        enabled=config.progress and acc.is_main_process,
     )
     model.train()
     step, train_time = 0, 0.0
@@ -179,17 +200,23 @@ def train_classifier(
             step += 1
         result.losses.append(float(acc.reduce(loss_sum, reduction="mean")) / len(batches))
         train_time += time.perf_counter() - t0
-        if has_val and epoch in evaluated:  # without DDP's wrapper: no collective per batch
+        fitted = config.fit_loss is not None and result.losses[-1] <= config.fit_loss
+        last = epoch == epochs or fitted
+        if has_val and (epoch in evaluated or last):  # without DDP's wrapper: no collective
             pred = _predict(acc, acc.unwrap_model(model), val_x, config.eval_batch_size)
             top1 = float((pred == val_y).float().mean() * 100)
             result.history.append((epoch, top1))
-            if epoch == epochs:
+            if last:
                 result.val_pred = pred.numpy()
             bar.set_postfix(loss=f"{result.losses[-1]:.3f}", val=f"{top1:.1f}%", refresh=False)
+        if fitted:  # the same on every process: the loss is reduced over them
+            result.epochs, result.steps = epoch, step
+            break
+    bar.close()
     acc.wait_for_everyone()
     result.model = acc.unwrap_model(model, keep_fp32_wrapper=False).cpu().eval()
     result.seconds = train_time
-    result.samples_per_second = epochs * len(x) / max(train_time, 1e-9)
+    result.samples_per_second = result.epochs * len(x) / max(train_time, 1e-9)
     return result
 
 

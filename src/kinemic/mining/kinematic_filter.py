@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from kinemic.errors import KinemicError
 from kinemic.io.humanml3d import HumanML3DDataset
 from kinemic.mining.config import DEFAULT_WEIGHT  # the motion score's share of the key
+from kinemic.progress import progress_bar
 from kinemic.tmor.encoder import window_starts
 
 MIN_WINDOW = 16
@@ -114,7 +114,7 @@ def kinematic_scores(
             need[(int(i), int(lengths[c]))] = None
     joints_cache: dict[int, np.ndarray] = {}
     clips, owner, starts_of = [], [], {}
-    for i, w in tqdm(need, desc="cutting windows", disable=not progress or None, leave=False):
+    for i, w in progress_bar(need, desc="cutting windows", enabled=progress, leave=False):
         if i not in joints_cache:
             joints_cache[i] = read(i)
         j = joints_cache[i]

@@ -409,9 +409,9 @@ def attention_windows(
     default drawn uniformly, as training draws it, once per batch of ``batch_size`` windows
     (shuffled across classes)."""
     import torch
-    from tqdm import tqdm
 
     from kinemic.mining.windows import mine_windows
+    from kinemic.progress import progress_bar
     from kinemic.text import encoder_from_spec
 
     classes = [int(c) for c in model.classes]
@@ -443,7 +443,7 @@ def attention_windows(
     steps_of = [t if t is not None else int(rng.integers(diffusion_steps)) for _ in batches]
     generator = torch.Generator(device="cpu").manual_seed(seed)
     out = np.zeros((*soft.indices.shape, 2), dtype=np.int64)
-    bar = tqdm(batches, desc="mining windows", unit="batch", disable=not progress or None)
+    bar = progress_bar(batches, desc="mining windows", unit="batch", enabled=progress)
     for batch, step in zip(bar, steps_of, strict=True):
         clips = [model.normalizer.normalize(ds.features(ids[p])) for p in batch]
         rows = torch.tensor([len(x) for x in clips])  # (B,)

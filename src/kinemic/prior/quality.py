@@ -36,13 +36,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from kinemic.constants import FPS
 from kinemic.features import features_to_joints
 from kinemic.har.motion import local_speed
 from kinemic.har.tcn import TCNClassifier, train_tcn
 from kinemic.io.humanml3d import HumanML3DDataset
+from kinemic.progress import progress_bar
 from kinemic.skeleton import FOOT_LEFT, FOOT_RIGHT
 
 MAX_SPEED = 12.0  # m/s
@@ -293,7 +293,7 @@ def evaluate_prior(
         gen = torch.Generator().manual_seed(seed)
         hits: dict[str, list[bool]] = defaultdict(list)
         flags, clips, clip_names = [], [], []
-        for name in tqdm(names, desc=desc, unit="primitive", disable=not progress):
+        for name in progress_bar(names, desc=desc, unit="primitive", enabled=progress):
             captions = texts_of(name)
             if not captions:
                 continue

@@ -43,9 +43,11 @@ def accuracy_chart(
     final: Sequence[Interval],
     best: Sequence[Interval] | None = None,
     *,
+    chance: float | None = None,
     title: str = "top-1 on the validation clips (mean ± 95% CI)",
 ) -> bytes:
-    """Bars of the final-epoch top-1 per mode (and, lighter, the best-validation epoch)."""
+    """Bars of the final-epoch top-1 per mode (and, lighter, the best-validation epoch when
+    given); ``chance`` (%) draws a dashed line at chance level."""
     if len(final) != len(modes) or (best is not None and len(best) != len(modes)):
         raise ValueError("accuracy_chart: one interval per mode is needed")
     fig = Figure(figsize=(1.4 + 1.3 * len(modes), 3.6), dpi=100)
@@ -70,6 +72,12 @@ def accuracy_chart(
         )
         for p, m in zip(pos, mean, strict=True):
             ax.text(p, 1.0, f"{m:.1f}", ha="center", va="bottom", fontsize=8, color="white")
+    if chance is not None:
+        ax.axhline(chance, color="0.3", ls="--", lw=1, zorder=0)
+        ax.text(
+            x[-1] + 0.45, chance + 1.0, f"chance {chance:.1f}%", ha="right", va="bottom",
+            fontsize=8, color="0.3",
+        )  # fmt: skip
     ax.set_xticks(x, modes, rotation=15, ha="right")
     ax.set_ylabel("top-1 (%)")
     ax.set_ylim(0, 100)

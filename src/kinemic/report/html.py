@@ -42,6 +42,9 @@ figure { margin: 1em 0; } figcaption { font-size: 0.85em; color: #555; }
 img { max-width: 100%; }
 .gallery { display: flex; flex-wrap: wrap; gap: 1em; }
 .gallery figure { margin: 0; }
+.note { border-left: 5px solid #3b6fb6; background: #eef3fb; padding: 0.6em 1em; margin: 1em 0; }
+.note.warning { border-color: #c98a00; background: #fff6e0; }
+.note p { margin: 0.3em 0; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 """
 
@@ -54,6 +57,14 @@ class Heading:
 @dataclass(frozen=True)
 class Paragraph:
     text: str  # plain text; blank lines separate paragraphs
+
+
+@dataclass(frozen=True)
+class Note:
+    """A boxed paragraph read before anything else: the verdict, or a warning banner."""
+
+    text: str
+    kind: str = "verdict"  # "verdict" (blue) or "warning" (amber)
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,7 @@ class Gallery:
     """Groups of images shown side by side, e.g. (class, [real GIF, synthetic GIF])."""
 
     groups: Sequence[tuple[str, Sequence[Image]]]
+    notes: Sequence[str] = ()  # optional: one line of text per group, shown with its images
 
 
 @dataclass(frozen=True)
@@ -83,7 +95,7 @@ class Settings:
     title: str = "Run settings"
 
 
-Block = Heading | Paragraph | Table | Image | Gallery | Settings
+Block = Heading | Paragraph | Note | Table | Image | Gallery | Settings
 
 
 @dataclass
@@ -122,6 +134,8 @@ def to_markdown(report: Report) -> str:
             lines += [f"## {b.text}", ""]
         elif isinstance(b, Paragraph):
             lines += [b.text, ""]
+        elif isinstance(b, Note):
+            lines += [f"> {line}" if line else ">" for line in b.text.split("\n")] + [""]
         elif isinstance(b, Table):
             lines.append("| " + " | ".join(_md_cell(h) for h in b.header) + " |")
             lines.append(
@@ -133,9 +147,10 @@ def to_markdown(report: Report) -> str:
             lines += [f"![{b.caption}]({ASSETS}/{b.name})", ""]
             lines += [f"*{b.caption}*", ""] if b.caption else []
         elif isinstance(b, Gallery):
-            for title, images in b.groups:
+            notes = list(b.notes) or [""] * len(b.groups)
+            for (title, images), note in zip(b.groups, notes, strict=True):
                 cells = " ".join(f"![{im.caption}]({ASSETS}/{im.name})" for im in images)
-                lines += [f"**{title}**", "", cells, ""]
+                lines += [f"**{title}**", "", cells, ""] + ([note, ""] if note else [])
         elif isinstance(b, Settings):
             lines += [f"## {b.title}", "", "```json", _json(b.values), "```", ""]
     return "\n".join(lines)
@@ -182,6 +197,9 @@ def to_html(report: Report) -> str:
             parts.append(f"<h2>{esc(b.text)}</h2>")
         elif isinstance(b, Paragraph):
             parts += [f"<p>{esc(p.strip())}</p>" for p in b.text.split("\n\n") if p.strip()]
+        elif isinstance(b, Note):
+            paras = "".join(f"<p>{esc(p.strip())}</p>" for p in b.text.split("\n\n") if p.strip())
+            parts.append(f'<div class="note {esc(b.kind)}">{paras}</div>')
         elif isinstance(b, Table):
             head = "".join(f"<th>{esc(str(h))}</th>" for h in b.header)
             body = "".join("<tr>" + "".join(_cell(str(c)) for c in row) + "</tr>" for row in b.rows)
@@ -190,10 +208,11 @@ def to_html(report: Report) -> str:
         elif isinstance(b, Image):
             parts.append(_figure(b))
         elif isinstance(b, Gallery):
-            for title, images in b.groups:
+            notes = list(b.notes) or [""] * len(b.groups)
+            for (title, images), note in zip(b.groups, notes, strict=True):
                 parts.append(f'<h3>{esc(title)}</h3><div class="gallery">')
                 parts += [_figure(im) for im in images]
-                parts.append("</div>")
+                parts.append("</div>" + (f"<p>{esc(note)}</p>" if note else ""))
         elif isinstance(b, Settings):
             parts.append(f"<h2>{esc(b.title)}</h2><pre>{esc(_json(b.values))}</pre>")
     parts.append("</body></html>")

@@ -142,11 +142,11 @@ def encode_all(
     """Embeddings (N, dim) float32 on the CPU of every text, row i for ``texts[i]``, sent to
     ``encoder`` ``chunk`` texts at a time under a progress bar (``desc``; none without
     ``progress``). No texts give (0, dim)."""
-    from tqdm.auto import tqdm
+    from kinemic.progress import progress_bar
 
     if chunk < 1:
         raise KinemicError(f"chunk must be >= 1, found {chunk}")
     out = [torch.zeros(0, encoder.dim)]
-    for a in tqdm(range(0, len(texts), chunk), desc=desc, disable=not progress or None):
+    for a in progress_bar(range(0, len(texts), chunk), desc=desc, enabled=progress):
         out.append(encoder.encode(list(texts[a : a + chunk])).detach().float().cpu())
     return torch.cat(out)

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from kinemic.errors import KinemicError
 from kinemic.files import (
@@ -35,6 +34,7 @@ from kinemic.files import (
     write_bytes,
     write_text,
 )
+from kinemic.progress import progress_bar
 from kinemic.tmor.data import pad_joints
 from kinemic.tmor.inputs import motion_input
 from kinemic.tmor.model import TMOR, TMORConfig
@@ -151,7 +151,7 @@ class TMOREncoder:
         out = torch.zeros(len(clips), self.embed_dim)
         per_frame: list[torch.Tensor] = [torch.zeros(0)] * len(clips)
         starts = range(0, len(order), batch_size)
-        for a in tqdm(starts, desc=desc, disable=not progress or None, leave=False):
+        for a in progress_bar(starts, desc=desc, enabled=progress, leave=False):
             idx = order[a : a + batch_size]
             joints, mask = pad_joints([clips[i] for i in idx])
             joints, mask = joints.to(self.device), mask.to(self.device)
