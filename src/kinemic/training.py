@@ -50,6 +50,7 @@ import os
 import random
 import re
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,10 +59,10 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from kinemic.errors import KinemicError
 from kinemic.files import LATEST, TRAINER_FILE, resolve_checkpoint, write_text
+from kinemic.progress import log_style, progress_bar
 
 STATE_DIR = "state"
 #: ``trainer.json``'s manifest of ``state/`` names this format.
@@ -557,13 +558,13 @@ def train(
     result = TrainResult(run=out, checkpoint=ckpt if ckpt is not None else out, step=start)
     result.losses = [(int(a), float(b)) for a, b in history if a <= start]
     result.terms = [(int(a), dict(b)) for a, b in terms_history if a <= start]
-    bar = tqdm(
+    shown = config.progress and acc.is_main_process
+    bar = progress_bar(
         total=config.steps,
         initial=start,
         desc=config.progress_desc,
-        dynamic_ncols=True,
         position=config.progress_position,
-        disable=not (config.progress and acc.is_main_process) or None,
+        enabled=shown,
     )
     model.train()
     loss_sum = torch.zeros((), device=acc.device)
@@ -639,6 +640,13 @@ def train(
                 acc, out, task, model, optimizer, ema, done, meta, config.keep_checkpoints
             )
             saving += time.perf_counter() - t0
+            if shown and log_style():  # a log gets a line per checkpoint
+                print(
+                    f"{config.progress_desc}: step {done}/{config.steps}, checkpoint "
+                    f"{result.checkpoint}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     bar.close()
     acc.end_training()
     result.step = max(start, config.steps)
