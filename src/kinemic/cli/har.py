@@ -41,6 +41,14 @@ def add_training(p: argparse.ArgumentParser) -> None:
         "--max-epochs", type=int, default=train.max_epochs, help=f"most epochs ({train.max_epochs})"
     )
     g.add_argument("--epochs", type=int, help="a fixed number of epochs instead of --train-steps")
+    g.add_argument(
+        "--fit-loss",
+        type=float,
+        default=train.fit_loss,
+        help="the fitting rule: stop a run at the first epoch whose mean training loss is at "
+        "most this (0.05: the true class gets ~95%% probability); the epochs above are then "
+        "the most it trains. Reads no validation clip (default: off, every planned epoch)",
+    )
     g.add_argument("--batch-size", type=int, default=train.batch_size, help=f"({train.batch_size})")
     g.add_argument("--lr", type=float, default=train.lr, help=f"SGD learning rate ({train.lr:g})")
     g.add_argument(
@@ -67,6 +75,7 @@ def _train_config(args: argparse.Namespace, **extra) -> HARTrainConfig:
         steps=args.train_steps,
         min_epochs=args.min_epochs,
         max_epochs=args.max_epochs,
+        fit_loss=args.fit_loss,
         batch_size=args.batch_size,
         lr=args.lr,
         mixed_precision="bf16" if args.bf16 else "no",
