@@ -219,6 +219,23 @@ def test_out_onto_a_file(tmp_path, capsys):
     assert_refused(capsys, file, "import-mdm", checkpoint, "--mean-std", tmp_path, "--out", file)
 
 
+def test_make_folder_names_the_file_in_the_way(tmp_path):
+    """The shared check every output folder goes through (atomic writes, training runs,
+    priors, samples)."""
+    from kinemic.files import make_folder, write_text
+
+    file = tmp_path / "taken"
+    file.write_text("")
+    for out in (file, file / "run", file / "run" / "checkpoints"):
+        with pytest.raises(KinemicError, match=f"{file} is a file, not a folder"):
+            make_folder(out)
+    with pytest.raises(KinemicError, match=f"{file} is a file, not a folder"):
+        write_text(file / "info.json", "{}")
+    with pytest.raises(KinemicError, match="is a folder; expected the name of a file"):
+        write_text(tmp_path, "{}")
+    assert make_folder(tmp_path / "a" / "b").is_dir()
+
+
 def test_validate_json_into_a_missing_folder_a_folder_and_below_a_file(tmp_path, capsys):
     from kinemic.io.humanml3d import write_clip, write_split
 

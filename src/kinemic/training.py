@@ -61,7 +61,7 @@ import torch
 from torch import nn
 
 from kinemic.errors import KinemicError
-from kinemic.files import LATEST, TRAINER_FILE, resolve_checkpoint, write_text
+from kinemic.files import LATEST, TRAINER_FILE, make_folder, resolve_checkpoint, write_text
 from kinemic.progress import log_style, progress_bar
 
 STATE_DIR = "state"
@@ -552,7 +552,7 @@ def train(
         "device": str(acc.device),
     }
     if acc.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
+        make_folder(out)  # an --out that is a file is an error naming it
     scalars = {k: v for k, v in (hparams or {}).items() if isinstance(v, (bool, int, float, str))}
     acc.init_trackers("logs", config=scalars)
     result = TrainResult(run=out, checkpoint=ckpt if ckpt is not None else out, step=start)
