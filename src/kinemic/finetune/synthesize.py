@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from kinemic.errors import KinemicError
 from kinemic.files import write_text
+from kinemic.progress import progress_bar
 
 __all__ = ["matches", "plan_samples", "synth_id", "synthesize"]
 
@@ -136,7 +136,9 @@ def synthesize(
     generator = torch.Generator(device="cpu").manual_seed(seed)
     F = gen.denoiser.config.feature_dim
     try:
-        bar = tqdm(total=len(plan), desc="synthesizing", unit="clip", disable=not progress or None)
+        bar = progress_bar(
+            total=len(plan), desc="synthesizing", unit="clip", enabled=progress, every_unit=True
+        )
         for a in range(0, len(order), batch_size):
             chunk = order[a : a + batch_size]
             lengths = torch.tensor([plan[i][1] for i in chunk])
