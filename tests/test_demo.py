@@ -107,19 +107,19 @@ def test_demo_help_explains_the_quick_mode(capsys):
     assert "--quick" in text and "report.html" in text
 
 
-def test_fitted_har_trains_every_classifier_to_the_calibration_rule(monkeypatch, capsys):
+def test_default_demo_trains_every_classifier_until_fitted(monkeypatch, capsys):
     import kinemic.demo
     from kinemic.demo import DemoConfig, _protocol
 
-    fitted = _protocol(DemoConfig.fitted()).train
-    assert (fitted.steps, fitted.min_epochs) == (480, 60)
     default = _protocol(DemoConfig()).train
-    assert (default.steps, default.min_epochs) == (160, 3)
-    assert _protocol(DemoConfig.fitted(seeds=3)).seeds == 3  # other settings still apply
+    assert (default.steps, default.min_epochs, default.fit_loss) == (480, 60, 0.05)
+    quick = _protocol(DemoConfig.quick()).train
+    assert (quick.epochs, quick.fit_loss) == (8, None)  # the smoke test: fixed epochs
+    assert DemoConfig.quick().smoke_test and not DemoConfig().smoke_test
+    assert _protocol(DemoConfig(seeds=3)).seeds == 3
 
     seen = {}
     monkeypatch.setattr(kinemic.demo, "run_demo", lambda config, **kw: seen.setdefault("c", config))
-    assert main(["demo", "--fitted-har", "--out", "x"]) == 0
-    assert (seen["c"].har_steps, seen["c"].har_min_epochs) == (480, 60)
-    assert main(["demo", "--quick", "--fitted-har"]) == 2
-    assert "--quick or --fitted-har" in capsys.readouterr().err
+    assert main(["demo", "--fitted-har", "--out", "x"]) == 0  # the old flag: a no-op now
+    assert seen["c"].har_fit_loss == 0.05
+    assert "default now" in capsys.readouterr().out

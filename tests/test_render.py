@@ -257,3 +257,25 @@ def test_real_features_match_real_joints(humanml3d_fixture):
     joints = load_motion(humanml3d_fixture / "new_joints" / "012314.npy")
     assert from_features.shape == joints.shape
     np.testing.assert_allclose(from_features, joints, atol=1e-4)
+
+
+def test_a_following_camera_keeps_a_far_traveller_large(tmp_path):
+    """A clip that travels 40 m: a fixed camera frames the whole path and the body shrinks to a
+    few pixels; one that follows the root draws it as large as a body standing still, in the
+    middle of the panel in every frame."""
+    far = walk(20, step=2.0)  # 40 m along +Z
+    kwargs = {"elev": 10.0, "azim": 0.0, **SMALL}  # seen from the side: it crosses the panel
+    fixed = gif_frames(render_clips([far], tmp_path / "fixed.gif", **kwargs))
+    follow = gif_frames(render_clips([far], tmp_path / "follow.gif", follow=True, **kwargs))
+    still = gif_frames(render_clips([walk(20, step=0.0)], tmp_path / "still.gif", **kwargs))
+
+    def body(frame):
+        return colour_mask(frame, LEFT_COLOR) | colour_mask(frame, RIGHT_COLOR)
+
+    assert body(fixed[-1]).sum() * 5 < body(follow[-1]).sum()
+    assert (
+        abs(int(body(follow[-1]).sum()) - int(body(still[-1]).sum())) < 0.2 * body(still[-1]).sum()
+    )
+    cols = [np.nonzero(body(f))[1].mean() for f in follow]
+    assert np.ptp(cols) < 3  # the body stays put on screen while it travels
+    assert np.ptp([np.nonzero(body(f))[1].mean() for f in fixed]) > 30  # (a fixed camera: not)

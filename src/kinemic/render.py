@@ -123,6 +123,7 @@ def render_clips(
     panel_size: float = 4.0,
     floor: float | None = 0.0,
     sheet_frames: int = 6,
+    follow: bool = False,
 ) -> Path:
     """Render clips side by side as ``.gif``, ``.mp4`` (needs ffmpeg) or a ``.png`` contact sheet.
 
@@ -136,6 +137,9 @@ def render_clips(
     - ``panel_size``: width of a panel in inches (``panel_size * dpi`` pixels).
     - ``floor``: height of the floor plane; ``None`` puts it under each clip's lowest joint.
     - ``sheet_frames``: frames per clip (evenly spaced) on a ``.png`` contact sheet.
+    - ``follow``: the camera follows each body (centred on its root every frame) and the floor
+      grid slides under it, so a clip that travels far keeps its figure large; the panel then
+      only needs to hold the body, not its whole path.
 
     The output is written to a temp file beside ``out`` and renamed, so an interrupted render
     never leaves a partial file. Returns ``out`` as a ``Path``; also ``kinemic.render_clips``.
@@ -172,8 +176,8 @@ def render_clips(
             for i, c in enumerate(clips)
         ]
     floors = [float(m[..., 1].min()) if floor is None else float(floor) for m in motions]
-    size = _shared_size(motions, floors)
-    camera = {"elev": elev, "azim": azim}
+    size = _shared_size([_root_relative(m) if follow else m for m in motions], floors)
+    camera = {"elev": elev, "azim": azim, "follow": follow}
 
     if suffix == ".png":
         return _write_sheet(
@@ -206,6 +210,14 @@ def render_clips(
 def _to_plot(points: np.ndarray) -> np.ndarray:
     """Data (..., 3) Y-up -> plot (..., 3) Z-up: (x, y, z) -> (x, -z, y), a proper rotation."""
     return np.stack([points[..., 0], -points[..., 2], points[..., 1]], axis=-1)
+
+
+def _root_relative(joints: np.ndarray) -> np.ndarray:
+    """Joints (T, 22, 3) with the root's horizontal position (data X, Z) of each frame
+    subtracted: the body as a camera that follows it sees it."""
+    out = joints.copy()
+    out[..., [0, 2]] -= joints[:, :1, [0, 2]]
+    return out
 
 
 def _shared_size(motions: list[np.ndarray], floors: list[float]) -> np.ndarray:
@@ -256,12 +268,18 @@ class _ClipView:
         *,
         elev: float,
         azim: float,
+        follow: bool = False,
     ) -> None:
         self.ax = ax
         self.points = _to_plot(joints)  # (T, 22, 3)
         self.floor = floor
-        p = self.points.reshape(-1, 3)
+        self.follow = follow
+        # follow: each frame is drawn relative to its root's horizontal position
+        self.offsets = self.points[:, 0, :2].copy() if follow else np.zeros((len(joints), 2))
+        p = (self.points - np.pad(self.offsets, ((0, 0), (0, 1)))[:, None]).reshape(-1, 3)
         center = (p.min(axis=0) + p.max(axis=0)) / 2
+        if follow:
+            center[:2] = 0.0  # the root stays in the middle of the panel
         lo = center - size / 2
         lo[2] = min(floor, p[:, 2].min()) - 0.05
         hi = lo + size
@@ -279,16 +297,14 @@ class _ClipView:
         plane.set_facecolor((0.85, 0.85, 0.85, 0.6))
         plane.set_edgecolor((0.6, 0.6, 0.6, 1.0))
         ax.add_collection3d(plane)
-        step = _grid_step(float(size[:2].max()))
-        segments = []
-        for x in np.arange(np.ceil(lo[0] / step) * step, hi[0], step):
-            segments.append([(x, lo[1], floor), (x, hi[1], floor)])
-        for y in np.arange(np.ceil(lo[1] / step) * step, hi[1], step):
-            segments.append([(lo[0], y, floor), (hi[0], y, floor)])
-        ax.add_collection3d(Line3DCollection(segments, colors="white", linewidths=0.8, zorder=1))
+        self.lo, self.hi = lo, hi
+        self.step = _grid_step(float(size[:2].max()))
+        self.grid = Line3DCollection(self._grid(0), colors="white", linewidths=0.8, zorder=1)
+        ax.add_collection3d(self.grid)
 
         root = self.points[:, 0]
-        ax.plot(root[:, 0], root[:, 1], np.full(len(root), floor), color="0.6", lw=1, zorder=2)
+        if not follow:  # the whole path, drawn once (a moving camera draws it frame by frame)
+            ax.plot(root[:, 0], root[:, 1], np.full(len(root), floor), color="0.6", lw=1, zorder=2)
         (self.path,) = ax.plot([], [], [], color="black", lw=1.5, zorder=2)
         self.bones = []
         for chain in SMPL22.chains:
@@ -297,18 +313,37 @@ class _ClipView:
             self.bones.append((line, list(chain)))
         self.counter = ax.text2D(0.03, 0.03, "", transform=ax.transAxes, fontsize=9, color="0.2")
 
+    def _grid(self, i: int) -> list:
+        """Floor grid lines on the world's multiples of ``step``, as seen from frame ``i``."""
+        lo, hi, step, floor = self.lo, self.hi, self.step, self.floor
+        ox, oy = self.offsets[i]
+        segments = []
+        for x in np.arange(np.ceil((lo[0] + ox) / step) * step, hi[0] + ox, step) - ox:
+            segments.append([(x, lo[1], floor), (x, hi[1], floor)])
+        for y in np.arange(np.ceil((lo[1] + oy) / step) * step, hi[1] + oy, step) - oy:
+            segments.append([(lo[0], y, floor), (hi[0], y, floor)])
+        return segments
+
     def moving(self) -> list:
         """The artists that change from frame to frame."""
-        return [self.path, *(line for line, _ in self.bones), self.counter]
+        grid = [self.grid] if self.follow else []  # first: under the body
+        return [*grid, self.path, *(line for line, _ in self.bones), self.counter]
 
     def show(self, t: int) -> None:
         """Pose of frame ``t``; past the clip's end it holds the last frame."""
         n = len(self.points)
         i = min(t, n - 1)
-        pose = self.points[i]
+        ox, oy = self.offsets[i]
+        pose = self.points[i] - (ox, oy, 0.0)
         for line, chain in self.bones:
             line.set_data_3d(pose[chain, 0], pose[chain, 1], pose[chain, 2])
-        root = self.points[: i + 1, 0]
+        root = self.points[: i + 1, 0, :2] - (ox, oy)
+        if self.follow:  # the path so far, where it is still inside the panel
+            self.grid.set_segments(self._grid(i))
+            if self.ax.M is not None:  # blitting draws it without the axes' projection pass
+                self.grid.do_3d_projection()
+            inside = ((root >= self.lo[:2]) & (root <= self.hi[:2])).all(axis=1)
+            root = np.where(inside[:, None], root, np.nan)
         self.path.set_data_3d(root[:, 0], root[:, 1], np.full(len(root), self.floor))
         self.counter.set_text(f"frame {i + 1}/{n}")
 
@@ -457,7 +492,8 @@ def _write_sheet(
         raise KinemicError(f"render_clips: sheet_frames must be at least 1, got {sheet_frames}")
     rows, cols = len(motions), sheet_frames
     width = panel_size * 0.75
-    height = width * float(np.clip(_panel_aspect(size, **camera), 0.4, 1.5)) + 0.3
+    aspect = _panel_aspect(size, camera["elev"], camera["azim"])
+    height = width * float(np.clip(aspect, 0.4, 1.5)) + 0.3
     fig = Figure(figsize=(width * cols, height * rows), dpi=dpi)
     FigureCanvasAgg(fig)
     fig.subplots_adjust(left=0, right=1, bottom=0, top=1, wspace=0, hspace=0)

@@ -7,7 +7,6 @@ import argparse
 import json
 from pathlib import Path
 
-from kinemic.errors import KinemicError
 from kinemic.files import write_text
 from kinemic.finetune.config import METHODS, FinetuneConfig, LoraSettings
 from kinemic.mining.config import DEFAULT_K, DEFAULT_WEIGHT, FILTERS, FilterConfig
@@ -326,9 +325,8 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
             "reuses finished stages and resumes an interrupted fine-tune."
         ),
         epilog="""examples:
-  kinemic demo                          # default world, 5 seeds (11–14 minutes on 2 cores)
-  kinemic demo --quick                  # tiny world, 2 seeds, few steps (about 3 minutes)
-  kinemic demo --fitted-har             # then: the same runs, HAR fitted (~46 min more)
+  kinemic demo                          # default world, 5 seeds, fitted classifiers
+  kinemic demo --quick                  # smoke test: tiny world, 2 seeds (about 3 minutes)
   kinemic demo --out runs/demo --json runs/demo.json --seeds 10""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -350,9 +348,8 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fitted-har",
         action="store_true",
-        help="train every HAR classifier until fitted, as the world's calibration does (480 "
-        "steps, at least 60 epochs; the default 160 steps leave the 330-clip modes at 8 "
-        "epochs). Reuses the fine-tunes and synthetic sets of an earlier run in OUT",
+        help="no longer needed: every HAR classifier is now trained until fitted by default "
+        "(accepted for one release, changes nothing)",
     )
     p.add_argument("--no-gifs", action="store_true", help="leave the clip GIFs out of the report")
     p.add_argument("--fresh", action="store_true", help="delete OUT first instead of reusing it")
@@ -374,9 +371,8 @@ def run_demo(args: argparse.Namespace) -> int:
     }
     if args.no_gifs:
         overrides["gifs"] = False
-    if args.quick and args.fitted_har:
-        raise KinemicError("kinemic demo: choose --quick or --fitted-har, not both")
-    make = DemoConfig.quick if args.quick else DemoConfig.fitted if args.fitted_har else DemoConfig
-    config = make(**overrides)
+    if args.fitted_har:
+        print("kinemic demo: --fitted-har is the default now; the flag changes nothing")
+    config = (DemoConfig.quick if args.quick else DemoConfig)(**overrides)
     run_demo(config, out=args.out, json_path=args.json, fresh=args.fresh)
     return 0
