@@ -193,6 +193,7 @@ def run_protocol(
             if found is not None:
                 runs[w] = found
                 todo.remove(w)
+                bar.set_postfix_str(f"{w[0]} seed {w[1]}: trained by another process")
                 bar.update(1)
             elif runs_dir is None or claim_run(runs_dir, *w, reclaim=reclaim):
                 todo.remove(w)
