@@ -4,12 +4,14 @@ demo's wall time per stage.
 Prints a table and appends it to bench/results.md. Run: ``python bench/har.py`` (``--widths
 1 0.25 0.125``, ``--threads N`` (default 1: on a machine shared with other jobs one thread per
 process measures more stably, and the protocol's ``--jobs`` runs one process per core),
-``--cuda`` to use a GPU when one is visible, ``--no-append`` to only print).
+``--frames 100 50`` (one row per frame count: the protocol's 100 and the demo's 50, before and
+after issue 23, in the same run), ``--cuda`` to use a GPU when one is visible, ``--no-append``
+to only print).
 ``--demo-json out/demo/demo.json`` (what ``kinemic demo`` wrote) adds the demo's stage times,
 with what its second process did meanwhile; ``--widths`` with no value skips the throughput.
 
 Each row builds the protocol's classifier (``kinemic.har.stgcn.STGCN`` on SMPL-22, spatial
-partitioning, 100 frames, 3 classes) and times, after one untimed warm-up step each,
+partitioning, 3 classes) and times, after one untimed warm-up step each,
 ``--steps`` SGD steps (Nesterov, batch 16, forward + cross-entropy + backward + update: what
 ``kinemic.har.train`` does per batch) and ``--steps`` inference batches of 64 (what validation
 and the evaluator's features do). ``samples/s`` = clips per second.
@@ -74,7 +76,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", type=float, nargs="*", default=[1.0, 0.25, 0.125])
     parser.add_argument("--steps", type=int, default=3, help="timed steps per row (3)")
-    parser.add_argument("--frames", type=int, default=100, help="frames per clip (100)")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        nargs="+",
+        default=[100, 50],
+        help="frames per clip, one row each (100: the protocol's; 50: the demo's since issue 23)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")
     parser.add_argument("--cuda", action="store_true", help="use the GPU when one is visible")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
@@ -103,7 +111,8 @@ def demo_stages(path: Path) -> str:
         "",
         f"{path}: {s['scale']} world, split {s['split']}, {s['finetune_steps']} fine-tuning "
         f"steps, {s['seeds']} seeds × {len(figures['accuracy'])} modes, ST-GCN width "
-        f"{s['har_width']} for {s['har_steps']} steps, {s['jobs']} jobs",
+        f"{s['har_width']}, {s.get('har_frames', 100)} frames, at most {s['har_steps']} steps "
+        f"/ {s.get('har_min_epochs')} epochs, fit loss {s.get('har_fit_loss')}, {s['jobs']} jobs",
         "",
         "| stage | wall time (s) |",
         "|---|---:|",
@@ -135,22 +144,25 @@ def throughput(args: argparse.Namespace) -> str:
     load = os.getloadavg()[0]
     rows = []
     for width in args.widths:
-        params, train, evaluation = measure(
-            width, steps=args.steps, frames=args.frames, device=device, bf16=args.bf16
-        )
-        rows.append(f"| {width:g} | {params / 1e6:.2f} M | {train:.1f} | {evaluation:.1f} |")
-        print(rows[-1], flush=True)
+        for frames in args.frames:
+            params, train, evaluation = measure(
+                width, steps=args.steps, frames=frames, device=device, bf16=args.bf16
+            )
+            rows.append(
+                f"| {width:g} | {frames} | {params / 1e6:.2f} M | {train:.1f} | {evaluation:.1f} |"
+            )
+            print(rows[-1], flush=True)
     where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {args.threads} thread(s)"
     lines = [
         heading("ST-GCN throughput"),
         "",
-        f"{where}, {'bf16' if args.bf16 else 'fp32'}; SMPL-22, {args.frames} frames, 3 classes; "
+        f"{where}, {'bf16' if args.bf16 else 'fp32'}; SMPL-22, 3 classes; "
         f"training = SGD steps of batch 16, evaluation = inference batches of 64; "
         f"{args.steps} timed steps per row after one warm-up; load average at the start "
         f"{load:.1f} (other jobs share this machine)",
         "",
-        "| width | parameters | train samples/s | eval samples/s |",
-        "|---:|---:|---:|---:|",
+        "| width | frames | parameters | train samples/s | eval samples/s |",
+        "|---:|---:|---:|---:|---:|",
         *rows,
     ]
     return "\n".join(lines) + "\n\n"

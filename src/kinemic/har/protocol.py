@@ -117,6 +117,7 @@ def _run_one(mode: str, seed: int, payload: dict[str, Any] | None = None) -> dic
         "train_clips": len(x),
         "epochs": res.epochs,
         "planned_epochs": res.planned_epochs,
+        "fitted_epoch": res.fitted_epoch,
         "steps": res.steps,
         "final_loss": res.final_loss,
         "final_top1": res.final_top1,
