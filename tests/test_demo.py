@@ -13,15 +13,20 @@ from .browser import chromium
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
+    import contextlib
+    import io
+
     out = tmp_path_factory.mktemp("demo") / "out"
     figures = out.parent / "figures.json"
-    assert main(["demo", "--quick", "--out", str(out), "--json", str(figures)]) == 0
-    return out, json.loads(figures.read_text())
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["demo", "--quick", "--out", str(out), "--json", str(figures)]) == 0
+    return out, json.loads(figures.read_text()), printed.getvalue()
 
 
 @pytest.mark.slow  # the whole pipeline on the tiny world: ~3 minutes on the 2-core machine
 def test_quick_demo_writes_figures_and_report(quick_demo):
-    out, figures = quick_demo
+    out, figures, printed = quick_demo
     assert figures == json.loads((out / "demo.json").read_text())
     assert list(figures["accuracy"]) == list(MODES)
     for mode in MODES:
@@ -56,11 +61,18 @@ def test_quick_demo_writes_figures_and_report(quick_demo):
     assert "How much the clips move" in md
     assert (out / "assets" / "accuracy.png").is_file()
     assert len(list((out / "assets").glob("*.gif"))) == len(figures["classes"])
+    # the report reads itself: the smoke-test banner, then the verdict computed from the figures
+    assert md.index("> Smoke test (--quick)") < md.index("> " + figures["verdict"][0][:40])
+    assert "| training clips | epochs | final training loss |" in md
+    assert '"timing_s"' in md and '"fine-tuning"' in md  # stage timings in the settings
+    last = printed.strip().splitlines()[-1]
+    assert last.startswith("kinemic demo: done in ") and "Smoke test" in last
+    assert last.endswith(str(out / "report.html"))
 
 
 @pytest.mark.slow
 def test_quick_demo_report_renders_in_chromium(quick_demo, tmp_path):
-    out, figures = quick_demo
+    out, figures, _ = quick_demo
     with chromium() as browser:
         browser.get((out / "report.html").as_uri())
         broken = browser.execute_script(

@@ -68,10 +68,14 @@ def test_pretrain_writes_a_self_describing_run(run: Path, corpus: Path) -> None:
         "model_raw.safetensors",
         "normalizer.npz",
         "trainer.json",
-        "state/optimizer.bin",
-        "state/random_states_0.pkl",
+        "state/model.safetensors",
+        "state/ema.safetensors",
+        "state/optimizer.safetensors",
+        "state/optimizer.json",
+        "state/rng-0.json",
     ):
         assert (ckpt / name).is_file(), name
+    assert not list((ckpt / "state").glob("*.pkl"))  # resume reads no pickle
     assert (run / "checkpoints" / "step-00000005").is_dir()
     config = json.loads((ckpt / "config.json").read_text())
     assert config["denoiser"]["latent_dim"] == 32 and config["denoiser"]["text_dim"] == 64

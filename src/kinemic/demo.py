@@ -127,6 +127,11 @@ def run_demo(
         f"{config.split}) with the shipped prior: mine → fine-tune (mdm-ft, kinemic) → "
         f"synthesise → evaluate {len(MODES)} modes × {config.seeds} seeds → report in {out}"
     )
+    if config.smoke_test:
+        print(
+            "   --quick is a smoke test: a tiny world and a few steps show that every stage runs; "
+            "its numbers say nothing about the method (run without --quick for that)"
+        )
     timing: dict[str, Any] = {}
     started = time.perf_counter()
     world = out / "world"
@@ -172,6 +177,8 @@ def _summary_line(figures: dict[str, Any], seconds: float, page: Path) -> str:
     """The run's last line: time, the headline of the verdict, the report's path."""
     minutes, secs = divmod(round(seconds), 60)
     head = figures.get("verdict", [""])[0]
+    if figures["settings"].get("smoke_test"):
+        head = "Smoke test (--quick): the numbers mean nothing."
     return f"kinemic demo: done in {minutes}:{secs:02d}. {head} Report: {page}"
 
 
