@@ -83,6 +83,24 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(payload: dict[str, Any]) -> None:
     _WORKER.clear()
     _WORKER.update(payload)
+    _exit_with_parent()
+
+
+def _exit_with_parent(every: float = 2.0) -> None:
+    """End this worker process when the process that started it is gone. A killed evaluation
+    (or demo) would otherwise leave its workers training their current run, minutes long, on
+    cores that nothing will read from again."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent:  # re-parented: the parent died
+                os._exit(1)
+
+    threading.Thread(target=watch, name="kinemic-parent-watch", daemon=True).start()
 
 
 def _run_one(mode: str, seed: int, payload: dict[str, Any] | None = None) -> dict[str, Any]:
