@@ -119,19 +119,24 @@ def test_demo_help_explains_the_quick_mode(capsys):
     assert "--quick" in text and "report.html" in text
 
 
-def test_default_demo_trains_every_classifier_until_fitted(monkeypatch, capsys):
+def test_fitted_har_trains_every_classifier_until_fitted(monkeypatch, capsys):
     import kinemic.demo
     from kinemic.demo import DemoConfig, _protocol
 
-    default = _protocol(DemoConfig()).train
-    assert (default.steps, default.min_epochs, default.fit_loss) == (480, 60, 0.05)
+    fitted = _protocol(DemoConfig.fitted())
+    assert (fitted.train.steps, fitted.train.min_epochs, fitted.train.fit_loss) == (480, 60, 0.05)
+    assert fitted.frames == 50
+    default = _protocol(DemoConfig())
+    assert (default.train.steps, default.train.min_epochs, default.train.fit_loss) == (160, 3, None)
+    assert default.frames == 100
     quick = _protocol(DemoConfig.quick()).train
     assert (quick.epochs, quick.fit_loss) == (8, None)  # the smoke test: fixed epochs
     assert DemoConfig.quick().smoke_test and not DemoConfig().smoke_test
-    assert _protocol(DemoConfig(seeds=3)).seeds == 3
+    assert _protocol(DemoConfig.fitted(seeds=3)).seeds == 3  # other settings still apply
 
     seen = {}
     monkeypatch.setattr(kinemic.demo, "run_demo", lambda config, **kw: seen.setdefault("c", config))
-    assert main(["demo", "--fitted-har", "--out", "x"]) == 0  # the old flag: a no-op now
-    assert seen["c"].har_fit_loss == 0.05
-    assert "default now" in capsys.readouterr().out
+    assert main(["demo", "--fitted-har", "--out", "x"]) == 0
+    assert (seen["c"].har_steps, seen["c"].har_fit_loss) == (480, 0.05)
+    assert main(["demo", "--quick", "--fitted-har"]) == 2
+    assert "--quick or --fitted-har" in capsys.readouterr().err

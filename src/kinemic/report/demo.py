@@ -145,22 +145,29 @@ def build_report(
 
 def _har_cuts(config: dict[str, Any]) -> str:
     """What the demo's HAR training does differently from the protocol on a GPU, in words."""
-    width = config.get("har_width", 1.0)
-    parts = [
-        f" To fit a laptop CPU, the classifier is {width:g}× the published width, clips are "
-        f"resampled to {config.get('har_frames', 100)} frames (the protocol's 100 would "
-        "upsample every clip of this world)"
-    ]
+    frames = config.get("har_frames", 100)
+    text = f" To fit a laptop CPU, the classifier is {config.get('har_width', 1.0):g}× the "
+    text += "published width"
+    if frames != 100:
+        text += (
+            f", clips are resampled to {frames} frames (the protocol's 100 would upsample "
+            "every clip of this world)"
+        )
     if config.get("har_epochs"):
-        parts.append(f", and each one trains a fixed {config['har_epochs']} epochs")
-    elif config.get("har_fit_loss"):
-        parts.append(
+        return text + f", and each one trains a fixed {config['har_epochs']} epochs."
+    if config.get("har_fit_loss"):
+        return text + (
             ", and each one trains until fitted: to the first epoch with a mean training loss "
             f"≤ {config['har_fit_loss']}, then as many epochs again with the learning rate "
             f"annealed to 0 (at most {config.get('har_steps')} steps or "
-            f"{config.get('har_min_epochs')} epochs, whichever is more)"
+            f"{config.get('har_min_epochs')} epochs, whichever is more)."
         )
-    return "".join(parts) + "."
+    return text + (
+        f", and each one trains {config.get('har_steps')} optimiser steps (at least "
+        f"{config.get('har_min_epochs')} epochs), which leaves the large training sets "
+        "unfitted: see the epochs and final training loss below (`kinemic demo --fitted-har` "
+        "trains every classifier until fitted)."
+    )
 
 
 def _motion_blocks(motion: dict[str, Any]) -> list:
