@@ -18,7 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from kinemic.errors import KinemicError
-from kinemic.training import _manifest, train
+from kinemic.train_state import manifest
+from kinemic.training import train
 from test_training import ToyTask, _cfg, _toy_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -57,7 +58,7 @@ def _remanifest(run: Path) -> None:
     """Make trainer.json's manifest agree with state/ (as a consistent forgery would)."""
     trainer = run / LAST / "trainer.json"
     info = json.loads(trainer.read_text())
-    trainer.write_text(json.dumps({**info, "state": _manifest(run / LAST / "state")}))
+    trainer.write_text(json.dumps({**info, "state": manifest(run / LAST / "state")}))
 
 
 def test_the_planted_pickle_runs_code_when_unpickled(tmp_path) -> None:
