@@ -234,14 +234,14 @@ def joints_to_features(
     Real HumanML3D data carries this; ``False`` (default) reproduces it bit for bit, ``True``
     takes the w ≥ 0 representative first so that recovery is exact on every clip.
 
-    Example (a standing body from the features of a still clip, and back):
+    Example (the joints of a sampled clip, and back):
         >>> import numpy as np, kinemic
-        >>> still = np.zeros((1, 263), np.float32)
-        >>> still[0, 3] = 0.9  # pelvis height (m)
-        >>> still[0, 4:67] = np.tile([0.0, 0.1, 0.0], 21)  # every joint 10 cm above it
-        >>> joints = kinemic.features_to_joints(np.repeat(still, 10, axis=0))  # (10, 22, 3)
-        >>> kinemic.joints_to_features(joints).shape  # one row fewer: rows are velocities
+        >>> joints = kinemic.sample("shipped", n=1, length=10, ddim=2).joints[0]  # (10, 22, 3)
+        >>> features = kinemic.joints_to_features(joints)
+        >>> features.shape  # one row fewer: rows are velocities
         (9, 263)
+        >>> bool(np.isfinite(features).all())
+        True
     """
     positions = process_joints(joints, convention=convention)
     return _features_of_processed(positions, feet_threshold, fix_yaw_sign)
