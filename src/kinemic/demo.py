@@ -510,8 +510,9 @@ def _second_process(
     ("done", figures) to the main process; ``go`` is the main process's event."""
     import torch
 
-    from kinemic.har.protocol import prerun
+    from kinemic.har.protocol import exit_with_parent, prerun
 
+    exit_with_parent()  # a killed demo leaves no second process training on
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     run = _finetune(config, "mdm-ft", target, source, out / "mdm-ft", progress=False)

@@ -83,13 +83,13 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(payload: dict[str, Any]) -> None:
     _WORKER.clear()
     _WORKER.update(payload)
-    _exit_with_parent()
+    exit_with_parent()
 
 
-def _exit_with_parent(every: float = 2.0) -> None:
-    """End this worker process when the process that started it is gone. A killed evaluation
-    (or demo) would otherwise leave its workers training their current run, minutes long, on
-    cores that nothing will read from again."""
+def exit_with_parent(every: float = 2.0) -> None:
+    """End this (child) process when the process that started it is gone. A killed evaluation
+    or demo would otherwise leave its workers, and the demo's second process, training their
+    current run, minutes long, on cores that nothing will read from again."""
     import threading
 
     parent = os.getppid()
