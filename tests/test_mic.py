@@ -65,7 +65,7 @@ def test_temperature_starts_at_0_07_and_the_scale_is_clamped() -> None:
     with torch.no_grad():
         mic.logit_scale.fill_(math.log(1000.0))
     assert mic.scale.item() == 100.0
-    with pytest.raises(ValueError, match="temperature"):
+    with pytest.raises(KinemicError, match=r"MIC config: temperature 0\.001"):
         MICConfig(latent_dim=8, temperature=0.001)
 
 
