@@ -2,7 +2,9 @@
 
 Each area module (``data``, ``prior``, ``kinemic``, ``har``, ``tmor``) declares, per verb, an
 ``add_<verb>`` (its arguments and help) and a ``run_<verb>`` (the parsed arguments turned into
-one typed call of the domain package); ``VERBS`` below gathers them. Errors that a user can fix
+one typed call of the domain package); ``VERBS`` below gathers them. The verbs of
+``CONFIG_VERBS`` also read ``--config FILE`` and record their options in ``OUT/run-config.json``
+(``kinemic.cli.config_file``, derived from each verb's parser). Errors that a user can fix
 (``KinemicError``) are printed without a traceback and exit with status 2; anything else is a
 bug, printed with its traceback and a request to report it, exit status 70 (EX_SOFTWARE).
 """
@@ -15,7 +17,7 @@ import traceback
 from collections.abc import Callable
 
 from kinemic import __version__
-from kinemic.cli import data, har, kinemic, prior, tmor
+from kinemic.cli import config_file, data, har, kinemic, prior, tmor
 from kinemic.errors import KinemicError
 
 #: Exit status of an unexpected exception (sysexits' EX_SOFTWARE); bad input exits with 2.
@@ -43,6 +45,10 @@ VERBS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[..
     "export": (data.add_export, data.run_export),
 }
 
+#: Verbs that read ``--config FILE`` and record their options in ``OUT/run-config.json``
+#: (``kinemic.cli.config_file``).
+CONFIG_VERBS = ("pretrain", "finetune", "synthesize", "evaluate")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -56,13 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for add, _ in VERBS.values():
         add(sub)
+    for verb in CONFIG_VERBS:
+        config_file.add_config_option(sub.choices[verb])
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return VERBS[args.verb][1](args)
+        args = config_file.parse_args(parser, argv)
+    except KinemicError as err:  # a --config file that cannot be used
+        print(f"kinemic {argv[0]}: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        code = VERBS[args.verb][1](args)
+        if code == 0:
+            config_file.write_run_record(parser, args)
+        return code
     except KinemicError as err:
         print(f"kinemic {args.verb}: error: {err}", file=sys.stderr)
         return 2
