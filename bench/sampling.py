@@ -61,6 +61,7 @@ class ReferenceMDM(nn.Module):
             "pe", torch.zeros_like(state["sequence_pos_encoder.pe"])
         )
         self.embed_timestep = nn.Module()
+        self.embed_timestep.sequence_pos_encoder = self.sequence_pos_encoder  # as MDM's
         self.embed_timestep.time_embed = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, D))
         self.embed_text = nn.Linear(E, D)
         layer = nn.TransformerEncoderLayer(D, num_heads, ff, dropout=0.1, activation="gelu")

@@ -166,31 +166,52 @@ def add_import_mdm(sub: argparse._SubParsersAction) -> None:
         description=(
             "Map the official MDM state dict onto kinemic's Denoiser (the CLIP tower keys are "
             "dropped; kinemic encodes text with its own CLIP encoder) and save it with the "
-            "HumanML3D Mean/Std it was trained with."
+            "HumanML3D Mean/Std it was trained with. Every layout MDM saves is read (a bare "
+            "state dict, {'model'}, {'model', 'model_avg'}); the args.json beside the "
+            "checkpoint gives heads, condition dropout, diffusion steps and text encoder, and "
+            "is checked against the weights. What was read and what was assumed goes to stderr."
         ),
         epilog="""example:
-  kinemic import-mdm save/humanml_trans_enc_512/model000475000.pt \\
+  kinemic import-mdm save/humanml_enc_512_50steps/model000750000.pt \\
       --mean-std HumanML3D --out runs/mdm""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", type=Path, help="official MDM .pt (or .safetensors)")
     p.add_argument("--out", type=Path, required=True, help="prior folder to write")
     p.add_argument("--mean-std", type=Path, required=True, help="folder with Mean.npy/Std.npy")
-    p.add_argument("--num-heads", type=int, default=4, help="attention heads (4)")
-    p.add_argument("--diffusion-steps", type=int, default=50, help="steps it was trained with")
+    p.add_argument(
+        "--weights",
+        choices=["ema", "raw"],
+        default=None,
+        help="ema: MDM's EMA copy 'model_avg' (the default when the checkpoint holds one); "
+        "raw: 'model'",
+    )
+    p.add_argument(
+        "--num-heads", type=int, default=None, help="attention heads (args.json's, else 4)"
+    )
+    p.add_argument(
+        "--diffusion-steps",
+        type=int,
+        default=None,
+        help="steps it was trained with (args.json's, else 50)",
+    )
     p.add_argument("--trust-pickle", action="store_true", help="allow full unpickling")
 
 
 def run_import_mdm(args: argparse.Namespace) -> int:
+    import sys
+
     from kinemic.prior.folder import import_mdm
 
     out = import_mdm(
         args.checkpoint,
         args.out,
         mean_std=args.mean_std,
+        weights=args.weights,
         num_heads=args.num_heads,
         diffusion_steps=args.diffusion_steps,
         trust_pickle=args.trust_pickle,
+        log=lambda line: print(f"import-mdm: {line}", file=sys.stderr),
     )
     print(f"prior in {out}")
     return 0

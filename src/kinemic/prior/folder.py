@@ -15,6 +15,7 @@ checkpoint it loads) — never the training data.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,7 @@ import torch
 
 from kinemic.constants import MAX_FRAMES
 from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule, from_mdm_checkpoint
+from kinemic.diffusion.mdm_import import Weights, read_mdm_checkpoint
 from kinemic.errors import KinemicError
 from kinemic.features import Normalizer
 from kinemic.files import (
@@ -227,32 +229,60 @@ def import_mdm(
     out: str | Path,
     *,
     mean_std: str | Path,
-    num_heads: int = 4,
-    diffusion_steps: int = 50,
-    text_encoder: str | dict[str, Any] | None = "clip",
+    weights: Weights | None = None,
+    num_heads: int | None = None,
+    diffusion_steps: int | None = None,
+    text_encoder: str | dict[str, Any] | None = None,
     trust_pickle: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
-    """Turn an official MDM checkpoint (``model*.pt``) into a prior folder OUT.
+    """Turn an official MDM checkpoint (``model*.pt``, any layout MDM writes) into a prior
+    folder OUT (``kinemic.diffusion.mdm_import`` says which layouts and checks).
 
     ``mean_std`` is the HumanML3D folder holding the ``Mean.npy``/``Std.npy`` the model was
-    trained with (or a ``normalizer.npz``); MDM's text tower is CLIP ViT-B/32 (``"clip"``).
-    ``diffusion_steps`` is the diffusion steps it was trained with (50 for the official fast prior).
-    ``trust_pickle`` allows full unpickling of a checkpoint that plain tensor loading refuses.
+    trained with (or a ``normalizer.npz``). ``weights``: "ema" (MDM's ``model_avg``; an error
+    when absent), "raw" (``model``), or None: the EMA copy when the checkpoint holds one, which
+    then goes to ``model.safetensors`` and the raw weights to ``model_raw.safetensors``.
+    ``num_heads`` and ``diffusion_steps`` default to the ``args.json`` beside the checkpoint
+    (else 4 and 50) and must agree with it; ``text_encoder`` defaults to MDM's, CLIP ViT-B/32
+    (``"clip"``). ``trust_pickle`` allows full unpickling of a checkpoint that plain tensor
+    loading refuses. ``log`` receives each line of what was read and what was assumed.
     Returns OUT.
     """
     try:
-        denoiser = from_mdm_checkpoint(checkpoint, num_heads, trust_pickle=trust_pickle)
+        mdm = read_mdm_checkpoint(
+            checkpoint,
+            weights=weights,
+            num_heads=num_heads,
+            diffusion_steps=diffusion_steps,
+            trust_pickle=trust_pickle,
+        )
+    except KinemicError:
+        raise
     except (ValueError, FileNotFoundError) as e:
         raise KinemicError(f"cannot import {checkpoint}: {e}") from None
-    if denoiser.config.text_dim is None:
+    if log is not None:
+        for line in mdm.notes:
+            log(line)
+    if mdm.text_encoder is None:
         text_encoder = None
+    elif text_encoder is None:
+        text_encoder = mdm.text_encoder
+    raw, ema = (mdm.raw, mdm.denoiser) if mdm.weights == "ema" else (mdm.denoiser, None)
     return save_prior(
         out,
-        denoiser=denoiser,
-        normalizer=_normalizer_for(denoiser, mean_std),
-        num_steps=diffusion_steps,
+        denoiser=raw,
+        ema=ema,
+        normalizer=_normalizer_for(mdm.denoiser, mean_std),
+        num_steps=mdm.diffusion_steps,
         text_encoder=text_encoder,
-        extra={"imported_from": str(Path(checkpoint).resolve()), "format": "mdm"},
+        extra={
+            "imported_from": str(Path(checkpoint).resolve()),
+            "format": "mdm",
+            "weights": mdm.weights,
+            "mdm_args": mdm.args,
+            "notes": mdm.notes,
+        },
     )
 
 
