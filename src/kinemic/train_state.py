@@ -176,6 +176,8 @@ def _load_optimizer(optimizer, state: Path) -> None:
             raise KinemicError(f"{tensor_file}: unexpected tensor {key!r}")
     for g, live in zip(groups, now, strict=True):  # JSON has no tuples (AdamW's betas)
         g.update({k: tuple(g[k]) for k, v in live.items() if isinstance(v, tuple) and k in g})
+        # how this machine runs the step (fused on CUDA), not what the writer's did
+        g.update({k: live[k] for k in ("fused", "foreach", "capturable") if k in live})
     try:
         optimizer.load_state_dict({"state": states, "param_groups": groups})
     except (ValueError, TypeError, KeyError, RuntimeError) as e:
@@ -183,16 +185,23 @@ def _load_optimizer(optimizer, state: Path) -> None:
 
 
 def save_state(acc, state: Path, model, optimizer, ema) -> None:
-    """Every process writes its RNG states; the main process the weights and optimiser."""
+    """The main process writes every process's RNG states (gathered: every process calls
+    this), the weights and the optimiser."""
     from safetensors.torch import save_model
 
+    rng = [_rng_state()]
+    if acc.num_processes > 1:
+        rng = [None] * acc.num_processes
+        torch.distributed.all_gather_object(rng, _rng_state())
+    if not acc.is_main_process:
+        return
     state.mkdir(parents=True, exist_ok=True)
-    (state / rng_file(acc.process_index)).write_text(json.dumps(_rng_state()), encoding="utf-8")
-    if acc.is_main_process:
-        save_model(acc.unwrap_model(model), str(state / MODEL_STATE))
-        if ema is not None:
-            save_model(ema, str(state / EMA_STATE))
-        _save_optimizer(optimizer, state)
+    for rank, states in enumerate(rng):
+        (state / rng_file(rank)).write_text(json.dumps(states), encoding="utf-8")
+    save_model(acc.unwrap_model(model), str(state / MODEL_STATE))
+    if ema is not None:
+        save_model(ema, str(state / EMA_STATE))
+    _save_optimizer(optimizer, state)
 
 
 def check_state(ckpt: Path, info: dict, *, ema: bool) -> None:

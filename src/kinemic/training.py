@@ -1,10 +1,23 @@
 """The training loop: one loop for pretraining, fine-tuning and classifier training.
 
 What varies lives in a :class:`TrainTask` (draw a batch, compute a loss, export a model
-folder); what does not lives here: HF accelerate process setup (one CPU, several CPU processes
-with gloo via ``accelerate launch``, one or many GPUs, bf16 autocast), AdamW with a linear
-warm-up, gradient clipping, an optional EMA of the weights, TensorBoard logging, a progress
-bar, periodic checkpoints and exact resume.
+folder); what does not lives here: HF accelerate process setup (one CPU or GPU, or several
+processes under ``torchrun``/``accelerate launch --multi_gpu``: NCCL on GPUs, gloo on CPUs, see
+:mod:`kinemic.distributed`; bf16 autocast; TF32 and fused AdamW on CUDA; an opt-in
+``torch.compile``), AdamW with a linear warm-up, gradient clipping, an optional EMA of the
+weights, TensorBoard logging, a progress bar, periodic checkpoints and exact resume.
+
+Several processes (data parallel, DDP): the task gives each process its slice of one global
+batch; DDP averages the gradients; contrastive losses gather their embeddings over the
+processes (:func:`kinemic.distributed.gather`), so that a run's result does not depend on the
+number of processes at equal global batch, but for dropout and condition masks: process 0
+draws them from the run's seed as a single process does, process r > 0 from
+``process_seed(seed, r)``. Buffers are not broadcast from process 0 (each process updates its
+own, identically: MIC's memory bank takes the gathered keys). Only process 0 writes the run
+folder; every process reads the checkpoint on resume, which must have as many processes as the
+run that wrote it (``trainer.json``'s ``world_size``). A non-finite loss on any process stops
+every process at the same step with the same error. ``train`` may be called again in the same
+processes: the group stays formed.
 
 A run folder::
 
@@ -18,7 +31,7 @@ A run folder::
             optimizer.safetensors       the optimiser's tensors (AdamW moments, step counts)
             optimizer.json              the rest of its state: parameter groups, settings
             rng-<rank>.json             the python, numpy, torch (and CUDA) RNG states of
-                                        each process
+                                        each process (gathered to process 0, which writes)
     RUN/logs/                           TensorBoard events
 
 Every checkpoint is written into a temp folder and renamed into place, then ``latest`` is
@@ -26,8 +39,8 @@ replaced atomically; the newest ``keep_checkpoints`` are kept.
 
 Exact resume: batches must be a pure function of ``(seed, step, rank)`` (the task draws them
 from ``step``), the learning rate is a pure function of the step, and ``state/`` restores
-the weights, optimiser, EMA and the RNG states (dropout). On one CPU process, training N steps
-and training N/2, stopping, and resuming for N/2 more give identical weights.
+the weights, optimiser, EMA and the RNG states (dropout). On CPU processes (one or several),
+training N steps and training N/2, stopping, and resuming for N/2 more give identical weights.
 
 Nothing in a run folder is unpickled: a run folder may come from anyone, and unpickling runs
 whatever code the file names. The state is safetensors and JSON, read without pickle; a
@@ -43,12 +56,15 @@ the run that was asked for.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -56,6 +72,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 
+from kinemic.distributed import any_process, process_seed, process_state, seed_process
 from kinemic.errors import KinemicError
 from kinemic.files import LATEST, TRAINER_FILE, make_folder, resolve_checkpoint, write_text
 from kinemic.progress import log_style, progress_bar
@@ -76,6 +93,8 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: Literal["no", "bf16"] = "no"
     cpu: bool = False  # force the CPU even where a GPU is visible
+    tf32: bool = True  # fp32 matrix products in TF32 on CUDA (Ampere and newer); no-op on CPU
+    compile: bool = False  # torch.compile the model (CUDA only; refused on the CPU)
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     log_every: int = 50
@@ -153,21 +172,35 @@ def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def make_accelerator(*, cpu: bool, mixed_precision: str, project_dir: Path | None = None):
+def make_accelerator(
+    *,
+    cpu: bool,
+    mixed_precision: str,
+    project_dir: Path | None = None,
+    broadcast_buffers: bool = True,
+):
     """An ``accelerate.Accelerator``. Works in a plain process (single CPU or GPU) and under
-    ``accelerate launch``. In a single process, accelerate's process-wide state is reset when
-    an earlier call used other settings (accelerate otherwise refuses to switch precision)."""
+    ``torchrun``/``accelerate launch`` (:func:`kinemic.distributed.process_state` forms the
+    group: gloo on CPUs). In a single process, accelerate's process-wide state is reset first
+    (accelerate otherwise refuses to switch precision). ``broadcast_buffers``: DDP copies
+    process 0's buffers to the others before every forward (BatchNorm statistics)."""
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState, PartialState
+    from accelerate.state import AcceleratorState, GradientState
+    from accelerate.utils import DistributedDataParallelKwargs
 
-    if AcceleratorState._shared_state and PartialState().num_processes == 1:
-        # accelerate keeps one process-wide state; its own tests reset it the same way.
-        AcceleratorState._reset_state()
-        GradientState._reset_state()
+    state = process_state(cpu=cpu)
+    AcceleratorState._reset_state()  # the settings; the process group stays
+    GradientState._reset_state()
     kwargs: dict[str, Any] = {}
     if project_dir is not None:
         kwargs = dict(log_with="tensorboard", project_dir=str(project_dir))
-    return Accelerator(cpu=cpu, mixed_precision=mixed_precision, **kwargs)
+    ddp = DistributedDataParallelKwargs(broadcast_buffers=broadcast_buffers)
+    return Accelerator(
+        cpu=state.device.type == "cpu",
+        mixed_precision=mixed_precision,
+        kwargs_handlers=[ddp],
+        **kwargs,
+    )
 
 
 def _read_trainer(ckpt: Path) -> dict:
@@ -243,6 +276,18 @@ def _write_checkpoint(
     return final
 
 
+@contextlib.contextmanager
+def _tf32(enabled: bool) -> Iterator[None]:
+    """fp32 matrix products in TF32 (``float32_matmul_precision`` "high") while training."""
+    before = torch.get_float32_matmul_precision()
+    if enabled:
+        torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def _speed(steps: int, seconds: float, seconds_after_first: float) -> float:
     """Steps per second, leaving out the first step when there are others."""
     if steps > 1:
@@ -281,133 +326,167 @@ def train(
     if resume is not None:
         ckpt = resolve_checkpoint(resume)
         info = _check_resumable(ckpt, fingerprint, ema=config.ema is not None)
-    acc = make_accelerator(cpu=config.cpu, mixed_precision=config.mixed_precision, project_dir=out)
+    acc = make_accelerator(
+        cpu=config.cpu,
+        mixed_precision=config.mixed_precision,
+        project_dir=out,
+        broadcast_buffers=False,  # each process keeps its buffers (MIC's bank): module doc
+    )
+    cuda = acc.device.type == "cuda"
+    if config.compile and not cuda:
+        raise KinemicError(
+            f"compile (--compile, torch.compile) is for CUDA devices; this run is on "
+            f"{acc.device.type}, where it would spend minutes compiling for no gain: drop it"
+        )
+    model.to(acc.device)  # before the optimiser, which is fused on CUDA
     params = (
         [p for p in model.parameters() if p.requires_grad] if parameters is None else parameters
     )
     optimizer = torch.optim.AdamW(
-        params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+        params,
+        lr=config.lr,
+        betas=config.betas,
+        weight_decay=config.weight_decay,
+        **({"fused": True} if cuda else {}),
     )
     ema = None
     if config.ema is not None:  # a copy of the raw module, averaged after every step
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
         ema.to(acc.device)
-    model, optimizer = acc.prepare(model, optimizer)
+    with warnings.catch_warnings():
+        # torch 2.13 renamed DDP's broadcast_buffers (forward_sync_buffers), a name
+        # accelerate's DistributedDataParallelKwargs cannot pass yet; the old one still works
+        warnings.filterwarnings("ignore", "`broadcast_buffers` is deprecated", FutureWarning)
+        model, optimizer = acc.prepare(model, optimizer)
+    # the compiled forward; the module itself stays as prepared (unwrapping a compiled module
+    # would replace what it compiled)
+    forward = torch.compile(model) if config.compile else model
     start, history, terms_history = 0, [], []
     if ckpt is not None and info is not None:
         load_state(acc, ckpt, info, model, optimizer, ema)
         start, history = int(info["step"]), [tuple(x) for x in info.get("losses", [])]
         terms_history = [tuple(x) for x in info.get("terms", [])]
-    meta = {
-        "fingerprint": json.loads(json.dumps(fingerprint)),
-        "train": asdict(config),
-        "world_size": acc.num_processes,
-        "mixed_precision": acc.mixed_precision,
-        "device": str(acc.device),
-    }
-    if acc.is_main_process:
-        make_folder(out)  # an --out that is a file is an error naming it
-    scalars = {k: v for k, v in (hparams or {}).items() if isinstance(v, (bool, int, float, str))}
-    acc.init_trackers("logs", config=scalars)
-    result = TrainResult(run=out, checkpoint=ckpt if ckpt is not None else out, step=start)
-    result.losses = [(int(a), float(b)) for a, b in history if a <= start]
-    result.terms = [(int(a), dict(b)) for a, b in terms_history if a <= start]
-    shown = config.progress and acc.is_main_process
-    bar = progress_bar(
-        total=config.steps,
-        initial=start,
-        desc=config.progress_desc,
-        position=config.progress_position,
-        enabled=shown,
-    )
-    model.train()
-    loss_sum = torch.zeros((), device=acc.device)
-    term_sums: dict[str, torch.Tensor] = {}  # named loss terms, summed since the last log
-    term_counts: dict[str, int] = {}
-    window = 0  # steps since the last log
-    saving = 0.0  # seconds spent writing checkpoints (left out of the speed)
-    loop_start = window_start = first_done = time.perf_counter()
-    first_saving = 0.0
-    window_saving = saving
-    for step in range(start, config.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr_at(step)
-        batch = task.batch(step, rank=acc.process_index, world_size=acc.num_processes)
-        batch = {k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}
-        loss = task.loss(model, batch)
-        if isinstance(loss, tuple):  # (loss, {name: term}): the terms are logged too
-            loss, terms = loss
-            for name, value in terms.items():
-                value = torch.as_tensor(value, device=acc.device).detach().float()
-                term_sums[name] = term_sums.get(name, 0) + value
-                term_counts[name] = term_counts.get(name, 0) + 1
-        if not torch.isfinite(loss):
-            raise KinemicError(
-                f"the loss became {loss.item()} at step {step + 1}; lower the learning rate "
-                "(--lr), keep gradient clipping on, or check the data for extreme values"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        acc.backward(loss)
-        clip = config.grad_clip if config.grad_clip is not None else math.inf
-        grad_norm = acc.clip_grad_norm_(params, clip)
-        optimizer.step()
-        if ema is not None:
-            ema.update_parameters(acc.unwrap_model(model))
-        loss_sum += loss.detach()
-        window += 1
-        done = step + 1
-        bar.update(1)
-        if step == start:  # speeds leave out the first step (allocations, lazy set-up)
-            first_done, first_saving = time.perf_counter(), saving
-        if done % config.log_every == 0 or done == config.steps:
-            mean_loss = acc.reduce(loss_sum / window, reduction="mean").item()
-            now = time.perf_counter()
-            elapsed = now - window_start - (saving - window_saving)
-            logs = {
-                "train/loss": mean_loss,
-                "train/lr": config.lr_at(step),
-                "train/grad_norm": float(grad_norm),
-                "train/steps_per_second": window / max(elapsed, 1e-9),
-            }
-            means = {
-                name: acc.reduce(total / term_counts[name], reduction="mean").item()
-                for name, total in term_sums.items()
-            }
-            logs.update({f"train/{name}": value for name, value in means.items()})
-            acc.log(logs, step=done)
-            result.losses.append((done, mean_loss))
-            if means:
-                result.terms.append((done, means))
-            term_sums.clear()
-            term_counts.clear()
-            bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
-            loss_sum.zero_()
-            window, window_start, window_saving = 0, now, saving
-        if done % config.checkpoint_every == 0 or done == config.steps:
-            t0 = time.perf_counter()
-            meta["losses"] = result.losses
-            if result.terms:
-                meta["terms"] = result.terms
-            after_first = t0 - first_done - (saving - first_saving)
-            meta["steps_per_second"] = _speed(done - start, t0 - loop_start - saving, after_first)
-            result.checkpoint = _write_checkpoint(
-                acc, out, task, model, optimizer, ema, done, meta, config.keep_checkpoints
-            )
-            saving += time.perf_counter() - t0
-            if shown and log_style():  # a log gets a line per checkpoint
-                print(
-                    f"{config.progress_desc}: step {done}/{config.steps}, checkpoint "
-                    f"{result.checkpoint}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    bar.close()
-    acc.end_training()
-    result.step = max(start, config.steps)
-    if config.steps > start:
-        end = time.perf_counter()
-        after_first = end - first_done - (saving - first_saving)
-        result.steps_per_second = _speed(
-            config.steps - start, end - loop_start - saving, after_first
+    elif acc.process_index > 0:  # dropout and condition masks of its own (module doc)
+        seed_process(process_seed(config.seed, acc.process_index))
+    with _tf32(cuda and config.tf32):  # restored when training ends
+        meta = {
+            "fingerprint": json.loads(json.dumps(fingerprint)),
+            "train": asdict(config),
+            "world_size": acc.num_processes,
+            "mixed_precision": acc.mixed_precision,
+            "device": str(acc.device),
+        }
+        if acc.is_main_process:
+            make_folder(out)  # an --out that is a file is an error naming it
+        scalars = {
+            k: v for k, v in (hparams or {}).items() if isinstance(v, (bool, int, float, str))
+        }
+        acc.init_trackers("logs", config=scalars)
+        result = TrainResult(run=out, checkpoint=ckpt if ckpt is not None else out, step=start)
+        result.losses = [(int(a), float(b)) for a, b in history if a <= start]
+        result.terms = [(int(a), dict(b)) for a, b in terms_history if a <= start]
+        shown = config.progress and acc.is_main_process
+        bar = progress_bar(
+            total=config.steps,
+            initial=start,
+            desc=config.progress_desc,
+            position=config.progress_position,
+            enabled=shown,
         )
-    return result
+        model.train()
+        loss_sum = torch.zeros((), device=acc.device)
+        term_sums: dict[str, torch.Tensor] = {}  # named loss terms, summed since the last log
+        term_counts: dict[str, int] = {}
+        window = 0  # steps since the last log
+        saving = 0.0  # seconds spent writing checkpoints (left out of the speed)
+        loop_start = window_start = first_done = time.perf_counter()
+        first_saving = 0.0
+        window_saving = saving
+        for step in range(start, config.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(step)
+            batch = task.batch(step, rank=acc.process_index, world_size=acc.num_processes)
+            batch = {k: v.to(acc.device, non_blocking=True) for k, v in batch.items()}
+            loss = task.loss(forward, batch)
+            if isinstance(loss, tuple):  # (loss, {name: term}): the terms are logged too
+                loss, terms = loss
+                for name, value in terms.items():
+                    value = torch.as_tensor(value, device=acc.device).detach().float()
+                    term_sums[name] = term_sums.get(name, 0) + value
+                    term_counts[name] = term_counts.get(name, 0) + 1
+            bad = any_process(not bool(torch.isfinite(loss)), acc.device)
+            if bad:  # every process stops at this step, before DDP's gradient exchange
+                where = f" on process {', '.join(map(str, bad))}" if acc.num_processes > 1 else ""
+                raise KinemicError(
+                    f"the loss became {loss.item() if acc.process_index in bad else 'non-finite'}"
+                    f"{where} at step {step + 1}; lower the learning rate (--lr), keep gradient "
+                    "clipping on, or check the data for extreme values"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            clip = config.grad_clip if config.grad_clip is not None else math.inf
+            grad_norm = acc.clip_grad_norm_(params, clip)
+            optimizer.step()
+            if ema is not None:
+                ema.update_parameters(acc.unwrap_model(model))
+            loss_sum += loss.detach()
+            window += 1
+            done = step + 1
+            bar.update(1)
+            if step == start:  # speeds leave out the first step (allocations, lazy set-up)
+                first_done, first_saving = time.perf_counter(), saving
+            if done % config.log_every == 0 or done == config.steps:
+                mean_loss = acc.reduce(loss_sum / window, reduction="mean").item()
+                now = time.perf_counter()
+                elapsed = now - window_start - (saving - window_saving)
+                logs = {
+                    "train/loss": mean_loss,
+                    "train/lr": config.lr_at(step),
+                    "train/grad_norm": float(grad_norm),
+                    "train/steps_per_second": window / max(elapsed, 1e-9),
+                }
+                means = {
+                    name: acc.reduce(total / term_counts[name], reduction="mean").item()
+                    for name, total in term_sums.items()
+                }
+                logs.update({f"train/{name}": value for name, value in means.items()})
+                acc.log(logs, step=done)
+                result.losses.append((done, mean_loss))
+                if means:
+                    result.terms.append((done, means))
+                term_sums.clear()
+                term_counts.clear()
+                bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
+                loss_sum.zero_()
+                window, window_start, window_saving = 0, now, saving
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                t0 = time.perf_counter()
+                meta["losses"] = result.losses
+                if result.terms:
+                    meta["terms"] = result.terms
+                after_first = t0 - first_done - (saving - first_saving)
+                meta["steps_per_second"] = _speed(
+                    done - start, t0 - loop_start - saving, after_first
+                )
+                result.checkpoint = _write_checkpoint(
+                    acc, out, task, model, optimizer, ema, done, meta, config.keep_checkpoints
+                )
+                saving += time.perf_counter() - t0
+                if shown and log_style():  # a log gets a line per checkpoint
+                    print(
+                        f"{config.progress_desc}: step {done}/{config.steps}, checkpoint "
+                        f"{result.checkpoint}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        bar.close()
+        for tracker in acc.trackers:  # not acc.end_training(): it destroys the process group
+            tracker.finish()
+        result.step = max(start, config.steps)
+        if config.steps > start:
+            end = time.perf_counter()
+            after_first = end - first_done - (saving - first_saving)
+            result.steps_per_second = _speed(
+                config.steps - start, end - loop_start - saving, after_first
+            )
+        return result

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from kinemic.distributed import gather
 from kinemic.errors import KinemicError, check_known_settings
 
 __all__ = [
@@ -319,9 +320,13 @@ class MIC(nn.Module):
         """The config's loss (``supcon`` or ``soft-nn``) of ``anchors`` (B, E) (target stream)
         against ``keys`` (N, E) (prior stream of this batch) plus the memory bank; labels (B,),
         (N,) long. With ``logit_scale_clamp`` "parameter", clamps log s first. Does not change
-        the bank: call :meth:`enqueue` afterwards."""
+        the bank: call :meth:`enqueue` afterwards. Under several processes the anchors and
+        keys of all of them take part (``kinemic.distributed.gather``): each computes the loss
+        of the whole batch, as one process would."""
         if self.config.logit_scale_clamp == "parameter":
             self.clamp_logit_scale_()
+        anchors, labels = gather(anchors), gather(labels)
+        keys, key_labels = gather(keys), gather(key_labels)
         bank, bank_labels = self.bank_keys()
         all_keys = torch.cat([keys.float(), bank.detach().clone().to(keys.device)])
         all_labels = torch.cat([key_labels, bank_labels.to(key_labels.device)])
@@ -331,9 +336,14 @@ class MIC(nn.Module):
     @torch.no_grad()
     def enqueue(self, z: Tensor, labels: Tensor) -> None:
         """Push embeddings z (B, E) with labels (B,) into the bank, the oldest leaving first
-        (when B exceeds the bank, its last ``bank_size`` rows are kept)."""
+        (when B exceeds the bank, its last ``bank_size`` rows are kept). Under several
+        processes, every process's z in rank order: the banks stay equal, and equal to one
+        process's."""
         K = self.config.bank_size
-        if K == 0 or z.shape[0] == 0:
+        if K == 0:
+            return
+        z, labels = gather(z.detach()), gather(labels.detach())
+        if z.shape[0] == 0:
             return
         z, labels = z.detach()[-K:], labels.detach()[-K:]
         slots = (self.bank_next + torch.arange(z.shape[0], device=self.bank.device)) % K

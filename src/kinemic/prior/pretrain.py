@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from kinemic.constants import MAX_FRAMES
 from kinemic.corpus import MotionCorpus, draw_batch, step_rng
 from kinemic.diffusion.losses import masked_mse
+from kinemic.distributed import process_state
 from kinemic.errors import KinemicError
 
 
@@ -134,8 +135,6 @@ def pretrain(
     ``accelerate launch`` (bf16 with ``mixed_precision="bf16"``; ``cpu`` forces the CPU).
     Returns OUT.
     """
-    from accelerate import PartialState
-
     from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule
     from kinemic.text import encode_all, encoder_spec, get_text_encoder
     from kinemic.training import TrainConfig, train
@@ -176,7 +175,7 @@ def pretrain(
     )
     # Processes share the accelerate state; the main one encodes first so a disk cache is
     # filled once and read by the others.
-    state = PartialState(cpu=cpu)
+    state = process_state(cpu=cpu)  # forms the group of a launched run
     with state.main_process_first():
         encoder = get_text_encoder(
             text_encoder, cache_dir=None if text_cache is None else Path(text_cache)

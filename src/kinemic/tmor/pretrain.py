@@ -15,7 +15,8 @@ visual features (e.g. mocap) take part in the text pair only.
 
 Everything random in a step comes from ``(seed, step)``, so a resumed run sees the batches an
 uninterrupted one would (the training loop restores weights, optimiser, EMA and dropout RNG).
-Under several processes each one contrasts its own slice of the global batch.
+Under several processes each one embeds its slice of the global batch and contrasts the
+embeddings of all of them: the loss is that of the whole batch, whatever the process count.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from kinemic.corpus import step_rng
+from kinemic.distributed import gather, process_state
 from kinemic.errors import KinemicError
 from kinemic.tmor.data import TMORCorpus, draw_tmor_batch
 from kinemic.tmor.inputs import motion_input
@@ -83,20 +85,23 @@ class TMORTask:
         return out
 
     def losses(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The named loss terms: ``text`` and, with visual features, ``visual``."""
+        """The named loss terms: ``text`` and, with visual features, ``visual``. Under several
+        processes, over the embeddings of all of them (every process computes the loss of
+        the whole batch, as one process would: ``kinemic.distributed.gather``)."""
         x = motion_input(batch["joints"], batch["mask"])
         visual = batch.get("visual")
         out = model(x, batch["mask"], batch["text_emb"], visual, batch.get("visual_mask"))
+        motion, clip = gather(out["motion"]), gather(batch["clip"])
         ignore = duplicate_mask(
-            batch["text_emb"], threshold=self.dup_threshold, groups=batch["clip"]
+            gather(batch["text_emb"]), threshold=self.dup_threshold, groups=clip
         )
-        terms = {"text": info_nce(out["motion"], out["text"], out["scale_text"], ignore=ignore)}
+        terms = {"text": info_nce(motion, gather(out["text"]), out["scale_text"], ignore=ignore)}
         if visual is not None:
-            has = batch["has_visual"]
+            has = gather(batch["has_visual"])
             if int(has.sum()) >= 2:
-                same = duplicate_mask(None, groups=batch["clip"][has])
+                same = duplicate_mask(None, groups=clip[has])
                 terms["visual"] = info_nce(
-                    out["motion"][has], out["visual"][has], out["scale_visual"], ignore=same
+                    motion[has], gather(out["visual"])[has], out["scale_visual"], ignore=same
                 )
             else:  # keep the visual tower in the graph (multi-process training needs it)
                 terms["visual"] = 0.0 * out["visual"].sum()
@@ -168,8 +173,6 @@ def pretrain_tmor(
     ``checkpoints/step-N/`` (each an encoder folder for ``load_tmor``, plus the state to
     resume), ``latest``, TensorBoard logs. ``resume`` continues exactly (same settings).
     """
-    from accelerate import PartialState
-
     from kinemic.text import encode_all, encoder_spec, get_text_encoder
     from kinemic.tmor.model import TMOR, TMORConfig
     from kinemic.training import TrainConfig, train
@@ -216,7 +219,7 @@ def pretrain_tmor(
         visual_dirs=visual_dirs,
         progress=progress,
     )
-    state = PartialState(cpu=cpu)
+    state = process_state(cpu=cpu)  # forms the group of a launched run
     with state.main_process_first():
         encoder = get_text_encoder(
             text_encoder, cache_dir=None if text_cache is None else Path(text_cache)
