@@ -8,6 +8,7 @@ import argparse
 import os
 from pathlib import Path
 
+from kinemic.cli.kinemic import DEVICE_HELP
 from kinemic.har.config import HARTrainConfig, ProtocolConfig
 
 
@@ -66,7 +67,15 @@ def add_training(p: argparse.ArgumentParser) -> None:
         help="bf16 autocast: faster on GPUs and on CPUs with bf16 instructions (AVX512-BF16: "
         "1.5-2x fp32 in bench/har.py), slower on other CPUs",
     )
-    g.add_argument("--cpu", action="store_true", help="use the CPU even where a GPU is visible")
+    g.add_argument("--device", help=DEVICE_HELP)
+    g.add_argument("--cpu", action="store_true", help="the same as --device cpu")
+
+
+def _device(args: argparse.Namespace):
+    """The ``torch.device`` of ``--device`` (``--cpu``: the CPU)."""
+    from kinemic.devices import resolve_device
+
+    return resolve_device("cpu" if args.cpu else args.device)
 
 
 def _train_config(args: argparse.Namespace, **extra) -> HARTrainConfig:
@@ -134,8 +143,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--jobs",
         type=int,
-        default=protocol.jobs,
-        help=f"runs in parallel processes ({protocol.jobs})",
+        help="runs in parallel worker processes (default: one per visible GPU when runs train "
+        "on CUDA, else 1; under accelerate launch or torchrun each process is one worker on "
+        "its own GPU, sharing the runs through OUT/runs/)",
     )
     p.add_argument("--threads", type=int, help="torch threads per run (default: cores / jobs)")
     p.add_argument(
@@ -158,15 +168,17 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from kinemic.har.protocol import evaluate
+    from kinemic.har.protocol import default_jobs, evaluate
     from kinemic.har.results import results_table
 
     modes = args.modes or ("real,synth,mixed,gt" if args.synthetic else "real,gt")
+    device = "cpu" if args.cpu else args.device
     config = ProtocolConfig(
         modes=tuple(m for m in modes.split(",") if m.strip()),
         seeds=args.seeds,
-        jobs=args.jobs,
+        jobs=default_jobs(device) if args.jobs is None else args.jobs,
         threads=args.threads,
+        device=device,
         frames=args.frames,
         centre=args.centre,
         width=args.width,
@@ -221,6 +233,7 @@ def run_evaluator(args: argparse.Namespace) -> int:
         frames=args.frames,
         centre=args.centre,
         train=_train_config(args),
+        device=_device(args),
     )
     print(f"evaluator in {out}")
     return 0
@@ -268,6 +281,7 @@ def run_metrics(args: argparse.Namespace) -> int:
             frames=args.frames,
             centre=args.centre,
             train=_train_config(args),
+            device=_device(args),
         )
     doc = generative_metrics(
         args.evaluator,
@@ -279,6 +293,7 @@ def run_metrics(args: argparse.Namespace) -> int:
         seed=args.seed,
         out=args.out,
         json_path=args.json,
+        device=_device(args),
     )
     print(metrics_markdown(doc))
     return 0

@@ -18,6 +18,35 @@ BF16_SAMPLING_HELP = (
     "slower on other CPUs"
 )
 
+#: ``--device`` of every verb that runs a model (``kinemic.devices.resolve_device``).
+DEVICE_HELP = (
+    "where the model runs: cpu, cuda or cuda:N (default: cuda when PyTorch sees a GPU, else "
+    "cpu; under accelerate launch or torchrun each process takes its own GPU)"
+)
+
+
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    """``--device``, shared by every verb that runs a model."""
+    p.add_argument("--device", help=DEVICE_HELP)
+
+
+def add_shard_arguments(p: argparse.ArgumentParser) -> None:
+    """``--shards N --shard K``, shared by ``sample`` and ``synthesize`` (``kinemic.shards``)."""
+    p.add_argument(
+        "--shards",
+        type=int,
+        help="split the batches over N commands, each making every N-th batch (default: the "
+        "processes of accelerate launch or torchrun, else 1); the last to finish assembles OUT",
+    )
+    p.add_argument("--shard", type=int, help="which of the --shards this command makes: 0..N-1")
+
+
+def shard_of(args: argparse.Namespace):
+    """The ``kinemic.shards.Shard`` of the parsed ``--shards``/``--shard`` (or of the launcher)."""
+    from kinemic.shards import Shard
+
+    return Shard.from_args(args.shards, args.shard)
+
 
 def add_filter_arguments(p: argparse.ArgumentParser, *, default: str | None, own: str) -> None:
     """The kinematic filter's options, shared by ``finetune`` and ``mine``. ``default`` is
@@ -179,7 +208,9 @@ def add_synthesize(sub: argparse._SubParsersAction) -> None:
         ),
         epilog="""examples:
   kinemic synthesize --model runs/kinemic --per-class 100 --out out/synth
-  kinemic synthesize --model runs/kinemic --oversample 10 --ddim 20 --out out/synth10""",
+  kinemic synthesize --model runs/kinemic --oversample 10 --ddim 20 --out out/synth10
+  accelerate launch --multi_gpu --num_processes 4 "$(command -v kinemic)" synthesize \\
+      --model runs/kinemic --per-class 1000 --out out/synth1000     # a shard per GPU""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", type=Path, required=True, help="kinemic finetune run or checkpoint")
@@ -191,12 +222,16 @@ def add_synthesize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--batch-size", type=int, default=64, help="clips per forward (64)")
     p.add_argument("--bf16", action="store_true", help=BF16_SAMPLING_HELP)
+    add_device_argument(p)
+    add_shard_arguments(p)
     p.add_argument("--out", type=Path, required=True, help="output folder (must not exist)")
 
 
 def run_synthesize(args: argparse.Namespace) -> int:
+    from kinemic.devices import resolve_device
     from kinemic.finetune.synthesize import synthesize
 
+    shard = shard_of(args)
     out = synthesize(
         args.model,
         args.out,
@@ -207,8 +242,13 @@ def run_synthesize(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         bf16=args.bf16,
+        device=resolve_device(args.device),
+        shard=shard,
     )
-    print(f"wrote {out}")
+    if out.is_dir():
+        print(f"wrote {out}")
+    else:
+        print(f"wrote {shard.name} of {out}; the last shard to finish assembles {out}")
     return 0
 
 
@@ -267,10 +307,12 @@ def add_mine(sub: argparse._SubParsersAction) -> None:
         "drawn uniformly per batch of windows, as in training)",
     )
     add_filter_arguments(p, default=None, own="; a --model's own")
+    add_device_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run_mine(args: argparse.Namespace) -> int:
+    from kinemic.devices import resolve_device
     from kinemic.mining.report import mine
 
     report = mine(
@@ -288,6 +330,7 @@ def run_mine(args: argparse.Namespace) -> int:
         mine_t=args.mine_t,
         filter_config=_mine_filter(args),
         progress=not args.no_progress,
+        device=resolve_device(args.device),
     )
     print(report.text())
     if args.json is not None:

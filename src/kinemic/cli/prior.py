@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kinemic.cli.kinemic import BF16_SAMPLING_HELP
+from kinemic.cli.kinemic import (
+    BF16_SAMPLING_HELP,
+    add_device_argument,
+    add_shard_arguments,
+    shard_of,
+)
 from kinemic.constants import MAX_FRAMES
 
 # ------------------------------------------------------------------------ pretrain, sample, import
@@ -134,13 +139,18 @@ def add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, default=2.5, help="CFG scale; 1 = none (2.5)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--bf16", action="store_true", help=BF16_SAMPLING_HELP)
+    p.add_argument("--batch-size", type=int, help="samples per forward (default: all in one batch)")
+    add_device_argument(p)
+    add_shard_arguments(p)
     p.add_argument("--no-gif", action="store_true", help="skip the GIFs")
     p.add_argument("--out", type=Path, required=True, help="output folder")
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    from kinemic.prior.sample import sample_motions
+    from kinemic.devices import resolve_device
+    from kinemic.prior.sample import PARTS, sample_motions
 
+    shard = shard_of(args)
     out = sample_motions(
         args.model,
         texts=args.text,
@@ -154,8 +164,14 @@ def run_sample(args: argparse.Namespace) -> int:
         out=args.out,
         bf16=args.bf16,
         gif=not args.no_gif,
+        device=resolve_device(args.device),
+        batch_size=args.batch_size,
+        shard=shard,
     )
-    print(f"wrote {out}")
+    if (out / PARTS).exists():
+        print(f"wrote {shard.name} of {out}; the last shard to finish writes {out / 'info.json'}")
+    else:
+        print(f"wrote {out}")
     return 0
 
 

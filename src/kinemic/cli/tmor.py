@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from kinemic.cli.kinemic import add_device_argument
 from kinemic.errors import KinemicError
 from kinemic.files import write_text
 
@@ -29,9 +30,14 @@ def _json_out(path: Path | None, data: dict) -> None:
 
 
 def _encoder(args: argparse.Namespace):
+    from kinemic.devices import resolve_device
     from kinemic.tmor.encoder import load_tmor
 
-    return load_tmor(args.encoder, text_encoder=getattr(args, "text_encoder", None))
+    return load_tmor(
+        args.encoder,
+        text_encoder=getattr(args, "text_encoder", None),
+        device=resolve_device(args.device),
+    )
 
 
 # ------------------------------------------------------------------------------------ pretrain
@@ -141,6 +147,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-encoder", help="refuse to run unless the encoder was trained with it")
     p.add_argument("--json", type=Path, help="write the figures to this JSON file")
     p.add_argument("--seed", type=int, default=0)
+    add_device_argument(p)
 
 
 def _add_retrieve(sub) -> None:
@@ -320,15 +327,17 @@ def _add_t2m(sub) -> None:
 def _run_t2m(args: argparse.Namespace) -> int:
     from kinemic.prior.t2m import evaluate_t2m
 
+    enc = _encoder(args)
     rep = evaluate_t2m(
         args.source,
-        encoder=_encoder(args),
+        encoder=enc,
         prior=args.prior,
         generated=args.generated,
         split=args.split,
         n=args.n,
         seed=args.seed,
         ddim=args.ddim or None,
+        device=enc.device,
     )
     print(f"{rep.pairs} pairs\n{rep.table()}")
     _json_out(args.json, rep.to_dict())

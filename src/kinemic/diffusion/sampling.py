@@ -85,11 +85,14 @@ def sample(
     text (B, E) / action (B,) long condition each sample (None = unconditional); mask (B, T)
     bool, True = valid frame, for clips shorter than T (their padded frames come back zero).
     ``guidance`` is the classifier-free scale s (2.5 like MDM; 1 = no guidance). ``generator``
-    supplies every random number (x_T and each DDPM step's noise, drawn on its own device and
-    moved): the same seed gives the same samples. ``ddim_steps`` = N switches from ancestral
-    DDPM over all schedule steps to deterministic DDIM over N of them. ``bf16`` runs the
-    denoiser under ``torch.autocast(bfloat16)`` (fast on GPUs; slow on CPUs without bf16
-    instructions). The denoiser runs in eval mode; its previous mode is restored afterwards.
+    supplies every random number (x_T and each DDPM step's noise), drawn on the generator's
+    device: give one on the denoiser's device (``kinemic.devices.device_generator``) and nothing
+    is copied per step; a CPU generator with a GPU denoiser works too (its noise is copied over,
+    which reproduces CPU samples one by one). The same seed gives the same samples.
+    ``ddim_steps`` = N switches from ancestral DDPM over all schedule steps to deterministic
+    DDIM over N of them. ``bf16`` runs the denoiser under ``torch.autocast(bfloat16)`` (fast
+    on GPUs; slow on CPUs without bf16 instructions). The denoiser runs in eval mode; its
+    previous mode is restored afterwards.
     """
     if len(shape) != 3:
         raise ValueError(f"shape must be (B, T, F), found {shape}")
@@ -108,7 +111,7 @@ def sample(
         else schedule.ddim_timesteps(ddim_steps)
     )
 
-    def noise() -> Tensor:  # drawn on the generator's device: same seed, same noise anywhere
+    def noise() -> Tensor:  # (B, T, F) on the generator's device; moved only if not there
         return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
     was_training = denoiser.training

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from kinemic.errors import KinemicError
@@ -90,6 +90,9 @@ class ProtocolConfig:
     seeds: int = 5
     jobs: int = 1
     threads: int | None = None  # torch threads per run; None: cores // jobs
+    # Where runs train (kinemic.devices): None = CUDA when available, else the CPU; "cuda" =
+    # the visible GPUs in turn, one per worker; "cuda:N" = that GPU; "cpu" = train.cpu.
+    device: str | None = None
     frames: int = FRAMES
     centre: Centre = "first-frame"
     width: float = 1.0  # ST-GCN channel multiplier (1 = 64→128→256)
@@ -100,6 +103,8 @@ class ProtocolConfig:
         if isinstance(self.train, dict):
             self.train = HARTrainConfig(**self.train)
         self.modes = tuple(self.modes)
+        if self.device is not None and self.device.strip().lower() == "cpu" and not self.train.cpu:
+            self.train = replace(self.train, cpu=True)  # --device cpu is --cpu
         if self.seeds < 1 or self.jobs < 1 or (self.threads is not None and self.threads < 1):
             raise KinemicError(
                 f"seeds, jobs and threads must be >= 1, found {self.seeds}, {self.jobs}, "

@@ -144,10 +144,11 @@ class Evaluator:
     def features(self, x: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
         """Penultimate features (N, D) of prepared clips x (N, frames, 22, 3)."""
         xt = torch.as_tensor(x, dtype=torch.float32)
+        device = next(self.model.parameters()).device
         self.model.eval()
         with torch.inference_mode():
             out = [
-                self.model.features(xt[a : a + batch_size]).float()
+                self.model.features(xt[a : a + batch_size].to(device)).float().cpu()
                 for a in range(0, len(xt), batch_size)
             ]
         return torch.cat(out).numpy() if out else np.zeros((0, self.model.config.feature_dim))
@@ -167,9 +168,11 @@ def train_evaluator(
     centre: Centre = "first-frame",
     train: HARTrainConfig | None = None,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> Path:
     """Train the evaluator on every default-split training clip of ``split``'s classes and save
-    it to ``out`` (refused when ``out`` already holds one: reuse it, or choose another folder)."""
+    it to ``out`` (refused when ``out`` already holds one: reuse it, or choose another folder).
+    ``device``: where it trains (``kinemic.har.train.train_classifier``)."""
     out = Path(out)
     if (out / "config.json").exists():
         raise KinemicError(f"{out} already holds an evaluator: reuse it or choose another --out")
@@ -180,7 +183,13 @@ def train_evaluator(
     gt = data.train["gt"]
     model_cfg = STGCNConfig(num_classes=data.num_classes, width=width, dropout=0.0)
     res = train_classifier(
-        gt.x, gt.y, model_config=model_cfg, config=train, val_x=data.val.x, val_y=data.val.y
+        gt.x,
+        gt.y,
+        model_config=model_cfg,
+        config=train,
+        val_x=data.val.x,
+        val_y=data.val.y,
+        device=device,
     )
     extra = {
         "evaluator": {
@@ -234,12 +243,18 @@ def generative_metrics(
     out: str | Path | None = None,
     json_path: str | Path | None = None,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Compute every figure for the real validation clips and each synthetic folder; write
-    ``out/metrics.json`` and ``out/metrics.md`` (and ``json_path``); returns the document."""
+    ``out/metrics.json`` and ``out/metrics.md`` (and ``json_path``); returns the document.
+    The evaluator runs on ``device`` (a loaded one: where it is)."""
     from kinemic.files import write_text
 
-    ev = evaluator if isinstance(evaluator, Evaluator) else load_evaluator(evaluator)
+    if isinstance(evaluator, Evaluator):
+        ev = evaluator
+    else:
+        ev = load_evaluator(evaluator)
+        ev.model.to(device)
     modes = ("gt", *(["synth"] if synthetic else []))
     data = load_protocol_data(
         target,

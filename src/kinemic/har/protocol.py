@@ -15,8 +15,18 @@ Runs are independent; ``jobs=N`` runs N at a time in separate processes (started
 "__main__":`` guard), each with ``threads`` torch threads (default: cores // N; more threads
 than cores slows PyTorch's CPU kernels down many times). The figures depend on the thread
 count (floating-point sums), not on ``jobs``: the same ``threads`` give the same numbers
-serially and in parallel. Under ``accelerate launch`` (several processes or GPUs) every run is
-trained by all processes together, with ``jobs=1``; the main process writes the results.
+serially and in parallel.
+
+**GPUs.** ``config.device`` says where runs train (:mod:`kinemic.devices`): by default, or with
+``"cuda"``, worker i of ``jobs`` trains on visible GPU i mod their number (``kinemic evaluate``
+starts one worker per visible GPU unless told ``--jobs``); ``"cuda:N"`` puts every worker on
+GPU N, ``"cpu"`` on the CPU. Under ``accelerate launch``/``torchrun`` the processes are
+independent workers, one per GPU (``jobs=1`` each): each trains whole runs alone on its own
+device, in a worker process outside the launcher's process group, and they share the runs
+through ``out/runs/`` exactly as separate ``kinemic evaluate`` calls do (below), so ``out`` is
+required there; every process ends with the whole document, the main one writes it. (Training
+each small ST-GCN run with DDP over all processes would spend more on communication than on
+computing, and processes claiming different runs inside one group would deadlock.)
 
 With an output folder, every finished run is also recorded in ``out/runs/`` with a key of
 everything its figures depend on (:mod:`kinemic.har.runs`). A later evaluation into the same
@@ -79,11 +89,43 @@ def _is_main_process() -> bool:
 
 _WORKER: dict[str, Any] = {}
 
+#: What ``torchrun``/``accelerate launch`` set to join a process group; a worker trains alone.
+LAUNCH_VARIABLES = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "GROUP_WORLD_SIZE",
+    "ROLE_RANK",
+    "ROLE_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+)
 
-def _init_worker(payload: dict[str, Any]) -> None:
+
+def _init_worker(payload: dict[str, Any], devices: Any = None) -> None:
+    """Set a pool worker up: the run data, its device (one of ``devices``, a queue holding one
+    per worker; None: the default device), no launcher's process group, and an end with its
+    parent."""
+    for name in LAUNCH_VARIABLES:
+        os.environ.pop(name, None)
     _WORKER.clear()
-    _WORKER.update(payload)
+    _WORKER.update(payload, device=None if devices is None else devices.get())
     exit_with_parent()
+
+
+def default_jobs(device: str | None = None) -> int:
+    """Workers ``kinemic evaluate`` starts unless told ``--jobs``: one per visible GPU when
+    runs train on CUDA with ``device`` None or "cuda" (see the module doc), else 1; always 1
+    under a launcher (its processes are the workers)."""
+    import torch
+
+    from kinemic.devices import resolve_device
+
+    if _world_size() > 1 or (device is not None and ":" in device):
+        return 1
+    return torch.cuda.device_count() if resolve_device(device).type == "cuda" else 1
 
 
 def exit_with_parent(every: float = 2.0) -> None:
@@ -120,7 +162,13 @@ def _run_one(mode: str, seed: int, payload: dict[str, Any] | None = None) -> dic
         train_cfg = HARTrainConfig(**{**asdict(cfg.train), "seed": seed, "progress": p["progress"]})
         model_cfg = STGCNConfig(num_classes=k, width=cfg.width, dropout=cfg.dropout)
         res = train_classifier(
-            x, y, model_config=model_cfg, config=train_cfg, val_x=p["val"][0], val_y=p["val"][1]
+            x,
+            y,
+            model_config=model_cfg,
+            config=train_cfg,
+            val_x=p["val"][0],
+            val_y=p["val"][1],
+            device=p["device"],
         )
     finally:
         torch.set_num_threads(threads)
@@ -178,13 +226,26 @@ def run_protocol(
     is reported on stderr every :data:`WAIT_NOTE_SECONDS`. A claim whose process is gone or
     hangs expires (:mod:`kinemic.har.runs`); ``reclaim`` takes over live claims too.
     ``stop``: asked before each run is started; when it answers True no further run starts,
-    runs under way finish, and the document covers the runs done so far (``prerun``)."""
+    runs under way finish, and the document covers the runs done so far (``prerun``).
+    Under a launcher, each process is one independent worker (module doc)."""
+    from kinemic.devices import resolve_device, worker_devices
+
     threads = config.run_threads()
-    if config.jobs > 1 and _world_size() > 1:
+    launched = _world_size() > 1
+    if launched and config.jobs > 1:
         raise KinemicError(
-            "--jobs runs separate processes; under `accelerate launch` every run already uses "
-            "all processes: use --jobs 1 there"
+            "--jobs starts worker processes; under accelerate launch or torchrun each launched "
+            "process already is one worker (on its own GPU): use --jobs 1 there"
         )
+    if launched and runs_dir is None:
+        raise KinemicError(
+            "under accelerate launch or torchrun the processes are independent workers that "
+            "share the runs through OUT/runs/: give --out (or run one process, with --jobs N)"
+        )
+    devices = (
+        [resolve_device(config.device)] if launched else worker_devices(config.device, config.jobs)
+    )
+    pooled = config.jobs > 1 or launched  # a launched process trains in a worker, outside its group
     runs_dir = None if runs_dir is None else Path(runs_dir)
     keys = run_keys(data, config, threads)
     payload = {
@@ -193,7 +254,7 @@ def run_protocol(
         "num_classes": data.num_classes,
         "train": {m: (s.x, s.y) for m, s in data.train.items()},
         "val": (data.val.x, data.val.y),
-        "progress": progress and config.jobs == 1,
+        "progress": progress and not pooled,
     }
     work = [(m.label, s) for m in data.modes for s in range(config.seeds)]
     runs: dict[tuple[str, int], dict] = {}
@@ -223,14 +284,16 @@ def run_protocol(
         return None
 
     ctx = multiprocessing.get_context("spawn")  # fork after torch threads can deadlock
-    pool = (
-        _Inline()
-        if config.jobs == 1
-        else ProcessPoolExecutor(
-            config.jobs, mp_context=ctx, initializer=_init_worker, initargs=(payload,)
+    if pooled:
+        queue = ctx.Queue()
+        for device in devices:
+            queue.put(str(device))
+        pool: _Inline | ProcessPoolExecutor = ProcessPoolExecutor(
+            config.jobs, mp_context=ctx, initializer=_init_worker, initargs=(payload, queue)
         )
-    )
-    args = (payload,) if config.jobs == 1 else ()
+    else:
+        pool = _Inline()
+    args = () if pooled else ({**payload, "device": str(devices[0])},)
     inflight: dict[Future, tuple[str, int]] = {}
     trained, stopped = 0, False
     noted = -math.inf  # when the wait for other processes' runs was last reported
@@ -249,7 +312,7 @@ def run_protocol(
                 for fut in done:
                     w = inflight.pop(fut)
                     runs[w] = {**fut.result(), "key": keys[w[0]]}
-                    if runs_dir is not None and _is_main_process():
+                    if runs_dir is not None:  # trained here alone: recorded here
                         write_run(runs_dir, runs[w])
                     if beat is not None:  # the record is there: the claim has done its job
                         release_run(runs_dir, *w)

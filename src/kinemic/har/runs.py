@@ -72,7 +72,8 @@ def _digest(*arrays: np.ndarray) -> str:
 def run_keys(data: ProtocolData, config: ProtocolConfig, threads: int) -> dict[str, str]:
     """Per mode label, the SHA-256 of everything a run's figures depend on but its seed."""
     settings = {**asdict(config), "train": {**asdict(config.train), "progress": None}}
-    for free in ("modes", "seeds", "jobs", "threads"):  # what picks runs, not what they compute
+    # what picks runs and where they train, not what they compute ("cpu" is train.cpu)
+    for free in ("modes", "seeds", "jobs", "threads", "device"):
         settings.pop(free)
     from kinemic import __version__
 

@@ -143,9 +143,13 @@ def train_classifier(
     config: HARTrainConfig,
     val_x: np.ndarray | torch.Tensor | None = None,
     val_y: np.ndarray | torch.Tensor | None = None,
+    device: str | torch.device | None = None,
 ) -> TrainedClassifier:
     """Train an ST-GCN on prepared clips x (N, T, V, 3) with classes y (N,) in
-    ``0..num_classes-1``; validate on (val_x, val_y) at the evaluated epochs."""
+    ``0..num_classes-1``; validate on (val_x, val_y) at the evaluated epochs. ``device``:
+    ``kinemic.devices.resolve_device``'s (default: CUDA when available; ``config.cpu`` forces
+    the CPU); under ``accelerate launch`` each process trains on its own GPU."""
+    from kinemic.devices import resolve_device
     from kinemic.training import make_accelerator
 
     x, y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
@@ -157,7 +161,10 @@ def train_classifier(
     if has_val:
         val_x = torch.as_tensor(val_x, dtype=torch.float32)
         val_y = torch.as_tensor(val_y, dtype=torch.long)
-    acc = make_accelerator(cpu=config.cpu, mixed_precision=config.mixed_precision)
+    on = resolve_device("cpu" if config.cpu else device)
+    if on.type == "cuda":
+        torch.cuda.set_device(on)  # accelerate puts a single process on the current GPU
+    acc = make_accelerator(cpu=on.type == "cpu", mixed_precision=config.mixed_precision)
     rank, world = acc.process_index, acc.num_processes
     torch.manual_seed(config.seed)
     model = STGCN(model_config)

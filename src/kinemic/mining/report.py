@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from kinemic.mining.soft_positives import (
     select_soft_positives,
 )
 from kinemic.world.truth import has_segments
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -240,6 +243,7 @@ def mine(
     filter_config: FilterConfig | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> MineReport:
     """Soft positives of the target classes among the source motions, their best captions and,
     when ``source`` carries ground-truth segments (a world), retrieval and mining precision.
@@ -253,7 +257,8 @@ def mine(
     (``kinemic.mining.soft_positives.select_soft_positives``; the kinematic filter compares
     with the target clips of each class); None: a ``model``'s own, else the caption ranking.
     With a ``model`` fine-tuned with the kinematic filter, a kinematic ``filter_config`` takes
-    the model's pool, encoder and weight where it leaves them None.
+    the model's pool, encoder and weight where it leaves them None. ``device``: where the
+    generator and the kinematic filter's T-MOR encoder run.
     """
     if show < 0:
         raise KinemicError(f"--show must be 0 or more, got {show}")
@@ -262,7 +267,7 @@ def mine(
     t0 = time.perf_counter()
     finetuned = None  # the loaded generator of ``model``
     if model is not None:
-        finetuned, split = load_for_mining(model, split)
+        finetuned, split = load_for_mining(model, split, device=device)
     text_encoder = None
     if finetuned is not None:
         used = finetuned.config.get("soft_positives") or {}
@@ -291,6 +296,7 @@ def mine(
         cache_dir=cache_dir,
         split=source_split,
         progress=progress,
+        device=device,
     )
     tops = _closest_captions(source, soft, text_encoder, show)
     summaries = [
@@ -367,13 +373,15 @@ def _with_own(how: FilterConfig | None, own: dict[str, Any]) -> FilterConfig:
 # ------------------------------------------------------------------------- attention windows
 
 
-def load_for_mining(model: str | Path, split: str | None) -> tuple[Any, str | None]:
+def load_for_mining(
+    model: str | Path, split: str | None, *, device: str | torch.device = "cpu"
+) -> tuple[Any, str | None]:
     """The fine-tuned generator of ``model`` (``kinemic.finetune.generator.load_generator``:
-    a generator folder or run; a prior is refused with a hint) and the split to mine:
-    ``split``, or the generator's own when None (they must agree)."""
+    a generator folder or run; a prior is refused with a hint), loaded on ``device``, and the
+    split to mine: ``split``, or the generator's own when None (they must agree)."""
     from kinemic.finetune.generator import load_generator
 
-    generator = load_generator(model)
+    generator = load_generator(model, device=device)
     if generator.mic is None:
         raise KinemicError(
             f"{model}: this generator (method {generator.method!r}) has no MIC module, so it "
@@ -407,9 +415,8 @@ def attention_windows(
     As in training, the prior stream sees the noised source clip under one of its own
     whole-clip captions (drawn with ``seed``), at step ``t`` of the generator's schedule: by
     default drawn uniformly, as training draws it, once per batch of ``batch_size`` windows
-    (shuffled across classes)."""
-    import torch
-
+    (shuffled across classes). The noise is drawn on the generator's device."""
+    from kinemic.devices import device_generator
     from kinemic.mining.windows import mine_windows
     from kinemic.progress import progress_bar
     from kinemic.text import encoder_from_spec
@@ -441,7 +448,7 @@ def attention_windows(
     order = rng.permutation(len(pairs))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     steps_of = [t if t is not None else int(rng.integers(diffusion_steps)) for _ in batches]
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    generator = device_generator(seed, next(model.denoiser.parameters()).device)
     out = np.zeros((*soft.indices.shape, 2), dtype=np.int64)
     bar = progress_bar(batches, desc="mining windows", unit="batch", enabled=progress)
     for batch, step in zip(bar, steps_of, strict=True):

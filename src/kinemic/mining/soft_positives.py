@@ -48,7 +48,7 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -57,6 +57,9 @@ from kinemic.files import write_bytes
 from kinemic.io.humanml3d import Caption, HumanML3DDataset, parse_caption_line
 from kinemic.mining.config import DEFAULT_K, DEFAULT_WEIGHT, FILTERS, Filter, FilterConfig
 from kinemic.text import TextEncoder, default_cache_dir, encode_all, get_text_encoder
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [  # DEFAULT_K, FILTERS, Filter, FilterConfig: kinemic.mining.config's, also here
     "CACHE_FORMAT",
@@ -392,6 +395,7 @@ def select_soft_positives(
     cache_dir: str | Path | None = None,
     split: str | None = "train",
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> SoftPositives:
     """The soft positives of each caption, selected as ``filter_config`` says (None: the
     caption ranking, ``FilterConfig()``): the caption top-``k`` (kind "none"), or
@@ -400,7 +404,8 @@ def select_soft_positives(
     joints read from ``target``) with the T-MOR ``encoder`` of the config (None: the shipped
     one), of which the first ``k`` are kept. The ranking key is the config's ``weight``
     (default 0.5) times the standardised motion score plus the rest times the standardised
-    caption score (``kinematic_filter.fused_scores``); 1 ranks by motion alone."""
+    caption score (``kinematic_filter.fused_scores``); 1 ranks by motion alone. The T-MOR
+    encoder runs on ``device``."""
     how = FilterConfig() if filter_config is None else filter_config
     problems = how.problems(k)
     if problems:
@@ -423,7 +428,7 @@ def select_soft_positives(
         raise KinemicError(
             f"{len(fewshot_ids)} classes of few-shot clips for {len(captions)} captions"
         )
-    tmor = load_tmor(how.encoder)  # before any work: a wrong folder fails at once
+    tmor = load_tmor(how.encoder, device=device)  # before any work: a wrong folder fails at once
     n = len(source_ids(source_dir, split)[0])
     wanted = 2 * k if how.pool is None else how.pool
     pool = min(wanted, n)

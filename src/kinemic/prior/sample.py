@@ -7,6 +7,12 @@ Output folder of :func:`sample_motions`::
     OUT/joints/<i>.npy      (T, 22, 3) float32 joints recovered from the features
     OUT/samples[_k].gif     the samples side by side (at most 8 per GIF)
     OUT/info.json           every setting, and each sample's prompt, action and length
+
+Sampling splits over processes like synthesis (:mod:`kinemic.shards`): batch b of
+``batch_size`` samples is drawn from its own generator on the model's device, seeded with
+``batch_seed(seed, b)``; a shard makes every N-th batch and writes its samples' files, and
+the last shard to finish writes the GIFs and ``info.json`` (its parts are recorded in
+``OUT/.parts/`` until then).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +30,19 @@ import numpy as np
 import torch
 
 from kinemic.constants import FPS
+from kinemic.devices import device_generator
 from kinemic.errors import KinemicError
-from kinemic.files import make_folder, save_npy, write_text
+from kinemic.files import make_folder, read_npy, save_npy, write_text
 from kinemic.models import load_model
+from kinemic.shards import Shard, assembly_lock, batch_seed
 
 if TYPE_CHECKING:
     from kinemic.finetune.generator import ActionGenerator
     from kinemic.prior.folder import Prior
 
 GIF_COLUMNS = 8
+#: Where the shards of a sharded ``sample_motions`` record their parts until it is assembled.
+PARTS = ".parts"
 _SECONDS = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*s\s*$")
 
 
@@ -96,7 +107,8 @@ class Samples:
     - ``joints`` (B, T, 22, 3) float32: joint positions in metres (Y up, SMPL-22 order) recovered
       from the features, at ``fps`` (20) frames per second;
     - ``conditions``: each sample's (text, 0-based action id), None where not conditioned;
-    - ``frames``: T, the feature rows (and joint frames) of every sample.
+    - ``frames``: T, the feature rows (and joint frames) of every sample;
+    - ``indices``: each row's place in the whole set (0, 1, ... unless one shard's part).
 
     The model they came from: ``model_folder`` (the folder it was loaded from), ``weights``
     ("ema", "raw" or "adapter"), ``diffusion_steps`` (its schedule's), ``text_encoder`` and
@@ -122,6 +134,7 @@ class Samples:
     text_encoder: str | None
     action_names: list[str] = field(default_factory=list)
     fps: int = int(FPS)
+    indices: list[int] = field(default_factory=list)
 
     @property
     def titles(self) -> list[str]:
@@ -141,9 +154,11 @@ def sample(
     guidance: float = 2.5,
     seed: int = 0,
     bf16: bool = False,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     text_cache: str | Path | None = None,
     progress: bool = False,
+    batch_size: int | None = None,
+    shard: Shard | None = None,
 ) -> Samples:
     """Sample motions in memory from a prior or a fine-tuned generator.
 
@@ -158,10 +173,16 @@ def sample(
     ``n`` unconditional samples. ``length`` is "3s", "3.5s" (20 fps) or a number of frames, at
     most the model's training length. Sampling is ancestral DDPM over the model's
     ``diffusion_steps`` (the only value accepted), or deterministic DDIM over ``ddim`` steps;
-    ``guidance`` is the classifier-free guidance scale (1 = none). The same ``seed`` gives the
-    same samples. ``text_cache`` is the folder of the text-embedding cache (default: kinemic's).
+    ``guidance`` is the classifier-free guidance scale (1 = none). ``text_cache`` is the
+    folder of the text-embedding cache (default: kinemic's).
 
-    Returns :class:`Samples`: features (B, T, 263) and joints (B, T, 22, 3), B = n × conditions.
+    The samples are drawn in batches of ``batch_size`` (default: all in one), batch b with a
+    generator on the model's device seeded with ``batch_seed(seed, b)`` (batch 0: ``seed``):
+    the same seed and batch size give the same samples on one device type. ``shard`` makes
+    only its batches (:mod:`kinemic.shards`); ``Samples.indices`` tells which.
+
+    Returns :class:`Samples`: features (B, T, 263) and joints (B, T, 22, 3), B = n × conditions
+    (a shard: its rows only).
 
     Examples:
         >>> import kinemic
@@ -179,6 +200,8 @@ def sample(
 
     if n < 1:
         raise KinemicError(f"n must be >= 1, found {n}")
+    if batch_size is not None and batch_size < 1:
+        raise KinemicError(f"batch_size must be >= 1, found {batch_size}")
     prior = load_model(model, device=device) if isinstance(model, (str, Path)) else model
     frames = parse_length(length, max_frames=prior.max_frames)
     check_sampling(guidance=guidance, ddim=ddim, num_steps=prior.schedule.num_steps)
@@ -239,25 +262,36 @@ def sample(
         text = emb[torch.tensor([unique.index(t) for t, _ in conds])]
     action = None if not action_ids else torch.tensor([a for _, a in conds], dtype=torch.long)
 
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    x = diffusion_sample(
-        prior.denoiser,
-        prior.schedule,
-        (B, frames, prior.denoiser.config.feature_dim),
-        text=text,
-        action=action,
-        guidance=guidance,
-        generator=generator,
-        ddim_steps=ddim,
-        bf16=bf16,
-        progress=progress,
-    )
-    features = prior.normalizer.inverse(x.float().cpu().numpy()).astype(np.float32)  # (B, T, 263)
+    shard = shard or Shard()
+    on = next(prior.denoiser.parameters()).device
+    F = prior.denoiser.config.feature_dim
+    size = B if batch_size is None else batch_size
+    parts, indices = [], []
+    for b, a in enumerate(range(0, B, size)):
+        if not shard.owns(b):
+            continue
+        rows = slice(a, min(a + size, B))
+        x = diffusion_sample(
+            prior.denoiser,
+            prior.schedule,
+            (rows.stop - a, frames, F),
+            text=None if text is None else text[rows],
+            action=None if action is None else action[rows],
+            guidance=guidance,
+            generator=device_generator(batch_seed(seed, b), on),
+            ddim_steps=ddim,
+            bf16=bf16,
+            progress=progress,
+        )
+        parts.append(prior.normalizer.inverse(x.float().cpu().numpy()).astype(np.float32))
+        indices += range(a, rows.stop)
+    features = np.concatenate(parts) if parts else np.zeros((0, frames, F), np.float32)
     joints = features_to_joints(features).astype(np.float32)  # (B, T, 22, 3)
     return Samples(
-        features=features,
+        features=features,  # (B, T, 263) de-normalised
         joints=joints,
-        conditions=conds,
+        conditions=[conds[i] for i in indices],
+        indices=indices,
         frames=frames,
         model_folder=Path(prior.path),
         weights=prior.weights,
@@ -281,10 +315,12 @@ def sample_motions(
     out: str | Path,
     bf16: bool = False,
     gif: bool = True,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     weights: str = "ema",
     text_cache: str | Path | None = None,
     progress: bool = True,
+    batch_size: int | None = None,
+    shard: Shard | None = None,
 ) -> Path:
     """Sample motions from a prior (a prior folder, or a training run: its latest checkpoint) or
     from a fine-tuned generator (a ``kinemic finetune`` run or checkpoint) into a folder.
@@ -294,10 +330,14 @@ def sample_motions(
 
     Writes OUT/features/<i>.npy (T, 263), OUT/joints/<i>.npy (T, 22, 3), GIFs of up to 8
     samples side by side (unless ``gif=False``) and OUT/info.json. Returns OUT.
+
+    ``shard``: write this shard's samples only (module doc); the shard that finds every part
+    written writes the GIFs and OUT/info.json, which is therefore there once the set is whole.
     """
     out = Path(out)
     if n < 1:
         raise KinemicError(f"n must be >= 1, found {n}")
+    shard = shard or Shard()
     prior = load_model(model, weights=weights, device=device)  # type: ignore[arg-type]
     samples = sample(
         prior,
@@ -312,27 +352,14 @@ def sample_motions(
         bf16=bf16,
         text_cache=text_cache,
         progress=progress,
+        batch_size=batch_size,
+        shard=shard,
     )
     make_folder(out)  # a clear error when OUT is a file, before anything is written
-    conds = samples.conditions
-    B = len(conds)
-    for i in range(B):
-        save_npy(out / "features" / f"{i}.npy", samples.features[i])
-        save_npy(out / "joints" / f"{i}.npy", samples.joints[i])
-    gifs = []
-    if gif:
-        from kinemic.render import render_clips
-
-        titles = samples.titles
-        for k, a in enumerate(range(0, B, GIF_COLUMNS)):
-            name = "samples.gif" if B <= GIF_COLUMNS else f"samples_{k}.gif"
-            render_clips(
-                list(samples.joints[a : a + GIF_COLUMNS]),
-                out / name,
-                titles=titles[a : a + GIF_COLUMNS],
-            )
-            gifs.append(name)
-    info = {
+    for r, i in enumerate(samples.indices):
+        save_npy(out / "features" / f"{i}.npy", samples.features[r])
+        save_npy(out / "joints" / f"{i}.npy", samples.joints[r])
+    settings = {
         "model": str(Path(model)),
         "prior_folder": str(samples.model_folder),
         "weights": samples.weights,
@@ -347,24 +374,82 @@ def sample_motions(
         "ddim": ddim,
         "guidance": guidance,
         "seed": seed,
+        "batch_size": batch_size,
         "bf16": bf16,
-        "device": device,
         "text_encoder": samples.text_encoder,
+    }
+    rows = [
+        {"index": i, "text": t, "action": a}
+        for i, (t, a) in zip(samples.indices, samples.conditions, strict=True)
+    ]
+    if not shard.whole:
+        rows = _record_part(out / PARTS, shard, settings, rows)
+        if rows is None:  # other parts are still being made
+            return out
+    joints = (
+        list(samples.joints)
+        if shard.whole
+        else [read_npy(out / "joints" / f"{r['index']}.npy") for r in rows]
+    )
+    titles = [_title(r["text"], r["action"], samples.action_names) for r in rows]
+    gifs = _write_gifs(out, joints, titles) if gif else []
+    info = {
+        **settings,
+        "device": str(device),
+        "shards": shard.count,
         "gifs": gifs,
         "samples": [
             {
-                "index": i,
-                "text": t,
-                "action": a,
+                **r,
                 "frames": samples.frames,
-                "features": f"features/{i}.npy",
-                "joints": f"joints/{i}.npy",
+                "features": f"features/{r['index']}.npy",
+                "joints": f"joints/{r['index']}.npy",
             }
-            for i, (t, a) in enumerate(conds)
+            for r in rows
         ],
     }
     write_text(out / "info.json", json.dumps(info, indent=2) + "\n")
+    if not shard.whole:
+        shutil.rmtree(out / PARTS, ignore_errors=True)
     return out
+
+
+def _record_part(parts: Path, shard: Shard, settings: dict, rows: list[dict]) -> list[dict] | None:
+    """Record this shard's samples in ``parts``; then, if every part is recorded with the same
+    settings, every sample's row in order (the caller assembles), else None."""
+    write_text(
+        parts / f"{shard.name}.json",
+        json.dumps({"settings": settings, "samples": rows}, indent=1) + "\n",
+    )
+    with assembly_lock(parts) as there:
+        if not there:  # another shard has assembled the set
+            return None
+        names = [Shard(k, shard.count).name for k in range(shard.count)]
+        if not all((parts / f"{name}.json").is_file() for name in names):
+            return None
+        merged = []
+        for name in names:
+            record = json.loads((parts / f"{name}.json").read_text(encoding="utf-8"))
+            if record["settings"] != settings:
+                diff = sorted(k for k in settings if record["settings"].get(k) != settings[k])
+                raise KinemicError(
+                    f"{parts / name}.json: a part sampled with other settings ({', '.join(diff)}"
+                    f" differ); sample every shard with the same settings, or delete {parts}"
+                )
+            merged += record["samples"]
+        return sorted(merged, key=lambda r: r["index"])
+
+
+def _write_gifs(out: Path, joints: list[np.ndarray], titles: list[str]) -> list[str]:
+    """GIFs of the clips side by side, :data:`GIF_COLUMNS` per GIF; their names."""
+    from kinemic.render import render_clips
+
+    B, gifs = len(joints), []
+    for k, a in enumerate(range(0, B, GIF_COLUMNS)):
+        name = "samples.gif" if B <= GIF_COLUMNS else f"samples_{k}.gif"
+        render_clips(joints[a : a + GIF_COLUMNS], out / name, titles=titles[a : a + GIF_COLUMNS])
+        gifs.append(name)
+    return gifs
 
 
 def _title(text: str | None, action: int | None, names: list[str]) -> str:

@@ -138,14 +138,16 @@ def generate_from_prior(
     guidance: float = 2.5,
     batch_size: int = 64,
 ) -> list[np.ndarray]:
-    """Joints (T_i, 22, 3) sampled from a loaded prior, one per caption at the given lengths
-    (clipped to the prior's max_frames)."""
+    """Joints (T_i, 22, 3) sampled from a loaded prior on its device, one per caption at the
+    given lengths (clipped to the prior's max_frames); noise from a generator there seeded
+    with ``seed``."""
+    from kinemic.devices import device_generator
     from kinemic.diffusion.sampling import lengths_to_mask, sample
     from kinemic.features import features_to_joints
     from kinemic.text import encoder_from_spec
 
     enc = encoder_from_spec(prior.text_spec or prior.text_encoder)
-    gen = torch.Generator().manual_seed(seed)
+    gen = device_generator(seed, next(prior.denoiser.parameters()).device)
     out = []
     for a in range(0, len(captions), batch_size):
         caps = list(captions[a : a + batch_size])
@@ -162,7 +164,7 @@ def generate_from_prior(
             generator=gen,
             ddim_steps=ddim,
         )
-        feats = prior.normalizer.inverse(x.numpy())
+        feats = prior.normalizer.inverse(x.cpu().numpy())
         for i, n in enumerate(lens):
             out.append(features_to_joints(feats[i, :n]).astype(np.float32))
     return out
@@ -180,12 +182,14 @@ def evaluate_t2m(
     seed: int = 0,
     ddim: int | None = 10,
     guidance: float = 2.5,
+    device: str | torch.device = "cpu",
 ) -> T2MReport:
     """Text-to-motion figures in T-MOR space for the motions of ``generated`` (a HumanML3D-layout
     folder with ``new_joints/`` and ``texts/``: each clip's first caption is its prompt) or, by
     default, for ``n`` samples of ``prior`` from the captions (and lengths) of ``split`` of
     ``source``; the real figures of the same ``n`` real pairs beside them. The real FID compares
-    ``n`` clips of ``reference_split`` with them."""
+    ``n`` clips of ``reference_split`` with them. ``device``: where the prior samples (the
+    encoder runs where it is)."""
     from kinemic.tmor.encoder import TMOREncoder, load_tmor
     from kinemic.tmor.retrieve import retrieval_pairs
 
@@ -211,7 +215,7 @@ def evaluate_t2m(
     else:
         from kinemic.prior.folder import load_prior
 
-        p = load_prior(prior if prior is not None else "shipped")
+        p = load_prior(prior if prior is not None else "shipped", device=device)
         gen = generate_from_prior(
             p, captions, [len(r) for r in real], seed=seed, ddim=ddim, guidance=guidance
         )
