@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +41,8 @@ UNIT_LENGTH = 4
 NO_CAPTION = -1
 #: Where each array of a HumanML3D layout lives.
 _ARRAY_FOLDER = {"features": "new_joint_vecs", "joints": "new_joints"}
+#: The count of clips trained without text, in ``MotionCorpus.skipped``.
+_UNCAPTIONED = "uncaptioned (trained without text)"
 
 
 def source_split(root: str | Path, split: str | None) -> tuple[HumanML3DDataset, list[str]]:
@@ -117,6 +120,114 @@ def read_clips(
         yield clip
 
 
+class _MemoryRows:
+    """``packed.RowWriter``'s calls, into memory (``MotionCorpus.load(cache=False)``)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray] = []
+
+    def add(self, array: np.ndarray) -> None:
+        self.chunks.append(array)
+
+    def array(self) -> np.ndarray:
+        return np.concatenate(self.chunks).astype(np.float32, copy=False)
+
+
+def _read_corpus(
+    roots: list[Path], split: str | None, min_frames: int, progress: bool, writer
+) -> dict:
+    """Read the clips of every source into ``writer`` (one ``add`` per kept clip); the tables
+    of a :class:`MotionCorpus` (``offsets``, ``caption_table``, ``caption_starts``,
+    ``clip_ids``, ``captions``, ``skipped``, ``uncaptioned``)."""
+    lengths: list[int] = []
+    clip_ids: list[str] = []
+    clip_caps: list[np.ndarray] = []
+    caption_index: dict[str, int] = {}
+    skipped: dict[str, int] = {}
+    uncaptioned: list[str] = []
+
+    def skip(reason: str, count: int = 1) -> None:
+        skipped[reason] = skipped.get(reason, 0) + count
+
+    for n, root in enumerate(roots):
+        ds, ids = source_split(root, split)
+        if not ids:
+            raise DataError(root / "new_joint_vecs", "no clips: expected <id>.npy features")
+        kept = 0
+        for clip in read_clips(
+            ds, ids, arrays="features", min_frames=min_frames, progress=progress
+        ):
+            if clip.short:
+                skip("shorter than min_frames")
+                continue
+            if clip.short_spans:
+                skip("caption span shorter than min_frames", clip.short_spans)
+            rows = [
+                (caption_index.setdefault(text, len(caption_index)), start, end)
+                for text, start, end in clip.spans
+            ]
+            if not rows:
+                uncaptioned.append(str(clip.text_file))
+            writer.add(clip.array)
+            lengths.append(len(clip.array))
+            clip_ids.append(f"{n}:{clip.clip_id}")
+            clip_caps.append(np.asarray(rows, dtype=np.int64).reshape(-1, 3))
+            kept += 1
+        if kept == 0:
+            raise DataError(
+                root,
+                f"no usable clips: all {len(ids)} clips have fewer than {min_frames} feature "
+                "rows (lower min_frames or check the source)",
+            )
+    return {
+        "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        "caption_table": np.concatenate(clip_caps).astype(np.int64).reshape(-1, 3),
+        "caption_starts": np.concatenate([[0], np.cumsum([len(c) for c in clip_caps])]).astype(
+            np.int64
+        ),
+        "clip_ids": clip_ids,
+        "captions": list(caption_index),
+        "skipped": skipped,
+        "uncaptioned": uncaptioned,
+    }
+
+
+def _corpus_pack(
+    roots: list[Path], split: str | None, min_frames: int, progress: bool, cache: bool | str | Path
+):
+    """The pack (``kinemic.packed``) of these sources' features, built when missing."""
+    from kinemic.packed import (
+        RowWriter,
+        default_pack_dir,
+        folder_signature,
+        open_or_build,
+        pack_key,
+        write_pack,
+    )
+
+    folder = default_pack_dir() if cache is True else Path(cache).expanduser()
+    parts = ["", _ARRAY_FOLDER["features"], "texts"]
+    key = pack_key(
+        {
+            "kind": "motion-corpus",
+            "split": split,
+            "min_frames": min_frames,
+            "sources": [[str(r.resolve()), folder_signature(r, parts)] for r in roots],
+        }
+    )
+
+    def build(tmp: Path) -> None:
+        writer = RowWriter(tmp, (FEATURE_DIM,))
+        try:
+            tables = _read_corpus(roots, split, min_frames, progress, writer)
+        finally:
+            writer.close()
+        index = {k: tables.pop(k) for k in ("offsets", "caption_table", "caption_starts")}
+        write_pack(tmp, writer, index, tables)
+
+    return open_or_build(folder, key, build)
+
+
 @dataclass
 class MotionCorpus:
     """Clips of one or more HumanML3D-layout sources, concatenated in memory.
@@ -124,7 +235,9 @@ class MotionCorpus:
     ``features`` (N, 263) float32 holds every clip's raw (not normalised) feature rows; clip
     ``i`` is ``features[offsets[i]:offsets[i + 1]]``. ``captions`` are the distinct caption texts;
     ``clip_captions[i]`` is a (K, 3) int64 array of (caption index, first row, end row) per
-    caption of clip ``i`` (K = 0 for an uncaptioned clip).
+    caption of clip ``i`` (K = 0 for an uncaptioned clip). ``uncaptioned``: the missing or
+    unusable caption files of such clips. ``pack``: the folder of the pack whose rows
+    ``features`` maps (None: in memory).
     """
 
     features: np.ndarray
@@ -134,6 +247,8 @@ class MotionCorpus:
     captions: list[str]
     clip_captions: list[np.ndarray]
     skipped: dict[str, int] = field(default_factory=dict)
+    uncaptioned: list[Path] = field(default_factory=list)
+    pack: Path | None = None
 
     @classmethod
     def load(
@@ -144,9 +259,15 @@ class MotionCorpus:
         min_frames: int = 40,
         allow_uncaptioned: bool = False,
         progress: bool = True,
+        cache: bool | str | Path = True,
     ) -> MotionCorpus:
         """Read every source's ``split`` (all clips where the source has no ``<split>.txt``,
         or when ``split`` is None).
+
+        ``cache``: hold the features in a pack (:mod:`kinemic.packed`), memory-mapped and
+        shared by every process of the machine, built on first use in the default folder
+        (True: ``$KINEMIC_CACHE/corpus``) or the folder given, and reused while the sources'
+        files are unchanged; False reads them into this process's memory.
 
         Raises ``DataError`` for a folder that is not a HumanML3D layout, unreadable or
         non-finite features, malformed caption files, a source without usable clips, and clips
@@ -156,67 +277,66 @@ class MotionCorpus:
             raise KinemicError("no training sources given: pass at least one HumanML3D folder")
         if min_frames < UNIT_LENGTH:
             raise KinemicError(f"min_frames must be at least {UNIT_LENGTH}, got {min_frames}")
-        chunks: list[np.ndarray] = []
-        clip_ids: list[str] = []
-        clip_caps: list[np.ndarray] = []
-        caption_index: dict[str, int] = {}
-        skipped: dict[str, int] = {}
-        uncaptioned: list[Path] = []
         roots = [Path(s) for s in sources]
+        if cache is False:
+            writer = _MemoryRows()
+            tables = _read_corpus(roots, split, min_frames, progress, writer)
+            corpus = cls._from_tables(writer.array(), tables, roots)
+        else:
+            corpus = cls._from_pack(_corpus_pack(roots, split, min_frames, progress, cache), roots)
+        corpus._check_captions(allow_uncaptioned, min_frames)
+        return corpus
 
-        def skip(reason: str, count: int = 1) -> None:
-            skipped[reason] = skipped.get(reason, 0) + count
+    @classmethod
+    def _from_tables(
+        cls, features: np.ndarray, tables: dict, roots: list[Path], pack: Path | None = None
+    ) -> MotionCorpus:
+        starts = tables["caption_starts"]
+        table = tables["caption_table"]
+        return cls(
+            features=features,
+            offsets=tables["offsets"],
+            clip_ids=list(tables["clip_ids"]),
+            sources=roots,
+            captions=list(tables["captions"]),
+            clip_captions=[table[a:b] for a, b in pairwise(starts)],
+            skipped=dict(tables["skipped"]),
+            uncaptioned=[Path(p) for p in tables["uncaptioned"]],
+            pack=pack,
+        )
 
-        for n, root in enumerate(roots):
-            ds, ids = source_split(root, split)
-            if not ids:
-                raise DataError(root / "new_joint_vecs", "no clips: expected <id>.npy features")
-            kept = 0
-            for clip in read_clips(
-                ds, ids, arrays="features", min_frames=min_frames, progress=progress
-            ):
-                if clip.short:
-                    skip("shorter than min_frames")
-                    continue
-                if clip.short_spans:
-                    skip("caption span shorter than min_frames", clip.short_spans)
-                rows = [
-                    (caption_index.setdefault(text, len(caption_index)), start, end)
-                    for text, start, end in clip.spans
-                ]
-                if not rows:
-                    uncaptioned.append(clip.text_file)
-                chunks.append(clip.array)
-                clip_ids.append(f"{n}:{clip.clip_id}")
-                clip_caps.append(np.asarray(rows, dtype=np.int64).reshape(-1, 3))
-                kept += 1
-            if kept == 0:
-                raise DataError(
-                    root,
-                    f"no usable clips: all {len(ids)} clips have fewer than {min_frames} feature "
-                    "rows (lower min_frames or check the source)",
-                )
-        if uncaptioned and not allow_uncaptioned:
-            shown = "\n  ".join(str(p) for p in uncaptioned[:5])
+    @classmethod
+    def _from_pack(cls, pack, roots: list[Path]) -> MotionCorpus:
+        return cls._from_tables(pack.rows, {**pack.index, **pack.meta}, roots, pack.folder)
+
+    def _check_captions(self, allow_uncaptioned: bool, min_frames: int) -> None:
+        skipped = {k: v for k, v in self.skipped.items() if k != _UNCAPTIONED}
+        if self.uncaptioned and not allow_uncaptioned:
+            shown = "\n  ".join(str(p) for p in self.uncaptioned[:5])
             raise DataError(
-                uncaptioned[0].parent,
-                f"{len(uncaptioned)} clips have no usable caption (missing texts/<id>.txt, or "
-                f"only caption spans shorter than {min_frames} rows), e.g.\n  {shown}\n"
+                self.uncaptioned[0].parent,
+                f"{len(self.uncaptioned)} clips have no usable caption (missing texts/<id>.txt, "
+                f"or only caption spans shorter than {min_frames} rows), e.g.\n  {shown}\n"
                 "add captions, or pass allow_uncaptioned=True (--allow-uncaptioned) to train "
                 "those clips without text (as the classifier-free, unconditional branch)",
             )
-        if uncaptioned:
-            skipped["uncaptioned (trained without text)"] = len(uncaptioned)
-        lengths = np.array([len(c) for c in chunks], dtype=np.int64)
-        return cls(
-            features=np.concatenate(chunks).astype(np.float32, copy=False),
-            offsets=np.concatenate([[0], np.cumsum(lengths)]),
-            clip_ids=clip_ids,
-            sources=roots,
-            captions=list(caption_index),
-            clip_captions=clip_caps,
-            skipped=skipped,
-        )
+        if self.uncaptioned:
+            skipped[_UNCAPTIONED] = len(self.uncaptioned)
+        self.skipped = skipped
+
+    def __getstate__(self) -> dict:
+        """Pickled (for a loader's worker processes) by the pack's folder, not its rows."""
+        state = dict(self.__dict__)
+        if self.pack is not None:
+            state["features"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.features is None:
+            from kinemic.packed import read_pack
+
+            self.features = read_pack(self.pack).rows
 
     def __len__(self) -> int:
         return len(self.clip_ids)
@@ -281,11 +401,16 @@ def draw_batch(
     *,
     max_frames: int = MAX_FRAMES,
     normalizer=None,
+    rows: slice | None = None,
 ) -> MotionBatch:
     """Draw ``batch_size`` clips uniformly (with replacement), one random caption each, and a
     random crop: the caption's span (the whole clip for whole-clip captions), shortened to at
     most ``max_frames`` rows and to a multiple of 4, at a random offset. Padded to the longest
-    crop of the batch. Everything random comes from ``rng``."""
+    crop of the batch. Everything random comes from ``rng``.
+
+    ``rows``: make only these rows of the batch (one process's slice), padded to their
+    longest crop. The draws are those of the whole batch, so the slices of all processes are
+    the rows of the whole batch, whatever their number; only the slice's features are read."""
     if max_frames < UNIT_LENGTH:
         raise KinemicError(f"max_frames must be at least {UNIT_LENGTH}, got {max_frames}")
     clips = rng.integers(0, len(corpus), size=batch_size)
@@ -300,9 +425,13 @@ def draw_batch(
         first = corpus.offsets[c] + start + rng.integers(0, end - start - length + 1)
         spans.append((first, length))
         caps.append(idx)
+    if rows is not None:
+        clips, spans, caps = clips[rows], spans[rows], caps[rows]
+        if not spans:
+            raise KinemicError(f"rows {rows} of a batch of {batch_size} are empty")
     longest = max(length for _, length in spans)
-    out = np.zeros((batch_size, longest, FEATURE_DIM), dtype=np.float32)
-    mask = np.zeros((batch_size, longest), dtype=bool)
+    out = np.zeros((len(spans), longest, FEATURE_DIM), dtype=np.float32)
+    mask = np.zeros((len(spans), longest), dtype=bool)
     for b, (first, length) in enumerate(spans):
         rows = corpus.features[first : first + length]
         out[b, :length] = rows if normalizer is None else normalizer.normalize(rows)
