@@ -340,8 +340,10 @@ def test_a_nan_on_one_process_stops_both_and_train_runs_twice(tmp_path: Path) ->
 def test_compile_is_refused_on_the_cpu(tmp_path: Path) -> None:
     from kinemic.training import TrainConfig, train
 
-    config = TrainConfig(steps=1, cpu=True, compile=True, progress=False)
-    with pytest.raises(KinemicError, match=r"compile .* is for CUDA devices; this run is on cpu"):
+    config = TrainConfig(steps=1, cpu=True, torch_compile=True, progress=False)
+    with pytest.raises(
+        KinemicError, match=r"compile \(--compile\) is for CUDA devices; this run is on cpu"
+    ):
         train(nn.Linear(4, 1), PoisonTask(), tmp_path / "run", config, fingerprint={})
     assert not (tmp_path / "run").exists()
 

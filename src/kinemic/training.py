@@ -94,7 +94,7 @@ class TrainConfig:
     mixed_precision: Literal["no", "bf16"] = "no"
     cpu: bool = False  # force the CPU even where a GPU is visible
     tf32: bool = True  # fp32 matrix products in TF32 on CUDA (Ampere and newer); no-op on CPU
-    compile: bool = False  # torch.compile the model (CUDA only; refused on the CPU)
+    torch_compile: bool = False  # torch.compile the model (CUDA only; refused on the CPU)
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     log_every: int = 50
@@ -333,10 +333,10 @@ def train(
         broadcast_buffers=False,  # each process keeps its buffers (MIC's bank): module doc
     )
     cuda = acc.device.type == "cuda"
-    if config.compile and not cuda:
+    if config.torch_compile and not cuda:
         raise KinemicError(
-            f"compile (--compile, torch.compile) is for CUDA devices; this run is on "
-            f"{acc.device.type}, where it would spend minutes compiling for no gain: drop it"
+            f"torch_compile (--compile) is for CUDA devices; this run is on {acc.device.type}: "
+            "train without it"
         )
     model.to(acc.device)  # before the optimiser, which is fused on CUDA
     params = (
@@ -360,7 +360,7 @@ def train(
         model, optimizer = acc.prepare(model, optimizer)
     # the compiled forward; the module itself stays as prepared (unwrapping a compiled module
     # would replace what it compiled)
-    forward = torch.compile(model) if config.compile else model
+    forward = torch.compile(model) if config.torch_compile else model
     start, history, terms_history = 0, [], []
     if ckpt is not None and info is not None:
         load_state(acc, ckpt, info, model, optimizer, ema)

@@ -28,8 +28,9 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
             "OUT/checkpoints/step-N/ (config.json, model.safetensors, normalizer.npz and the "
             "training state) atomically, OUT/latest and TensorBoard logs in OUT/logs. "
             "Resume an interrupted run exactly with --resume OUT. For several processes or "
-            "GPUs run it under `accelerate launch` (several CPU processes: --multi_gpu "
-            "--num_processes N)."
+            "GPUs run it under `torchrun --nproc_per_node N -m kinemic pretrain ...` or "
+            "`accelerate launch --multi_gpu --num_processes N` (CPUs too: gloo); "
+            "--batch-size is the global batch."
         ),
         epilog="""examples:
   kinemic pretrain --source out/world/source --source out/cmu --train-steps 6000 --out runs/prior
@@ -68,6 +69,17 @@ def add_pretrain(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs; slow on CPU)")
+    p.add_argument(
+        "--cpu",
+        action="store_true",
+        help="train on the CPU even where a GPU is visible (several processes: gloo)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model: faster steps on CUDA once the first steps have compiled it "
+        "(refused on the CPU)",
+    )
     p.add_argument("--checkpoint-every", type=int, default=1000, help="steps (1000)")
     p.add_argument("--resume", type=Path, help="continue this run from its latest checkpoint")
 
@@ -90,6 +102,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         seed=args.seed,
         mixed_precision="bf16" if args.bf16 else "no",
+        cpu=args.cpu,
+        torch_compile=args.compile,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
     )

@@ -103,6 +103,12 @@ def _add_pretrain(sub) -> None:
     p.add_argument("--resume", type=Path, help="continue this run folder or checkpoint")
     p.add_argument("--cpu", action="store_true", help="force the CPU")
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model: faster steps on CUDA once the first steps have compiled it "
+        "(refused on the CPU)",
+    )
 
 
 def _run_pretrain(args: argparse.Namespace) -> int:
@@ -127,6 +133,7 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         seed=args.seed,
         mixed_precision="bf16" if args.bf16 else "no",
         cpu=args.cpu,
+        torch_compile=args.compile,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
         max_frames=args.max_frames,

@@ -103,6 +103,7 @@ def pretrain(
     seed: int = 0,
     mixed_precision: Literal["no", "bf16"] = "no",
     cpu: bool = False,
+    torch_compile: bool = False,
     checkpoint_every: int = 1000,
     keep_checkpoints: int = 3,
     log_every: int = 50,
@@ -132,7 +133,8 @@ def pretrain(
     ``allow_uncaptioned``, which trains them without text (the unconditional branch).
 
     Runs on one CPU or GPU as a plain command, or on several processes or GPUs under
-    ``accelerate launch`` (bf16 with ``mixed_precision="bf16"``; ``cpu`` forces the CPU).
+    ``accelerate launch`` (bf16 with ``mixed_precision="bf16"``; ``cpu`` forces the CPU;
+    ``torch_compile``: ``torch.compile`` on CUDA; see ``kinemic.training``).
     Returns OUT.
     """
     from kinemic.diffusion import Denoiser, DenoiserConfig, NoiseSchedule
@@ -150,6 +152,7 @@ def pretrain(
         seed=seed,
         mixed_precision=mixed_precision,
         cpu=cpu,
+        torch_compile=torch_compile,
         checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints,
         log_every=log_every,
