@@ -154,6 +154,17 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed ({d.seed})")
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs; slow on CPU)")
     p.add_argument(
+        "--cpu",
+        action="store_true",
+        help="train on the CPU even where a GPU is visible (several processes: gloo)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model: faster steps on CUDA once the first steps have compiled it "
+        "(refused on the CPU)",
+    )
+    p.add_argument(
         "--checkpoint-every",
         type=int,
         default=d.checkpoint_every,
@@ -179,6 +190,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         distill_weight=args.distill_weight,
         seed=args.seed,
         mixed_precision="bf16" if args.bf16 else "no",
+        cpu=args.cpu,
         checkpoint_every=args.checkpoint_every,
     )
     out = finetune(
@@ -189,6 +201,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         source=args.source,
         config=config,
         resume=args.resume,
+        torch_compile=args.compile,
     )
     print(f"generator in {out}")
     return 0

@@ -136,6 +136,7 @@ def finetune(
     text_cache: str | Path | None = None,
     progress: bool = True,
     progress_position: int | None = None,
+    torch_compile: bool = False,
 ) -> Path:
     """Fine-tune a prior to the classes of a few-shot split (KineMIC, or the ``mdm-ft`` baseline).
 
@@ -150,7 +151,8 @@ def finetune(
     Writes the run folder OUT (``kinemic.training``): ``checkpoints/step-N/`` each a generator
     folder (adapter, action table, MIC, config pointing to the prior with its sha256; see
     ``kinemic.finetune.generator``) plus the resume state, ``latest`` and TensorBoard logs with
-    each loss term. ``resume`` (OUT) continues exactly where it stopped. Returns OUT.
+    each loss term. ``resume`` (OUT) continues exactly where it stopped. ``torch_compile``:
+    ``torch.compile`` the objective (CUDA only, ``kinemic.training``). Returns OUT.
     """
     from kinemic.prior.folder import load_prior
     from kinemic.text import encoder_from_spec
@@ -254,7 +256,10 @@ def finetune(
         objective,
         task,
         out,
-        config.train_config(progress=progress, position=progress_position),
+        replace(
+            config.train_config(progress=progress, position=progress_position),
+            torch_compile=torch_compile,
+        ),
         fingerprint=fingerprint,
         resume=resume,
         hparams=hparams,
