@@ -23,6 +23,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 KINEMATIC = {"name": "kinematic", "pool": 12, "encoder": None, "weight": 0.5}
 KINEMATIC_CONFIG = {"kind": "kinematic", "pool": 12, "encoder": None, "weight": 0.5}
+# the source options at their defaults, as a run's config.json records them
+SOURCE_DEFAULTS = {
+    "subclips": "include",
+    "min_frames": None,
+    "max_frames": None,
+    "text_tokens": None,
+}
 
 
 def _classes(world: Path) -> tuple[list[str], list[list[str]]]:
@@ -200,7 +207,7 @@ def test_finetune_records_the_filter_and_mine_reuses_it(tiny_world, tmp_path, ca
     ckpt = run / "checkpoints" / "step-00000001"
     config = json.loads((ckpt / "config.json").read_text())
     # the default weight is recorded as a number
-    assert config["finetune"]["filter"] == KINEMATIC_CONFIG
+    assert config["finetune"]["filter"] == {**KINEMATIC_CONFIG, **SOURCE_DEFAULTS}
     assert config["soft_positives"]["filter"] == KINEMATIC and config["soft_positives"]["k"] == 4
     fingerprint = json.loads((ckpt / "trainer.json").read_text())["fingerprint"]
     assert fingerprint["filter"] == "kinematic" and fingerprint["filter_pool"] == 12

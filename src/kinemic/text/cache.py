@@ -94,6 +94,23 @@ class CachedEncoder:
         """Texts this process knows the embedding of (cached or encoded)."""
         return len(self._rows)
 
+    def missing(self, texts: list[str]) -> list[str]:
+        """The distinct texts of ``texts``, in order, that the cache lacks (its folder read
+        again first: another process may have filled it)."""
+        texts = check_texts(texts)
+        self._scan()
+        return [t for t in dict.fromkeys(texts) if t not in self._rows]
+
+    def with_max_tokens(self, max_tokens: int) -> CachedEncoder:
+        """The wrapped encoder's ``with_max_tokens`` variant, cached under the same root (in
+        its own folder: the variant has its own name)."""
+        from kinemic.text.protocol import with_max_tokens
+
+        inner = with_max_tokens(self.encoder, max_tokens)
+        if inner is self.encoder:
+            return self
+        return CachedEncoder(inner, self.folder.parent, compact_at=self.compact_at)
+
     def spec(self) -> dict:
         spec = getattr(self.encoder, "spec", None)
         return spec() if spec is not None else {"name": self.name, "dim": self.dim}

@@ -6,6 +6,10 @@ end tokens), the transformer's final state at the end token is layer-normed and 
 Hugging Face weights ``openai/clip-vit-base-patch32`` (MDM ran the tower in float16 on GPU;
 this runs it in float32, so values agree to ~1e-3).
 
+The KineMIC reference conditions on the same 20 word pieces, but finds soft positives with
+captions embedded at CLIP's whole context (``clip.tokenize(truncate=True)``: 75 word pieces,
+``CLIP_FULL_TOKENS``); ``with_max_tokens`` gives that encoder, sharing the loaded model.
+
 The weights come from ``path=`` (a folder with config.json, weights, vocab.json and
 merges.txt) or the Hugging Face cache. When they are absent this fails at once with a
 ``KinemicError`` that says how to provide them: it checks the cache without touching the
@@ -15,6 +19,7 @@ when the Hub's host does not resolve.
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 from pathlib import Path
@@ -31,6 +36,10 @@ CLIP_NAME = "clip-vit-b32"
 MDM_MAX_TOKENS = (
     20  # HumanML3D captions in MDM: clip.tokenize(context_length=20 + 2, truncate=True)
 )
+#: Word pieces of CLIP's whole 77-token context (start and end tokens aside): what
+#: ``clip.tokenize(text, truncate=True)`` keeps, as the KineMIC reference embeds captions to
+#: find soft positives.
+CLIP_FULL_TOKENS = 75
 
 
 def _offline() -> bool:
@@ -100,10 +109,15 @@ def resolve_clip_weights(
     return model_id, True
 
 
+def _default_name(max_tokens: int) -> str:
+    return CLIP_NAME if max_tokens == MDM_MAX_TOKENS else f"{CLIP_NAME}-t{max_tokens}"
+
+
 class CLIPTextEncoder:
     """CLIP ViT-B/32 projected text embeddings, (N, 512) float32, as ``encode_text`` gives.
 
-    ``max_tokens``: word pieces kept per caption (MDM: 20; CLIP's own limit is 75).
+    ``max_tokens``: word pieces kept per caption (MDM: 20; CLIP's own limit is 75; see
+    :meth:`with_max_tokens`).
     ``path``: a local folder with the weights (default: the HF cache, downloading once when
     online). ``name`` overrides the cache/checkpoint id (default ``clip-vit-b32``, with a
     ``-t{max_tokens}`` suffix when ``max_tokens`` is not 20).
@@ -119,9 +133,10 @@ class CLIPTextEncoder:
         name: str | None = None,
         model_id: str = CLIP_MODEL_ID,
     ):
-        if not 1 <= max_tokens <= 75:
+        if not 1 <= max_tokens <= CLIP_FULL_TOKENS:
             raise ValueError(
-                f"max_tokens must be in 1..75 (CLIP's context is 77), got {max_tokens}"
+                f"max_tokens must be in 1..{CLIP_FULL_TOKENS} (CLIP's context is 77), got "
+                f"{max_tokens}"
             )
         source, may_download = resolve_clip_weights(path, model_id=model_id)
         from transformers import AutoTokenizer, CLIPTextModelWithProjection
@@ -139,8 +154,25 @@ class CLIPTextEncoder:
         self.dim = int(model.config.projection_dim)
         self.max_tokens = max_tokens
         self.batch_size = batch_size
-        default = CLIP_NAME if max_tokens == MDM_MAX_TOKENS else f"{CLIP_NAME}-t{max_tokens}"
-        self.name = name or default
+        self._given_name = name
+        self.name = name or _default_name(max_tokens)
+
+    def with_max_tokens(self, max_tokens: int) -> CLIPTextEncoder:
+        """This encoder reading ``max_tokens`` word pieces per caption, sharing the loaded
+        model: itself when it already does. Named by the same rule as the constructor's (a
+        given ``name`` gets a ``-t{max_tokens}`` suffix), so a disk cache keeps them apart."""
+        if not 1 <= max_tokens <= CLIP_FULL_TOKENS:
+            raise ValueError(
+                f"max_tokens must be in 1..{CLIP_FULL_TOKENS} (CLIP's context is 77), got "
+                f"{max_tokens}"
+            )
+        if max_tokens == self.max_tokens:
+            return self
+        other = copy.copy(self)
+        other.max_tokens = max_tokens
+        given = self._given_name
+        other.name = _default_name(max_tokens) if given is None else f"{given}-t{max_tokens}"
+        return other
 
     @torch.inference_mode()
     def encode(self, texts: list[str]) -> torch.Tensor:

@@ -14,6 +14,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from kinemic.errors import KinemicError
+
 
 @runtime_checkable
 class TextEncoder(Protocol):
@@ -24,6 +26,20 @@ class TextEncoder(Protocol):
     dim: int
 
     def encode(self, texts: list[str]) -> torch.Tensor: ...
+
+
+def with_max_tokens(encoder: TextEncoder, max_tokens: int) -> TextEncoder:
+    """``encoder`` reading at most ``max_tokens`` word pieces of each caption (its
+    ``with_max_tokens``; the CLIP encoder and a cache around it have one). Raises
+    ``KinemicError`` for an encoder without a settable caption context."""
+    make = getattr(encoder, "with_max_tokens", None)
+    if make is None:
+        raise KinemicError(
+            f"text encoder {encoder.name!r} has no caption context to set (to {max_tokens} "
+            "word pieces): only the CLIP encoder ('clip') has one; MDM conditions on 20 word "
+            "pieces, the KineMIC reference finds soft positives with 75"
+        )
+    return make(max_tokens)
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:
