@@ -31,6 +31,7 @@ VERBS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], Callable[..
     "info": (data.add_info, data.run_info),
     "split": (data.add_split, data.run_split),
     "world": (data.add_world, data.run_world),
+    "text-cache": (data.add_text_cache, data.run_text_cache),
     "pretrain": (prior.add_pretrain, prior.run_pretrain),
     "sample": (prior.add_sample, prior.run_sample),
     "import-mdm": (prior.add_import_mdm, prior.run_import_mdm),

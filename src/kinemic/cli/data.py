@@ -327,3 +327,63 @@ def run_export(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{k}: {len(v)}" for k, v in data.split.items())
     print(f"wrote {args.out}: {len(data.annotations)} clips ({counts})")
     return 0
+
+
+# --------------------------------------------------------------------------------- text-cache
+
+
+def add_text_cache(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "text-cache",
+        help="fill the text-embedding cache with a corpus's captions before training",
+        description=(
+            "Encode every caption of the SOURCE folders' split that the text-embedding cache "
+            "lacks, in batches, on --device, under a progress bar; `kinemic pretrain` and "
+            "`kinemic tmor pretrain` then read them from the cache instead of encoding them. "
+            "Run it before a multi-process or multi-GPU training job: there the main process "
+            "would otherwise encode a cold cache while the others wait (minutes for "
+            "HumanML3D's ~90,000 captions, long enough for a GPU job's timeout)."
+        ),
+        epilog="""examples:
+  kinemic text-cache --source HumanML3D --text-encoder clip --device cuda
+  kinemic text-cache --source out/world/source --mirrored     # for kinemic tmor pretrain""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--source", type=Path, action="append", required=True, help="corpus (repeat)")
+    p.add_argument(
+        "--text-encoder", default="minilm", help="the encoder training will use (minilm)"
+    )
+    p.add_argument(
+        "--cache",
+        type=Path,
+        help="cache folder (default: the one training uses, $KINEMIC_CACHE/text or "
+        "~/.cache/kinemic/text)",
+    )
+    p.add_argument(
+        "--split", default="train", help="split list of each source (train; all clips without it)"
+    )
+    p.add_argument(
+        "--mirrored",
+        action="store_true",
+        help="also the captions' left/right mirrored texts (T-MOR pretraining trains on them)",
+    )
+    p.add_argument("--batch-size", type=int, default=512, help="captions per encoder call (512)")
+    p.add_argument(
+        "--device", help="cpu, cuda or cuda:N (default: cuda when PyTorch sees a GPU, else cpu)"
+    )
+
+
+def run_text_cache(args: argparse.Namespace) -> int:
+    from kinemic.text.fill import fill_text_cache
+
+    done = fill_text_cache(
+        args.source,
+        text_encoder=args.text_encoder,
+        cache_dir=args.cache,
+        split=args.split,
+        mirrored=args.mirrored,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    print(done.summary())
+    return 0

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from kinemic.constants import FPS
-from kinemic.corpus import read_clips, source_split
+from kinemic.corpus import read_clips, source_split, step_rng
 from kinemic.errors import DataError, KinemicError
 from kinemic.io.humanml3d import load_npy
 from kinemic.tmor.inputs import (
@@ -259,24 +259,32 @@ def draw_tmor_batch(
     crop: float = 0.8,
     mirror: float = 0.5,
     scale: tuple[float, float] = (0.9, 1.1),
+    rows: slice | None = None,
 ) -> dict[str, torch.Tensor]:
     """One training batch (CPU tensors): joints (B, T, 22, 3), mask (B, T), text (B,) index into
     ``corpus.texts``, clip (B,), and with visual features visual (B, T, F) or (B, F),
-    visual_mask (B, T) and has_visual (B,) bool. Everything random comes from ``rng``."""
+    visual_mask (B, T) and has_visual (B,) bool. Everything random comes from ``rng``.
+
+    ``rows``: make only these rows of the batch (one process's slice, padded to its longest
+    crop); the draws are those of the whole batch, so the slice is the same rows of it."""
     replace = batch_size > len(corpus)
     clips = rng.choice(len(corpus), size=batch_size, replace=replace)
+    made = set(range(batch_size)[rows] if rows is not None else range(batch_size))
     crops, texts, vis = [], [], []
-    for c in clips:
+    for i, c in enumerate(clips):
         table = corpus.clip_captions[c]
         k, start, end = table[rng.integers(0, len(table))]
         span = end - start
         length = round(span * rng.uniform(crop, 1.0))
         length = int(min(max(length, min(min_frames, span)), max_frames, span))
         first = start + int(rng.integers(0, span - length + 1))
-        joints = corpus.clip(c)[first : first + length]
         flip = rng.random() < mirror and corpus.visual_kind in ("none", "keypoints")
+        body = rng.uniform(*scale)
+        if i not in made:  # another process's row: drawn, not made
+            continue
+        joints = corpus.clip(c)[first : first + length]
         joints = mirror_joints_np(joints) if flip else joints
-        joints = joints * rng.uniform(*scale)
+        joints = joints * body
         crops.append(joints)
         texts.append(corpus.mirror_of[k] if flip else k)
         v = corpus.visual[c]
@@ -286,6 +294,10 @@ def draw_tmor_batch(
         elif v is not None and corpus.visual_kind == "frames":
             v = v[first : first + length]
         vis.append(v)
+    if not crops:
+        raise KinemicError(f"rows {rows} of a batch of {batch_size} are empty")
+    clips = clips[rows] if rows is not None else clips
+    batch_size = len(crops)
     joints, mask = pad_joints(crops)
     out = {
         "joints": joints,
@@ -310,3 +322,41 @@ def draw_tmor_batch(
             out["visual_mask"] = mask & torch.from_numpy(has)[:, None]
         out["has_visual"] = torch.from_numpy(has)
     return out
+
+
+@dataclass
+class TMORBatches:
+    """``batches(step)``: process ``rank``'s rows of step ``step``'s batch of ``batch_size``
+    (global), drawn by :func:`draw_tmor_batch` from ``(seed, step)``; a picklable callable for
+    ``kinemic.loader``'s worker processes."""
+
+    corpus: TMORCorpus
+    batch_size: int
+    seed: int = 0
+    max_frames: int = 160
+    min_frames: int = 20
+    crop: float = 0.8
+    mirror: float = 0.5
+    scale: tuple[float, float] = (0.9, 1.1)
+    rank: int = 0
+    world_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.batch_size % self.world_size:
+            raise KinemicError(
+                f"batch size {self.batch_size} is not divisible by the {self.world_size} processes"
+            )
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        per = self.batch_size // self.world_size
+        return draw_tmor_batch(
+            self.corpus,
+            step_rng(self.seed, step),
+            self.batch_size,
+            max_frames=self.max_frames,
+            min_frames=self.min_frames,
+            crop=self.crop,
+            mirror=self.mirror,
+            scale=self.scale,
+            rows=slice(self.rank * per, (self.rank + 1) * per),
+        )
