@@ -166,6 +166,17 @@ def test_filter_config_source_options_validate_and_keep_old_records(tmp_path):
     flat = ref.flat()
     assert set(flat) == set(FLAT_KEYS) and FilterConfig.from_flat(flat) == ref
     assert FilterConfig.from_flat({"filter": "none"}) == FilterConfig()
+    # a model's recorded source options fill those a selection leaves at their defaults
+    record = {"name": "none", "subclips": "cut", "min_frames": 40, "text_tokens": 75}
+    mined = FilterConfig(kind="kinematic", text_tokens=20).with_recorded_source(record)
+    assert (mined.kind, mined.subclips, mined.min_frames, mined.max_frames) == (
+        "kinematic",
+        "cut",
+        40,
+        None,
+    )
+    assert mined.text_tokens == 20
+    assert FilterConfig().with_recorded_source({"name": "none"}) == FilterConfig()
     for bad, message in (
         (dict(subclips="split"), "subclips must be one of include, exclude, cut, found 'split'"),
         (dict(min_frames=0), "min_frames must be >= 1 or None, found 0"),

@@ -17,7 +17,7 @@ KineMIC reference does.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from kinemic.errors import KinemicError
@@ -141,6 +141,18 @@ class FilterConfig:
             for name in _SOURCE_OPTIONS
             if getattr(self, name) != getattr(default, name)
         }
+
+    def with_recorded_source(self, record: dict[str, Any]) -> FilterConfig:
+        """This selection with the source options of ``record`` (a ``SoftPositives.filter``,
+        e.g. a fine-tuned model's) wherever this one leaves them at their defaults: mining a
+        model ranks what it was trained with unless told otherwise."""
+        default = FilterConfig()
+        recorded = {
+            name: record[name]
+            for name in _SOURCE_OPTIONS
+            if name in record and getattr(self, name) == getattr(default, name)
+        }
+        return replace(self, **recorded) if recorded else self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
