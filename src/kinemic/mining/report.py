@@ -416,6 +416,8 @@ def attention_windows(
     whole-clip captions (drawn with ``seed``), at step ``t`` of the generator's schedule: by
     default drawn uniformly, as training draws it, once per batch of ``batch_size`` windows
     (shuffled across classes). The noise is drawn on the generator's device."""
+    import torch
+
     from kinemic.devices import device_generator
     from kinemic.mining.windows import mine_windows
     from kinemic.progress import progress_bar
