@@ -257,18 +257,6 @@ def test_the_config_and_the_parser_import_no_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_the_cli_defaults_are_the_config_and_old_flags_still_parse() -> None:
-    from kinemic.cli import build_parser
-
-    base = ["finetune", "--target", "t", "--out", "o"]
-    args = build_parser().parse_args(base)
-    d = FinetuneConfig()
-    assert (args.train_steps, args.k, args.filter) == (d.train_steps, d.k, d.filter.kind)
-    assert (args.lora_rank, args.diffusion_steps) == (d.lora.rank, d.diffusion_steps)
-    assert build_parser().parse_args([*base, "--steps", "7"]).train_steps == 7  # the old name
-    assert build_parser().parse_args([*base, "--train-steps", "8"]).train_steps == 8
-
-
 def test_settings_recorded_by_earlier_versions_still_load() -> None:
     """A run's ``config.json`` records ``FinetuneConfig.to_dict()``; earlier versions wrote
     ``steps`` and the four flat ``filter*`` keys."""

@@ -273,7 +273,8 @@ def _finetune(
     from kinemic.finetune.run import FinetuneConfig, finetune
     from kinemic.training import finished_step
 
-    settings = FinetuneConfig(
+    settings = FinetuneConfig.from_recipe(  # the CPU-sized recipe, named: never the paper's
+        "cpu",
         method=method,
         train_steps=config.finetune_steps,
         batch_size=config.finetune_batch,

@@ -4,13 +4,22 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
 from kinemic.errors import KinemicError
 from kinemic.files import write_text
-from kinemic.finetune.config import METHODS, FinetuneConfig, LoraSettings
-from kinemic.mining.config import DEFAULT_K, DEFAULT_WEIGHT, FILTERS, FilterConfig
+from kinemic.finetune.config import (
+    BATCHINGS,
+    LORA_LAYOUTS,
+    MDM_FT,
+    METHODS,
+    RECIPES,
+    FinetuneConfig,
+    default_recipe,
+)
+from kinemic.mining.config import DEFAULT_K, DEFAULT_WEIGHT, FILTERS, SUBCLIPS, FilterConfig
 
 # docs/benchmarks.md has the figures (bench/sampling.py); `kinemic sample` uses it too.
 BF16_SAMPLING_HELP = (
@@ -78,18 +87,65 @@ def add_filter_arguments(p: argparse.ArgumentParser, *, default: str | None, own
     )
 
 
-def filter_config(args: argparse.Namespace) -> FilterConfig:
-    """The ``FilterConfig`` of the options ``add_filter_arguments`` declared."""
-    return FilterConfig(
-        kind=args.filter,
-        pool=args.filter_pool,
-        encoder=args.filter_encoder,
-        weight=args.filter_weight,
-    )
+#: ``kinemic finetune``'s options of the soft-positive source (``FilterConfig`` fields)
+SOURCE_OPTIONS = ("subclips", "min_frames", "max_frames", "text_tokens")
+
+
+def filter_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The entries of the ``FilterConfig`` that the options of ``add_filter_arguments`` and the
+    source options set (those not given are left to the recipe)."""
+    given = {
+        "kind": args.filter,
+        "pool": args.filter_pool,
+        "encoder": args.filter_encoder,
+        "weight": args.filter_weight,
+        **{name: getattr(args, f"filter_{name}") for name in SOURCE_OPTIONS},
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+#: ``kinemic finetune``'s options that set a ``FinetuneConfig`` field ("lora.rank": a field of
+#: its ``lora`` table); an option not given takes the recipe's value.
+FINETUNE_FIELDS = {
+    "method": "method",
+    "train_steps": "train_steps",
+    "batch_size": "batch_size",
+    "batching": "batching",
+    "crop_unit": "crop_unit",
+    "lr": "lr",
+    "lora_layout": "lora.layout",
+    "lora_rank": "lora.rank",
+    "lora_alpha": "lora.alpha",
+    "lora_dropout": "lora.dropout",
+    "k": "k",
+    "diffusion_steps": "diffusion_steps",
+    "window_weight": "window_weight",
+    "distill_weight": "distill_weight",
+    "mic_arch": "mic_arch",
+    "contrastive_loss": "contrastive_loss",
+    "mdm_ft": "mdm_ft",
+    "seed": "seed",
+    "checkpoint_every": "checkpoint_every",
+}
+
+
+@functools.cache
+def _recipe(name: str) -> FinetuneConfig:
+    return FinetuneConfig.from_recipe(name)
+
+
+def _recipe_values(field: str) -> str:
+    """The value of a ``FinetuneConfig`` field in each shipped recipe: "cpu X, paper Y"."""
+    values = []
+    for name in RECIPES:
+        value = _recipe(name)
+        for part in field.split("."):
+            value = getattr(value, part)
+        values.append(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}")
+    return ", ".join(values)
 
 
 def add_finetune(sub: argparse._SubParsersAction) -> None:
-    d = FinetuneConfig()
     p = sub.add_parser(
         "finetune",
         help="fine-tune a prior to a few-shot split (KineMIC, or the mdm-ft baseline)",
@@ -99,13 +155,16 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
             "shot with a soft positive source clip (top-k by caption similarity; --filter "
             "kinematic re-ranks a larger caption pool by T-MOR motion similarity to the shots, "
             "weighed with the caption similarity), "
-            "trains MIC (attention-pooled BiGRU, supervised InfoNCE with a memory bank) and "
+            "trains MIC (attention-pooled BiGRU, a contrastive loss with a memory bank) and "
             "reconstructs the source window MIC attends to under the target's condition; mdm-ft "
             "is the reconstruction loss alone. Inputs are checked before training. Writes "
             "OUT/checkpoints/step-N/ (each a generator folder: adapter/, actions.safetensors, "
-            "mic.safetensors, config.json pointing to the prior) and OUT/latest; TensorBoard "
-            "logs each loss term. Defaults suit the shipped tiny CPU prior; the paper's "
-            "(MDM on a GPU) are --lr 2e-5 --batch-size 30 --train-steps 10000."
+            "mic.safetensors, config.json pointing to the prior and recording every setting) "
+            "and OUT/latest; TensorBoard logs each loss term. The settings come from a recipe "
+            "(--recipe): paper reproduces the reference implementation on the official MDM "
+            "prior and is the default for a prior from kinemic import-mdm; cpu suits the "
+            "shipped tiny CPU prior and is the default for any other. The options below "
+            "override the recipe's values, given in brackets."
         ),
         epilog="""examples:
   kinemic finetune --target out/world/target --source out/world/source --split S0000 \\
@@ -113,45 +172,104 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
   kinemic finetune --target out/world/target --method mdm-ft --train-steps 300 --out runs/mdmft
   kinemic finetune --target out/world/target --source out/world/source --filter kinematic \\
       --out runs/kinemic-kin        # soft positives re-ranked by the T-MOR kinematic filter
+  kinemic finetune --prior out/mdm-prior --target data/NTU-VIBE --source data/HumanML3D \\
+      --recipe paper --out runs/paper          # the paper recipe (its default for this prior)
+  kinemic finetune --recipe paper --count-params --preset mdm   # what it trains, no data
   kinemic finetune --resume runs/kinemic --target out/world/target --source out/world/source \\
       --train-steps 600 --out runs/kinemic""",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--prior", default="shipped", help="prior folder, pretraining run, or 'shipped'")
-    p.add_argument("--target", type=Path, required=True, help="NTU-VIBE-layout target dataset")
+    p.add_argument("--target", type=Path, help="NTU-VIBE-layout target dataset (required)")
     p.add_argument("--split", default="S0000", help="few-shot split (S0000)")
     p.add_argument("--source", type=Path, help="source corpus of the soft positives (kinemic)")
-    p.add_argument("--method", choices=METHODS, default=d.method, help=f"({d.method})")
+    p.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        help="the settings the options below start from (paper for a prior from kinemic "
+        "import-mdm, else cpu; each is a TOML file in kinemic/finetune/recipes/)",
+    )
+    p.add_argument("--method", choices=METHODS, help=f"({_recipe_values('method')})")
     p.add_argument(
         "--train-steps",
         "--steps",
         dest="train_steps",
         type=int,
-        default=d.train_steps,
-        help=f"optimiser steps ({d.train_steps}; --steps is the old name, kept for one release)",
+        help=f"optimiser steps ({_recipe_values('train_steps')}; --steps is the old name, kept "
+        "for one release)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=d.batch_size, help=f"shots per step ({d.batch_size})"
+        "--batch-size", type=int, help=f"shots per step ({_recipe_values('batch_size')})"
     )
-    p.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate ({d.lr:g})")
-    p.add_argument("--lora-rank", type=int, default=d.lora.rank, help=f"({d.lora.rank})")
-    p.add_argument("--lora-alpha", type=float, default=d.lora.alpha, help=f"({d.lora.alpha:g})")
-    p.add_argument("--lora-dropout", type=float, default=d.lora.dropout, help=f"({d.lora.dropout})")
-    p.add_argument("--k", type=int, default=d.k, help=f"soft positives per class ({d.k})")
-    add_filter_arguments(p, default=d.filter.kind, own="")
+    p.add_argument(
+        "--batching",
+        choices=BATCHINGS,
+        help="sampled: shots drawn with replacement; all-shots: a shuffled order, each shot "
+        f"once per epoch ({_recipe_values('batching')})",
+    )
+    p.add_argument(
+        "--crop-unit",
+        type=int,
+        help="0: clips whole; n: a random window of a multiple of n frames "
+        f"({_recipe_values('crop_unit')})",
+    )
+    p.add_argument("--lr", type=float, help=f"AdamW learning rate ({_recipe_values('lr')})")
+    p.add_argument(
+        "--lora-layout",
+        choices=LORA_LAYOUTS,
+        help="packed: one LoRA pair on each layer's q|k|v projection; separate: q, k, v each "
+        f"({_recipe_values('lora.layout')})",
+    )
+    p.add_argument("--lora-rank", type=int, help=f"({_recipe_values('lora.rank')})")
+    p.add_argument("--lora-alpha", type=float, help=f"({_recipe_values('lora.alpha')})")
+    p.add_argument("--lora-dropout", type=float, help=f"({_recipe_values('lora.dropout')})")
+    p.add_argument("--k", type=int, help=f"soft positives per class ({_recipe_values('k')})")
+    add_filter_arguments(p, default=None, own="")
+    p.add_argument(
+        "--filter-subclips",
+        choices=SUBCLIPS,
+        help="HumanML3D sub-clip captions: include (they count towards their motion), exclude, "
+        f"or cut (each a clip of its own) ({_recipe_values('filter.subclips')})",
+    )
+    p.add_argument(
+        "--filter-min-frames",
+        type=int,
+        help=f"shortest source clip ranked, rows ({_recipe_values('filter.min_frames')})",
+    )
+    p.add_argument(
+        "--filter-max-frames",
+        type=int,
+        help=f"longest source clip ranked, rows ({_recipe_values('filter.max_frames')})",
+    )
+    p.add_argument(
+        "--filter-text-tokens",
+        type=int,
+        help="word pieces of each caption the CLIP encoder reads for the ranking; None: its own "
+        f"({_recipe_values('filter.text_tokens')})",
+    )
     p.add_argument(
         "--diffusion-steps",
         type=int,
-        default=d.diffusion_steps,
-        help=f"fine-tuning schedule S; the net gets ceil(t·P/S) ({d.diffusion_steps})",
+        help="fine-tuning schedule S; the net gets ceil(t·P/S) "
+        f"({_recipe_values('diffusion_steps')})",
+    )
+    p.add_argument("--window-weight", type=float, help=f"({_recipe_values('window_weight')})")
+    p.add_argument("--distill-weight", type=float, help=f"({_recipe_values('distill_weight')})")
+    p.add_argument(
+        "--mic-arch", choices=("small", "reference"), help=f"({_recipe_values('mic_arch')})"
     )
     p.add_argument(
-        "--window-weight", type=float, default=d.window_weight, help=f"({d.window_weight:g})"
+        "--contrastive-loss",
+        choices=("supcon", "soft-nn"),
+        help=f"MIC's loss ({_recipe_values('contrastive_loss')})",
     )
     p.add_argument(
-        "--distill-weight", type=float, default=d.distill_weight, help=f"({d.distill_weight:g})"
+        "--mdm-ft",
+        choices=MDM_FT,
+        help="how method mdm-ft adapts the target stream: lora, or full (all but LayerNorms "
+        f"and the text projection) ({_recipe_values('mdm_ft')})",
     )
-    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed ({d.seed})")
+    p.add_argument("--seed", type=int, help=f"random seed ({_recipe_values('seed')})")
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs; slow on CPU)")
     p.add_argument(
         "--cpu",
@@ -165,34 +283,86 @@ def add_finetune(sub: argparse._SubParsersAction) -> None:
         "(refused on the CPU)",
     )
     p.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=d.checkpoint_every,
-        help=f"steps ({d.checkpoint_every})",
+        "--checkpoint-every", type=int, help=f"steps ({_recipe_values('checkpoint_every')})"
     )
-    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--out", type=Path, help="run folder (required)")
     p.add_argument("--resume", type=Path, help="continue this run from its latest checkpoint")
+    p.add_argument(
+        "--count-params",
+        action="store_true",
+        help="print the parameters the settings train (LoRA, MIC, the mdm-ft baselines) at "
+        "the --prior's denoiser or at --preset, and exit; needs no data",
+    )
+    p.add_argument(
+        "--preset",
+        choices=("mdm", "tiny"),
+        help="with --count-params: count at this denoiser preset instead of the --prior's",
+    )
+
+
+def finetune_config(args: argparse.Namespace, recipe: str) -> FinetuneConfig:
+    """The recipe's ``FinetuneConfig`` with the options given on the command line."""
+    overrides: dict[str, object] = {}
+    for dest, field in FINETUNE_FIELDS.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        table, _, entry = field.rpartition(".")
+        if table:
+            overrides.setdefault(table, {})[entry] = value  # type: ignore[index]
+        else:
+            overrides[field] = value
+    if filter_overrides(args):
+        overrides["filter"] = filter_overrides(args)
+    if args.bf16:
+        overrides["mixed_precision"] = "bf16"
+    if args.cpu:
+        overrides["cpu"] = True
+    return FinetuneConfig.from_recipe(recipe, **overrides)
+
+
+def _record(args: argparse.Namespace, recipe: str, config: FinetuneConfig) -> None:
+    """Set the options to the values the run uses, so that OUT/run-config.json (written from
+    ``args`` after the run) records them, not the recipe's defaults as blanks."""
+    args.recipe = recipe
+    for dest, field in FINETUNE_FIELDS.items():
+        value = config
+        for part in field.split("."):
+            value = getattr(value, part)
+        setattr(args, dest, value)
+    args.filter = config.filter.kind
+    for name in ("pool", "encoder", "weight", *SOURCE_OPTIONS):
+        setattr(args, f"filter_{name}", getattr(config.filter, name))
 
 
 def run_finetune(args: argparse.Namespace) -> int:
+    from kinemic.prior.folder import open_prior
+
+    prior = None if args.preset is not None and args.count_params else open_prior(args.prior)
+    recipe = args.recipe or default_recipe(prior.config if prior is not None else {})
+    config = finetune_config(args, recipe)
+    if args.count_params:
+        from kinemic.diffusion import DenoiserConfig
+        from kinemic.finetune.counts import parameter_counts
+
+        if prior is None:
+            denoiser, where = DenoiserConfig.preset(args.preset), f"the {args.preset} preset"
+        else:
+            denoiser, where = DenoiserConfig.from_dict(prior.config["denoiser"]), str(prior.path)
+        where += f" (latent {denoiser.latent_dim}, {denoiser.num_layers} layers)"
+        print(parameter_counts(config, denoiser).table(config, where))
+        return 0
+    missing = [flag for flag in ("target", "out") if getattr(args, flag) is None]
+    if missing:
+        raise KinemicError(
+            f"the following arguments are required: {', '.join('--' + m for m in missing)} "
+            "(all but --count-params)"
+        )
     from kinemic.finetune.run import finetune
 
-    config = FinetuneConfig(
-        method=args.method,
-        train_steps=args.train_steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        lora=LoraSettings(rank=args.lora_rank, alpha=args.lora_alpha, dropout=args.lora_dropout),
-        k=args.k,
-        filter=filter_config(args),
-        diffusion_steps=args.diffusion_steps,
-        window_weight=args.window_weight,
-        distill_weight=args.distill_weight,
-        seed=args.seed,
-        mixed_precision="bf16" if args.bf16 else "no",
-        cpu=args.cpu,
-        checkpoint_every=args.checkpoint_every,
-    )
+    how = "named" if args.recipe else "the default for this prior"
+    print(f"fine-tuning with recipe {recipe} ({how}); the run's config.json records every setting")
+    _record(args, recipe, config)
     out = finetune(
         args.target,
         args.out,

@@ -27,10 +27,12 @@ from kinemic.constants import FEATURE_DIM
 from kinemic.errors import check_known_settings
 
 __all__ = [
+    "LORA_TARGETS",
     "LORA_TARGET_MODULES",
     "Denoiser",
     "DenoiserConfig",
     "EncoderLayer",
+    "SplitQKV",
     "sinusoidal_table",
 ]
 
@@ -46,6 +48,12 @@ LORA_TARGET_MODULES = [
     "time_mlp.0",
     "time_mlp.2",
 ]
+# Per LoRA layout: "packed" adapts each layer's q|k|v projection as one Linear; "separate"
+# adapts q, k and v each (after ``Denoiser.split_qkv``), as the reference implementation does.
+LORA_TARGETS = {
+    "packed": LORA_TARGET_MODULES,
+    "separate": ["q", "k", "v", *LORA_TARGET_MODULES[1:]],
+}
 
 _PRESETS: dict[str, dict[str, Any]] = {
     # The official MDM prior: 17.9 M parameters with CLIP text (512-d).
@@ -158,6 +166,29 @@ class EncoderLayer(nn.Module):
         return self.norm2(h + self.drop(f))
 
 
+class SplitQKV(nn.Module):
+    """A packed q|k|v projection (D -> 3D) as three Linears ``q``, ``k``, ``v`` (D -> D each),
+    so that LoRA can adapt each; it computes what the packed Linear did (up to float rounding)."""
+
+    def __init__(self, packed: nn.Linear) -> None:
+        super().__init__()
+        D, bias = packed.out_features // 3, packed.bias is not None
+        w, b = packed.weight.detach(), None if packed.bias is None else packed.bias.detach()
+        like = dict(device=w.device, dtype=w.dtype)
+        self.q, self.k, self.v = (
+            nn.Linear(packed.in_features, D, bias=bias, **like) for _ in "qkv"
+        )
+        with torch.no_grad():
+            for i, part in enumerate((self.q, self.k, self.v)):
+                part.weight.copy_(w[i * D : (i + 1) * D])
+                if b is not None:
+                    part.bias.copy_(b[i * D : (i + 1) * D])
+
+    def forward(self, h: Tensor) -> Tensor:
+        """h (..., D) -> q|k|v (..., 3D), the packed projection's layout."""
+        return torch.cat([self.q(h), self.k(h), self.v(h)], dim=-1)
+
+
 class Denoiser(nn.Module):
     """MDM denoiser predicting x0 from (x_t, t, condition); see the module docstring."""
 
@@ -188,6 +219,14 @@ class Denoiser(nn.Module):
         )
         self.embed_action = table
         self.config.num_actions = num_actions
+
+    def split_qkv(self) -> None:
+        """Replace each layer's packed q|k|v Linear by a :class:`SplitQKV` (the same weights,
+        held once), for LoRA layout "separate". The state dict then names ``qkv.q.weight``
+        etc.: do it on a loaded model, as fine-tuning does, never before loading a prior."""
+        for layer in self.layers:
+            if isinstance(layer.qkv, nn.Linear):
+                layer.qkv = SplitQKV(layer.qkv)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from kinemic.errors import DataError, KinemicError
 from kinemic.features import Normalizer
-from kinemic.io.humanml3d import HumanML3DDataset
+from kinemic.io.humanml3d import HumanML3DDataset, parse_cut_clip_id
 from kinemic.io.ntu_vibe import NTUVibeDataset
 from kinemic.mining.config import FilterConfig
 
@@ -54,7 +54,8 @@ class TargetClips:
 class SourceClips:
     """Source clips used as soft positives: ``features[j]`` (T_j, 263) normalised;
     ``captions[j]`` indices into ``text`` (M, E) of the captions the prior stream may be
-    conditioned on (whole-clip captions; all captions of a clip that has only sub-clip ones)."""
+    conditioned on (whole-clip captions; all captions of a clip that has only sub-clip ones; of
+    a cut clip ``<id>#<n>``, soft positives with ``FilterConfig.subclips`` "cut": its one)."""
 
     ids: list[str]
     features: list[np.ndarray]
@@ -162,14 +163,15 @@ def load_sources(
     ids = [sp.source_ids[s] for s in used]
     features, owners, texts = [], [], {}
     for clip_id in tqdm(ids, desc="reading soft positives", disable=not progress or None):
-        path = root / "new_joint_vecs" / f"{clip_id}.npy"
+        stem = (parse_cut_clip_id(clip_id) or (clip_id,))[0]  # a cut clip <id>#<n>: <id>'s files
+        path = root / "new_joint_vecs" / f"{stem}.npy"
         features.append(
             normalizer.normalize(_finite(path, ds.features(clip_id))).astype(np.float32)
         )
-        caps = ds.captions(clip_id)
+        caps = ds.captions(clip_id)  # a cut clip's: its one caption, whole-clip for the cut
         chosen = [c.text for c in caps if c.whole_clip] or [c.text for c in caps]
         if not chosen:
-            raise DataError(root / "texts" / f"{clip_id}.txt", "no captions")
+            raise DataError(root / "texts" / f"{stem}.txt", "no captions")
         owners.append(np.array([texts.setdefault(t, len(texts)) for t in chosen], dtype=np.int64))
     text = encode_all(encoder, list(texts), progress=progress)
     positives = np.vectorize(local.__getitem__, otypes=[np.int64])(sp.indices)

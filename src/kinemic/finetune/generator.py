@@ -4,10 +4,16 @@ KineMIC (``../shared/SPEC.md`` §5) runs two streams initialised from the same p
 *prior* stream (frozen, text-conditioned) and the *target* stream (text + action, LoRA-adapted).
 The reference implementation holds two full models; here :class:`TwoStreamDenoiser` holds one:
 peft LoRA adapters are injected into the prior's ``Denoiser`` (targets
-``kinemic.diffusion.LORA_TARGET_MODULES``; LayerNorms and the text projection frozen), an action
+``kinemic.diffusion.denoiser.LORA_TARGETS[layout]``: layout "packed" adapts each layer's q|k|v
+projection as one Linear, "separate" splits it into q, k and v first (``Denoiser.split_qkv``)
+and adapts each, as the reference does; LayerNorms and the text projection frozen), an action
 table (``Denoiser.add_actions``) is added and trained, and the prior stream is the same module
 run under peft's ``disable_adapter()`` — in eval mode, without gradients — which computes
 exactly what the prior computes (the action table is not used without an action).
+
+Full fine-tuning (``lora=None``; the reference's ``mdm-ft`` baseline, ``FinetuneConfig.mdm_ft
+= "full"``) trains the prior's weights themselves, all but the LayerNorms and the text
+projection (``full_finetune_names``), plus the action table; it has no prior stream.
 
 Timesteps: the fine-tuning schedule may be longer than the prior's (KineMIC used 100 steps
 on a 50-step prior). Noise levels follow the fine-tuning schedule; the network, which only
@@ -21,7 +27,9 @@ A generator folder (every fine-tuning checkpoint is one; written by ``kinemic fi
     config.json            format "kinemic-generator", method, the prior (path or "shipped",
                            sha256 of its weights), LoRA settings, classes and their names,
                            captions and few-shot lengths, target, split, MIC config, step
-    adapter/               peft adapter (adapter_config.json, adapter_model.safetensors)
+    adapter/               peft adapter (adapter_config.json, adapter_model.safetensors);
+                           with full fine-tuning (config "adapter": "full", "lora": null)
+    target.safetensors     instead: the fine-tuned denoiser tensors (full_finetune_names)
     actions.safetensors    the action table (num_classes, D); id i = classes[i]
     mic.safetensors        MIC weights and memory bank (method "kinemic" only)
 
@@ -62,6 +70,7 @@ __all__ = [
     "ActionGenerator",
     "LoraSettings",
     "TwoStreamDenoiser",
+    "full_finetune_names",
     "load_generator",
     "prior_pointer",
     "prior_timestep",
@@ -70,6 +79,7 @@ __all__ = [
 
 FORMAT, VERSION = MODEL_FORMATS["generator"]
 ADAPTER_DIR = "adapter"
+TARGET_FILE = "target.safetensors"
 ACTIONS_FILE = "actions.safetensors"
 MIC_FILE = "mic.safetensors"
 
@@ -84,6 +94,23 @@ def prior_timestep(t: Tensor, *, diffusion_steps: int, prior_diffusion_steps: in
     return torch.clamp((t * P + S - 1) // S, max=P - 1)
 
 
+def full_finetune_names(denoiser: Denoiser) -> list[str]:
+    """The parameters full fine-tuning trains besides the action table: every one but those of
+    the LayerNorms and of the text projection ``embed_text`` (the reference's baseline freezes
+    "norms" and, with text and action conditioning, ``embed_text``)."""
+    frozen = {
+        f"{name}.{p}" if name else p
+        for name, module in denoiser.named_modules()
+        if isinstance(module, nn.LayerNorm) or name == "embed_text"
+        for p, _ in module.named_parameters(recurse=False)
+    }
+    return [
+        n
+        for n, _ in denoiser.named_parameters()
+        if n not in frozen and not n.startswith("embed_action.")
+    ]
+
+
 class TwoStreamDenoiser(nn.Module):
     """The prior's denoiser with LoRA adapters and an action table: ``forward`` is the target
     stream, :meth:`prior_stream` the frozen prior. Both take timesteps t (B,) of the
@@ -91,7 +118,9 @@ class TwoStreamDenoiser(nn.Module):
     (``prior_timestep``).
 
     ``denoiser`` is modified in place (adapters are injected into it): it is the one copy of
-    the weights. Only the LoRA matrices and the action table require grad.
+    the weights. Only the LoRA matrices and the action table require grad. With ``lora=None``
+    the target stream is fine-tuned whole (``full_finetune_names`` and the action table
+    require grad) and there is no prior stream.
     """
 
     def __init__(
@@ -99,7 +128,7 @@ class TwoStreamDenoiser(nn.Module):
         denoiser: Denoiser,
         *,
         num_actions: int,
-        lora: LoraSettings,
+        lora: LoraSettings | None,
         diffusion_steps: int,
         prior_diffusion_steps: int,
     ) -> None:
@@ -115,13 +144,27 @@ class TwoStreamDenoiser(nn.Module):
         self.prior_diffusion_steps = int(prior_diffusion_steps)
         self.lora = lora
         denoiser.add_actions(num_actions)
-        self.peft = get_peft_model(denoiser, lora.peft_config())
+        if lora is None:  # full fine-tuning: the prior's own weights are trained
+            self.peft = None
+            self.full = denoiser
+            trained = set(full_finetune_names(denoiser))
+            for name, p in denoiser.named_parameters():
+                p.requires_grad_(name in trained)
+        else:
+            if lora.layout == "separate":
+                denoiser.split_qkv()
+            self.peft = get_peft_model(denoiser, lora.peft_config())
         denoiser.embed_action.weight.requires_grad_(True)  # peft froze everything else
+
+    @property
+    def net(self) -> nn.Module:
+        """What the target stream runs: the peft model, or the denoiser fine-tuned whole."""
+        return self.full if self.peft is None else self.peft
 
     @property
     def base(self) -> Denoiser:
         """The ``Denoiser`` holding the prior's weights (with the adapters injected)."""
-        return self.peft.base_model.model
+        return self.full if self.peft is None else self.peft.base_model.model
 
     @property
     def config(self) -> DenoiserConfig:
@@ -151,7 +194,7 @@ class TwoStreamDenoiser(nn.Module):
     ) -> Tensor | tuple[Tensor, Tensor]:
         """The target stream: x (B, T, F) at steps t (B,) -> x0 (B, T, F) [, latents (B, T, D)];
         the arguments are those of ``Denoiser.forward``."""
-        return self.peft(
+        return self.net(
             x,
             self.model_timestep(t),
             text=text,
@@ -163,6 +206,11 @@ class TwoStreamDenoiser(nn.Module):
 
     @contextlib.contextmanager
     def _frozen_prior(self) -> Iterator[None]:
+        if self.peft is None:
+            raise ValueError(
+                "a fully fine-tuned target stream keeps no frozen prior: prior_stream needs "
+                "LoRA adapters (FinetuneConfig.mdm_ft 'lora', or method 'kinemic')"
+            )
         was = self.training
         self.eval()
         try:
@@ -194,6 +242,11 @@ class TwoStreamDenoiser(nn.Module):
             )
 
     def adapter_state(self) -> dict[str, Tensor]:
+        """What the generator folder stores of the target stream: the peft adapter's tensors,
+        or with full fine-tuning the ``full_finetune_names`` tensors of the denoiser."""
+        if self.peft is None:
+            params = dict(self.full.named_parameters())
+            return {n: params[n] for n in full_finetune_names(self.full)}
         from peft import get_peft_model_state_dict
 
         return get_peft_model_state_dict(self.peft)
@@ -238,12 +291,16 @@ def save_generator(
     def tensors(state: dict[str, Tensor]) -> bytes:
         return st_save({k: v.detach().cpu().contiguous() for k, v in state.items()}, meta)
 
-    adapter = folder / ADAPTER_DIR
-    adapter.mkdir(parents=True, exist_ok=True)
-    peft_config = model.peft.peft_config["default"].to_dict()
-    peft_config["target_modules"] = sorted(peft_config["target_modules"])
-    write_text(adapter / "adapter_config.json", json.dumps(peft_config, indent=2, default=str))
-    write_bytes(adapter / "adapter_model.safetensors", tensors(model.adapter_state()))
+    if model.peft is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_bytes(folder / TARGET_FILE, tensors(model.adapter_state()))
+    else:
+        adapter = folder / ADAPTER_DIR
+        adapter.mkdir(parents=True, exist_ok=True)
+        peft_config = model.peft.peft_config["default"].to_dict()
+        peft_config["target_modules"] = sorted(peft_config["target_modules"])
+        write_text(adapter / "adapter_config.json", json.dumps(peft_config, indent=2, default=str))
+        write_bytes(adapter / "adapter_model.safetensors", tensors(model.adapter_state()))
     write_bytes(folder / ACTIONS_FILE, tensors({"weight": model.action_table.weight}))
     if mic is not None:
         write_bytes(folder / MIC_FILE, tensors(mic.state_dict()))
@@ -294,7 +351,7 @@ class ActionGenerator:
 
     @property
     def weights(self) -> str:
-        return "adapter"
+        return "full" if self.denoiser.peft is None else "adapter"
 
 
 def load_generator(
@@ -319,7 +376,8 @@ def load_generator(
     opened = open_model_folder(path, expect={"generator"})
     folder, config = opened.path, opened.config
     method = config.get("method")
-    need = [f"{ADAPTER_DIR}/adapter_model.safetensors", ACTIONS_FILE]
+    full = config.get("adapter") == "full"
+    need = [TARGET_FILE if full else f"{ADAPTER_DIR}/adapter_model.safetensors", ACTIONS_FILE]
     if method == "kinemic":
         need.append(MIC_FILE)
     missing = [n for n in need if not (folder / n).is_file()]
@@ -337,7 +395,7 @@ def load_generator(
             f"{folder}: the prior at {prior_folder.path} is not the one it was fine-tuned from "
             f"(sha256 {found[:12]}…, recorded {pointer['sha256'][:12]}…)"
         )
-    lora = LoraSettings(**config["lora"])
+    lora = None if full else LoraSettings(**config["lora"])
     classes = [int(c) for c in config["classes"]]
     model = TwoStreamDenoiser(
         prior.denoiser,
@@ -346,14 +404,17 @@ def load_generator(
         diffusion_steps=int(config["schedule"]["num_steps"]),
         prior_diffusion_steps=prior.schedule.num_steps,
     )
-    from peft import set_peft_model_state_dict
+    if model.peft is None:
+        _load_target(folder / TARGET_FILE, model.full)
+    else:
+        from peft import set_peft_model_state_dict
 
-    adapter = read_safetensors(folder / ADAPTER_DIR / "adapter_model.safetensors")
-    result = set_peft_model_state_dict(model.peft, adapter)
-    if getattr(result, "unexpected_keys", None):
-        raise KinemicError(
-            f"{folder / ADAPTER_DIR}: unexpected adapter keys {result.unexpected_keys[:5]}"
-        )
+        adapter = read_safetensors(folder / ADAPTER_DIR / "adapter_model.safetensors")
+        result = set_peft_model_state_dict(model.peft, adapter)
+        if getattr(result, "unexpected_keys", None):
+            raise KinemicError(
+                f"{folder / ADAPTER_DIR}: unexpected adapter keys {result.unexpected_keys[:5]}"
+            )
     table = read_safetensors(folder / ACTIONS_FILE)["weight"]
     if tuple(table.shape) != tuple(model.action_table.weight.shape):
         raise KinemicError(
@@ -386,3 +447,21 @@ def load_generator(
         prior_path=prior.path,
         max_frames=prior.max_frames,
     )
+
+
+def _load_target(path: Path, denoiser: Denoiser) -> None:
+    """Copy a full fine-tune's tensors into ``denoiser``: exactly ``full_finetune_names``, each
+    of its shape, or a ``KinemicError`` naming the file."""
+    state = read_safetensors(path)
+    params = dict(denoiser.named_parameters())
+    want = full_finetune_names(denoiser)
+    missing, unexpected = sorted(set(want) - set(state)), sorted(set(state) - set(want))
+    wrong = [n for n in want if n in state and state[n].shape != params[n].shape]
+    if missing or unexpected or wrong:
+        raise KinemicError(
+            f"{path}: does not fit the prior: missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}, of another shape {wrong[:5]}"
+        )
+    with torch.no_grad():
+        for name in want:
+            params[name].copy_(state[name])

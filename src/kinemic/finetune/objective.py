@@ -7,8 +7,10 @@ step, see ``kinemic.finetune.generator.prior_timestep``):
 
 1. target stream on the noised target clip -> x̂0_g, latents L_g;  L_rec = masked MSE(x̂0_g, x0_g)
 2. prior stream (adapters off, no grad) on the noised source clip under its own caption -> L_p
-3. MIC: z_g, a_g = MIC(L_g); z_p, a_p = MIC(L_p);  L_con = supervised InfoNCE(anchors z_g,
-   keys z_p + memory bank, positives = same class; the source inherits its target's label)
+3. MIC: z_g, a_g = MIC(L_g); z_p, a_p = MIC(L_p);  L_con = MIC's contrastive loss (supervised
+   InfoNCE or the reference's soft nearest-neighbour loss, ``FinetuneConfig.contrastive_loss``;
+   anchors z_g, keys z_p + memory bank, positives = same class; the source inherits its
+   target's label)
 4. the target-length window of the source with the largest summed a_p; the same window of
    x0_p and of ε, re-noised at t, denoised by the target stream under the target's condition
    -> x̂0_w, L_w;  L_wrec = mean_b w_b · masked MSE_b(x̂0_w, x0_w), with the dynamic weight
@@ -17,7 +19,9 @@ step, see ``kinemic.finetune.generator.prior_timestep``):
 6. loss = L_rec + λ_con·L_con + λ_w·L_wrec + λ_d·L_dist; the batch's z_p enter the bank
    (with λ_w = λ_d = 0 the window pass is skipped).
 
-``mdm-ft`` (the paper's baseline) is step 1 alone with the same adapters and action table.
+``mdm-ft`` (the paper's baseline) is step 1 alone, training the same adapters and action table
+or, with ``FinetuneConfig.mdm_ft = "full"`` (the reference's), the whole target stream but its
+LayerNorms and text projection.
 Each term is returned separately (logged as TensorBoard ``train/rec``, ``train/con``,
 ``train/wrec``, ``train/window_weight``, ``train/logit_scale``, ``train/dist``).
 """

@@ -8,10 +8,18 @@ filter, ``FinetuneConfig.filter``, the caption top-``pool`` re-ranked by T-MOR a
 class's shots, fused with the caption score by ``weight``), with shared noise ε and a shared
 step t of the fine-tuning schedule.
 
+Which shots (``FinetuneConfig.batching``): "sampled" draws B with replacement per step;
+"all-shots" walks a shuffled order of the N shots, min(B, N) per step, so that every shot is
+used once per epoch of ceil(N / B) steps (the reference's DataLoader with ``shuffle=True``,
+whose batch size shrinks to N when larger, and whose collate repeats a short last batch up to
+the batch size: so does this). How they are cut (``crop_unit``): whole (a random window of the
+longest length the prior takes, if longer), or a random window whose length is a multiple of
+the unit (the reference's ``to_unit_length``), source clips the same way.
+
 Every random draw of a step (target clips, soft positives, crops, source captions, t, ε) comes
-from ``(seed, step)``; the global batch is drawn once and each process takes its slice, so a
-resumed run sees what an uninterrupted one would (the bank and dropout RNG are restored from
-the checkpoint).
+from ``(seed, step)`` (the shots' order of an epoch from ``(seed, epoch)``); the global batch is
+drawn once and each process takes its slice, so a resumed run sees what an uninterrupted one
+would (the bank and dropout RNG are restored from the checkpoint).
 """
 
 from __future__ import annotations
@@ -28,13 +36,13 @@ from torch import Tensor, nn
 from kinemic.corpus import step_rng
 from kinemic.diffusion import NoiseSchedule
 from kinemic.errors import KinemicError
-from kinemic.finetune.config import FinetuneConfig
+from kinemic.finetune.config import FinetuneConfig, default_recipe
 from kinemic.finetune.data import SourceClips, TargetClips, load_sources, load_targets
 from kinemic.finetune.generator import TwoStreamDenoiser, prior_pointer, save_generator
 from kinemic.finetune.objective import FinetuneModel
 from kinemic.mining.mic import MIC
 
-__all__ = ["FinetuneConfig", "FinetuneModel", "FinetuneTask", "finetune"]
+__all__ = ["FinetuneConfig", "FinetuneModel", "FinetuneTask", "finetune", "unit_crop"]
 
 
 @dataclass
@@ -52,19 +60,25 @@ class FinetuneTask:
     generator_config: dict[str, Any]  # save_generator's config (without "step")
 
     def batch(self, step: int, *, rank: int = 0, world_size: int = 1) -> dict[str, Tensor]:
+        all_shots = self.config.batching == "all-shots"
         B = self.config.batch_size
+        if all_shots:  # the reference's loader shrinks its batch size to the shots
+            B = min(B, len(self.targets.features))
         if B % world_size:
             raise KinemicError(f"batch size {B} is not divisible by the {world_size} processes")
         rng = step_rng(self.config.seed, step)
-        pick = rng.integers(0, len(self.targets.features), size=B)
+        if all_shots:
+            pick = self.shots(step)
+        else:
+            pick = rng.integers(0, len(self.targets.features), size=B)
         label = self.targets.labels[pick]  # (B,) class index
-        tgt = [_crop(self.targets.features[i], self.max_target_frames, rng) for i in pick]
+        tgt = [self._crop(self.targets.features[i], self.max_target_frames, rng) for i in pick]
         src: list[np.ndarray] = []
         src_caption: list[int] = []
         if self.positives is not None and self.sources is not None:
             for c in label:
                 s = int(self.positives[c, rng.integers(0, self.positives.shape[1])])
-                src.append(_crop(self.sources.features[s], self.max_source_frames, rng))
+                src.append(self._crop(self.sources.features[s], self.max_source_frames, rng))
                 choices = self.sources.captions[s]
                 src_caption.append(int(choices[rng.integers(0, len(choices))]))
         longest = max(len(x) for x in tgt + src)
@@ -94,6 +108,22 @@ class FinetuneTask:
         out["noise"] = noise[rows, :local]
         return out
 
+    def shots(self, step: int) -> np.ndarray:
+        """The shots (indices into ``targets``) of step ``step`` with "all-shots" batching:
+        the slice of its epoch's shuffled order; a short last slice is repeated cyclically up
+        to min(B, N), as the reference's collate does."""
+        N = len(self.targets.features)
+        per_step = min(self.config.batch_size, N)
+        steps_per_epoch = -(-N // per_step)
+        epoch, index = divmod(step, steps_per_epoch)
+        order = step_rng(self.config.seed, epoch, 1).permutation(N)
+        return np.resize(order[index * per_step : (index + 1) * per_step], per_step)
+
+    def _crop(self, clip: np.ndarray, max_frames: int, rng: np.random.Generator) -> np.ndarray:
+        if self.config.crop_unit == 0:
+            return _crop(clip, max_frames, rng)
+        return unit_crop(clip, self.config.crop_unit, max_frames, rng)
+
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         return model(batch)
 
@@ -112,6 +142,18 @@ def _crop(clip: np.ndarray, max_frames: int, rng: np.random.Generator) -> np.nda
         return clip
     first = int(rng.integers(0, len(clip) - max_frames + 1))
     return clip[first : first + max_frames]
+
+
+def unit_crop(clip: np.ndarray, unit: int, max_frames: int, rng: np.random.Generator) -> np.ndarray:
+    """A random window of ``clip`` (T, F) whose length is a multiple of ``unit``: the
+    reference's ``to_unit_length``. The length is min(T, max_frames) floored to a multiple of
+    ``unit``, one ``unit`` shorter with probability 1/3 when ``unit`` < 10, never below
+    min(T, unit) frames; the window's first frame is uniform over the clip."""
+    length = min(len(clip), max_frames)
+    shorter = unit < 10 and int(rng.integers(0, 3)) == 2  # the reference's 'double' coin
+    n = max((length // unit - shorter) * unit, min(length, unit))
+    first = int(rng.integers(0, len(clip) - n + 1))
+    return clip[first : first + n]
 
 
 def _pad(clips: list[np.ndarray]) -> tuple[Tensor, Tensor]:
@@ -144,7 +186,9 @@ def finetune(
     shots; each class conditions on its caption from ``ntu_metadata.json``). ``prior``: a prior
     folder, a pretraining run, or "shipped". ``source``: the HumanML3D-layout corpus soft
     positives come from (method ``kinemic``; default: the prior's recorded training sources
-    that exist as folders). Every input is checked before training starts; a bad split,
+    that exist as folders). ``config`` None: the recipe ``default_recipe`` picks for the prior
+    (``paper`` for an imported MDM, ``cpu`` otherwise). Every input is checked before training
+    starts; a bad split,
     missing clips, classes with fewer clips than shots, empty captions, an incomplete prior
     folder or a wrong source raise ``KinemicError``.
 
@@ -158,8 +202,6 @@ def finetune(
     from kinemic.text import encoder_from_spec
     from kinemic.training import train
 
-    config = config or FinetuneConfig()
-    config = replace(config, lora=config.lora.resolved())  # recorded with its module names
     out = Path(out)
     if resume is None and (out / "latest").exists():
         raise KinemicError(
@@ -167,6 +209,8 @@ def finetune(
             "choose another output folder"
         )
     p = load_prior(prior)  # a generator is refused: "... is a fine-tuned generator, not a prior"
+    config = config or FinetuneConfig.from_recipe(default_recipe(p.config))
+    config = replace(config, lora=config.lora.resolved())  # recorded with its module names
     if p.text_spec is None:
         raise KinemicError(f"{p.path}: this prior takes no text; KineMIC conditions on captions")
     targets = load_targets(target, split, normalizer=p.normalizer)
@@ -196,7 +240,8 @@ def finetune(
     generator_config = {
         "method": config.method,
         "prior": pointer,
-        "lora": config.lora.to_dict(),
+        "adapter": "full" if config.full_finetune else "lora",
+        "lora": None if config.full_finetune else config.lora.to_dict(),
         "schedule": {
             "kind": "cosine",
             "num_steps": diffusion_steps,
@@ -214,15 +259,9 @@ def finetune(
         "mic": None if mic_cfg is None else mic_cfg.to_dict(),
         "finetune": config.to_dict(),
     }
-    # The fingerprint keeps the flat layout of earlier versions, so that their runs resume.
     settings = config.flat()
-    free = {"train_steps", "checkpoint_every", "keep_checkpoints", "log_every"}
-    if config.filter.kind == "none":  # runs from before the filter option resume as they did
-        free |= {"filter", "filter_pool", "filter_encoder", "filter_weight"}
-    elif config.filter.weight == 1.0:  # the motion-only ranking, the filter before the weight
-        free.add("filter_weight")
     fingerprint = {
-        **{k: v for k, v in settings.items() if k not in free},
+        **_fingerprint_settings(config),
         "prior": pointer,
         "target": generator_config["target"],
         "split": split,
@@ -234,7 +273,7 @@ def finetune(
     model = TwoStreamDenoiser(
         p.denoiser,
         num_actions=len(targets.classes),
-        lora=config.lora,
+        lora=None if config.full_finetune else config.lora,
         diffusion_steps=diffusion_steps,
         prior_diffusion_steps=p.schedule.num_steps,
     )
@@ -265,6 +304,36 @@ def finetune(
         hparams=hparams,
     )
     return out
+
+
+# Settings added after runs were first recorded, with the value that reproduces the behaviour
+# from before: left out of the fingerprint at that value, so that those runs still resume.
+_ADDED = {
+    "batching": "sampled",
+    "crop_unit": 0,
+    "mic_arch": "small",
+    "contrastive_loss": "supcon",
+    "min_logit_scale": 0.0,
+    "logit_scale_clamp": "value",
+}
+
+
+def _fingerprint_settings(config: FinetuneConfig) -> dict[str, Any]:
+    """The settings that must be equal to resume a run: the flat layout of earlier versions
+    (``FinetuneConfig.flat``) without what may change (steps, checkpointing, logging, the
+    recipe's name) and without what only later versions record at its earlier value."""
+    settings = config.flat()
+    free = {"recipe", "train_steps", "checkpoint_every", "keep_checkpoints", "log_every"}
+    free |= {k for k, v in _ADDED.items() if settings[k] == v}
+    if not config.full_finetune:  # mdm_ft changes nothing else
+        free.add("mdm_ft")
+    if config.filter.kind == "none":  # runs from before the filter option resume as they did
+        free |= {"filter", "filter_pool", "filter_encoder", "filter_weight"}
+    elif config.filter.weight == 1.0:  # the motion-only ranking, the filter before the weight
+        free.add("filter_weight")
+    if settings["lora"]["layout"] == "packed":
+        settings["lora"] = {k: v for k, v in settings["lora"].items() if k != "layout"}
+    return {k: v for k, v in settings.items() if k not in free}
 
 
 def _source_folder(source: str | Path | None, prior) -> Path:
