@@ -177,6 +177,16 @@ def test_filter_config_source_options_validate_and_keep_old_records(tmp_path):
     )
     assert mined.text_tokens == 20
     assert FilterConfig().with_recorded_source({"name": "none"}) == FilterConfig()
+    # `kinemic mine --model` ranks what the model was trained with
+    from kinemic.mining.report import _with_own
+
+    assert _with_own(None, {"name": "none", **ref.source_options()}) == FilterConfig(
+        subclips="cut", min_frames=40, max_frames=199, text_tokens=75
+    )
+    own = {"name": "kinematic", "pool": 12, "encoder": None, "weight": 0.5, "subclips": "cut"}
+    assert _with_own(FilterConfig(kind="kinematic"), own) == FilterConfig(
+        kind="kinematic", pool=12, weight=0.5, subclips="cut"
+    )
     for bad, message in (
         (dict(subclips="split"), "subclips must be one of include, exclude, cut, found 'split'"),
         (dict(min_frames=0), "min_frames must be >= 1 or None, found 0"),

@@ -8,7 +8,7 @@ windows find the target action (``kinemic.mining.precision``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -356,13 +356,14 @@ def mine(
 
 def _with_own(how: FilterConfig | None, own: dict[str, Any]) -> FilterConfig:
     """The selection ``how`` (None: the model's own) with the options it leaves None taken from
-    the model's record ``own`` (``SoftPositives.filter``) when both are kinematic."""
+    the model's record ``own`` (``SoftPositives.filter``) when both are kinematic, and the
+    source options it leaves at their defaults taken from the record whatever the kinds."""
     kind = own["name"] if how is None else how.kind
-    how = FilterConfig(kind=kind) if how is None else how
+    how = (FilterConfig(kind=kind) if how is None else how).with_recorded_source(own)
     if not kind == own["name"] == "kinematic":
         return how
-    return FilterConfig(
-        kind="kinematic",
+    return replace(
+        how,
         pool=own.get("pool") if how.pool is None else how.pool,
         encoder=own.get("encoder") if how.encoder is None else how.encoder,
         # a record from before the weight option ranked by motion alone
