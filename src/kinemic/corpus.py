@@ -1,11 +1,13 @@
-"""Motion corpora for training: HumanML3D-layout sources held in memory, and seeded batches.
+"""Motion corpora for training: HumanML3D-layout sources, packed on disk, and seeded batches.
 
 :func:`read_clips` is the one reader of a source's clips for training — features or joints,
 each clip's captions and their spans — behind both :class:`MotionCorpus` (features, for the
 prior) and ``kinemic.tmor.data.TMORCorpus`` (joints, for T-MOR).
 
 A :class:`MotionCorpus` reads one or more HumanML3D-layout folders (each folder's ``train``
-split when it has one, else every clip) into one float32 array, with each clip's captions. Clip
+split when it has one, else every clip) into one float32 array, with each clip's captions: by
+default a pack (:mod:`kinemic.packed`) written on first use and memory-mapped, so the processes
+of a machine share one copy of it and later runs open it in an instant. Clip
 lengths follow HumanML3D's loader (``../shared/SPEC.md`` §2): clips with fewer than
 ``min_frames`` feature rows are skipped (and counted); longer clips are kept whole and cropped
 when drawn, so a long mocap trial contributes a different window each time.
@@ -16,6 +18,8 @@ crops to the span. Spans shorter than ``min_frames`` rows are dropped (and count
 
 Batches are a pure function of a :class:`numpy.random.Generator` (:func:`draw_batch`): a
 training loop seeds one per step from ``(seed, step)``, so resuming never replays a loader.
+:func:`draw_batch` draws the whole batch's choices but reads only the rows of one process's
+slice (``rows``).
 """
 
 from __future__ import annotations

