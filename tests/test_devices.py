@@ -25,7 +25,7 @@ def two_gpus(monkeypatch):
     """PyTorch believes it sees two GPUs (nothing is allocated on them)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
 
 

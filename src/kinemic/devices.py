@@ -68,7 +68,10 @@ def resolve_device(name: str | torch.device | None = None) -> torch.device:
     count = torch.cuda.device_count()
     if index is None:
         rank = _launched_rank()
-        index = rank % count if rank is not None else torch.cuda.current_device()
+        if rank is not None:
+            index = rank % count
+        else:  # the current GPU, without starting CUDA in a process that has not (0 then)
+            index = torch.cuda.current_device() if torch.cuda.is_initialized() else 0
     elif int(index) >= count:
         raise KinemicError(
             f"device {name!r}: there is no GPU {index}; PyTorch sees {count} "
