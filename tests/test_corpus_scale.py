@@ -226,3 +226,14 @@ def test_text_cache_fills_what_pretraining_then_reads(tmp_path: Path, monkeypatc
         model_overrides={"latent_dim": 16, "ff_dim": 32, "num_layers": 1, "num_heads": 2},
     )
     assert (tmp_path / "run" / "latest").exists()
+
+
+def test_the_pack_gets_the_mode_the_umask_gives(tmp_path: Path) -> None:
+    source = make_source(tmp_path / "src", clips=3)
+    old = os.umask(0o022)
+    try:
+        c = MotionCorpus.load([source], min_frames=20, progress=False, cache=tmp_path / "p")
+    finally:
+        os.umask(old)
+    assert c.pack.stat().st_mode & 0o777 == 0o755
+    assert (c.pack / "rows.bin").stat().st_mode & 0o777 == 0o644

@@ -27,8 +27,8 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -182,7 +182,8 @@ def open_or_build(cache: Path, key: str, build: Callable[[Path], None]) -> Pack:
                     stacklevel=3,
                 )
                 shutil.rmtree(final, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", suffix=".tmp", dir=cache))
+        tmp = cache / f".{key}.{secrets.token_hex(6)}.tmp"
+        tmp.mkdir(mode=0o777)  # the umask decides, as for every file kinemic writes (not 0o700)
         try:
             build(tmp)
             try:
