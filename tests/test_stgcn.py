@@ -270,3 +270,28 @@ def test_bf16_autocast_trains(one_thread):
     )
     assert np.isfinite(res.losses).all() and len(res.history) == res.epochs
     assert next(res.model.parameters()).dtype == torch.float32  # weights stay fp32
+
+
+def test_the_graph_first_block_computes_the_textbook_block():
+    """STGCNBlock.forward (graph product on the input, one matrix product for all partitions)
+    against forward_convolution_first (1×1 convolution, then the product per partition): the
+    same outputs and gradients, in float64, with edge importances and biases away from their
+    initial values so that every term counts."""
+    torch.manual_seed(0)
+    model = STGCN(STGCNConfig(num_classes=3, width=0.25)).double().train()
+    with torch.no_grad():
+        for block in model.blocks:
+            block.importance.uniform_(0.5, 1.5)
+            block.gcn.bias.normal_()
+    x = torch.randn(3, 20, 22, 3, dtype=torch.float64)
+    weights = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    params = list(model.parameters())
+    out = model(x)
+    grads = torch.autograd.grad((out * weights).sum(), params)
+    for block in model.blocks:
+        block.forward = block.forward_convolution_first
+    ref = model(x)
+    ref_grads = torch.autograd.grad((ref * weights).sum(), params)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-8, atol=1e-10)
