@@ -2,11 +2,13 @@
 the figures, a report folder, and a report page that renders in a real browser."""
 
 import json
+from dataclasses import asdict
 
 import pytest
 
 from kinemic.cli import main
 from kinemic.demo import MODES
+from kinemic.errors import KinemicError
 
 from .browser import chromium
 
@@ -119,24 +121,33 @@ def test_demo_help_explains_the_quick_mode(capsys):
     assert "--quick" in text and "report.html" in text
 
 
-def test_fitted_har_trains_every_classifier_until_fitted(monkeypatch, capsys):
+def test_the_default_demo_trains_every_classifier_to_the_fitting_rule(monkeypatch, capsys):
     import kinemic.demo
-    from kinemic.demo import DemoConfig, _protocol
+    from kinemic.demo import DemoConfig, _protocol, _second_modes
+    from kinemic.report.demo import _har_cuts
 
-    fitted = _protocol(DemoConfig.fitted())
-    assert (fitted.train.steps, fitted.train.min_epochs, fitted.train.fit_loss) == (480, 60, 0.05)
-    assert fitted.frames == 50
     default = _protocol(DemoConfig())
-    assert (default.train.steps, default.train.min_epochs, default.train.fit_loss) == (160, 3, None)
-    assert default.frames == 100
-    quick = _protocol(DemoConfig.quick()).train
-    assert (quick.epochs, quick.fit_loss) == (8, None)  # the smoke test: fixed epochs
+    train = default.train
+    assert (train.steps, train.min_epochs, train.fit_loss) == (480, 30, 0.05)
+    assert default.frames == 50 and default.seeds == 5
+    assert "synth (kinemic)" not in default.modes  # left out by default, and the report says so
+    assert _second_modes(DemoConfig()) == ("real", "gt", "mixed (mdm-ft)")
+    assert default.train.epochs_for(30) == 240 and default.train.epochs_for(330) == 30
+    quick = _protocol(DemoConfig.quick())
+    assert (quick.train.epochs, quick.train.fit_loss) == (8, None)  # the smoke test: fixed epochs
+    assert quick.modes == MODES  # every path
     assert DemoConfig.quick().smoke_test and not DemoConfig().smoke_test
-    assert _protocol(DemoConfig.fitted(seeds=3)).seeds == 3  # other settings still apply
+    cuts = _har_cuts({**asdict(DemoConfig()), "modes_left_out": ["synth (kinemic)"]})
+    assert "fitting rule" in cuts and "Not trained in this run: synth (kinemic)" in cuts
+    with pytest.raises(KinemicError, match="unknown 'synth'"):
+        DemoConfig(modes=("real", "synth"))
 
     seen = {}
     monkeypatch.setattr(kinemic.demo, "run_demo", lambda config, **kw: seen.setdefault("c", config))
-    assert main(["demo", "--fitted-har", "--out", "x"]) == 0
-    assert (seen["c"].har_steps, seen["c"].har_fit_loss) == (480, 0.05)
-    assert main(["demo", "--quick", "--fitted-har"]) == 2
-    assert "--quick or --fitted-har" in capsys.readouterr().err
+    assert main(["demo", "--modes", "real, synth (kinemic),gt", "--out", "x"]) == 0
+    assert seen["c"].modes == ("real", "synth (kinemic)", "gt")
+    assert seen["c"].har_fit_loss == 0.05
+    assert main(["demo", "--modes", "real,nope"]) == 2
+    assert "unknown 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["demo", "--fitted-har"])  # now the default: the flag is gone

@@ -373,3 +373,12 @@ def test_the_configs_the_cli_reads_its_defaults_from_import_no_torch():
     code = "import sys, kinemic.har.config; print('torch' in sys.modules)"
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "False"
+
+
+def test_the_epochs_column_counts_the_seeds_the_fitting_rule_left_unfitted():
+    from kinemic.har.results import epochs_text
+
+    assert epochs_text({"epochs": 30, "epochs_per_seed": [30, 30]}) == "30"
+    assert epochs_text({"epochs": 24, "epochs_per_seed": [24, 30], "unfitted_seeds": 0}) == "24–30"
+    mode = {"epochs": 30, "epochs_per_seed": [30, 30, 28], "unfitted_seeds": 2}
+    assert epochs_text(mode) == "28–30 (2 of 3 not fitted)"

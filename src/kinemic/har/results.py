@@ -96,6 +96,10 @@ def results_document(
                 "epochs": rs[0]["epochs"],
                 "steps": rs[0]["steps"],
                 "epochs_per_seed": [r["epochs"] for r in rs],
+                # seeds that ended at the planned epochs without meeting the fitting rule
+                "unfitted_seeds": None
+                if config.train.fit_loss is None or config.train.epochs is not None
+                else sum(r.get("fitted_epoch") is None for r in rs),
                 "final_loss": _mean_of(r.get("final_loss") for r in rs),
                 "final": _summary(final),
                 "best": {**_summary(best), "epochs": [r["best_epoch"] for r in rs]},
@@ -139,7 +143,11 @@ def epochs_text(mode: dict[str, Any]) -> str:
     seeds at different epochs."""
     per_seed = mode.get("epochs_per_seed") or [mode["epochs"]]
     lo, hi = min(per_seed), max(per_seed)
-    return str(lo) if lo == hi else f"{lo}–{hi}"
+    text = str(lo) if lo == hi else f"{lo}–{hi}"
+    unfitted = mode.get("unfitted_seeds")
+    if unfitted:
+        text += f" ({unfitted} of {len(per_seed)} not fitted)"
+    return text
 
 
 def loss_text(mode: dict[str, Any]) -> str:
@@ -187,8 +195,9 @@ def results_markdown(doc: dict[str, Any]) -> str:
     )
     if t.get("fit_loss") is not None:
         epochs = (
-            f"until fitted: the first epoch from {t['min_epochs']} on with a mean training "
-            f"loss ≤ {t['fit_loss']}, at most {epochs}"
+            f"to the fitting rule: the first epoch with a mean training loss ≤ {t['fit_loss']} "
+            f"finds the set fitted, then as many epochs again with the learning rate annealed "
+            f"to 0; at most {epochs}"
         )
     out = [
         f"# HAR evaluation — split {doc['split']}",

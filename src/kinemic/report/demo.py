@@ -156,18 +156,24 @@ def _har_cuts(config: dict[str, Any]) -> str:
     if config.get("har_epochs"):
         return text + f", and each one trains a fixed {config['har_epochs']} epochs."
     if config.get("har_fit_loss"):
-        return text + (
-            ", and each one trains until fitted: to the first epoch with a mean training loss "
-            f"≤ {config['har_fit_loss']}, then as many epochs again with the learning rate "
-            f"annealed to 0 (at most {config.get('har_steps')} steps or "
-            f"{config.get('har_min_epochs')} epochs, whichever is more)."
+        text += (
+            ", and each one trains to the fitting rule: the first epoch with a mean training "
+            f"loss ≤ {config['har_fit_loss']} finds the set fitted, and the run then trains as "
+            "many epochs again with the learning rate annealed to 0. A run trains at most "
+            f"{config.get('har_steps')} optimiser steps or {config.get('har_min_epochs')} "
+            "epochs, whichever is more; a seed that ends there unfitted is counted in the "
+            "epochs column."
         )
-    return text + (
-        f", and each one trains {config.get('har_steps')} optimiser steps (at least "
-        f"{config.get('har_min_epochs')} epochs), which leaves the large training sets "
-        "unfitted: see the epochs and final training loss below (`kinemic demo --fitted-har` "
-        "trains every classifier until fitted)."
-    )
+    else:
+        text += (
+            f", and each one trains {config.get('har_steps')} optimiser steps (at least "
+            f"{config.get('har_min_epochs')} epochs), without the fitting rule: see the epochs "
+            "and final training loss below."
+        )
+    left_out = config.get("modes_left_out")
+    if left_out:
+        text += f" Not trained in this run: {', '.join(left_out)} (`kinemic demo --modes`)."
+    return text
 
 
 def _motion_blocks(motion: dict[str, Any]) -> list:
