@@ -129,7 +129,7 @@ def test_the_default_demo_trains_every_classifier_to_the_fitting_rule(monkeypatc
     default = _protocol(DemoConfig())
     train = default.train
     assert (train.steps, train.min_epochs, train.fit_loss) == (480, 30, 0.05)
-    assert default.frames == 50 and default.seeds == 5
+    assert default.frames == 50 and default.seeds == 3
     assert "synth (kinemic)" not in default.modes  # left out by default, and the report says so
     assert _second_modes(DemoConfig()) == ("real", "gt", "mixed (mdm-ft)")
     assert default.train.epochs_for(30) == 240 and default.train.epochs_for(330) == 30
@@ -139,6 +139,7 @@ def test_the_default_demo_trains_every_classifier_to_the_fitting_rule(monkeypatc
     assert DemoConfig.quick().smoke_test and not DemoConfig().smoke_test
     cuts = _har_cuts({**asdict(DemoConfig()), "modes_left_out": ["synth (kinemic)"]})
     assert "fitting rule" in cuts and "Not trained in this run: synth (kinemic)" in cuts
+    assert "3 seeds, not the protocol's 5" in cuts and "2 degrees of freedom" in cuts
     with pytest.raises(KinemicError, match="unknown 'synth'"):
         DemoConfig(modes=("real", "synth"))
 

@@ -547,14 +547,14 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
             "On kinemic's procedural world and the shipped prior: soft-positive mining, "
             "fine-tuning with the mdm-ft baseline and with KineMIC, mining precision against the "
             "world's ground truth, synthesis, and the HAR protocol (ST-GCN; real, mixed (mdm-ft), "
-            "mixed (kinemic), gt; 5 seeds, each classifier trained to the fitting rule: the first "
+            "mixed (kinemic), gt; 3 seeds, each classifier trained to the fitting rule: the first "
             "epoch with a mean training loss <= 0.05, then as many again annealed). Prints the "
             "verdict and the table and "
             "writes OUT/report.md, a self-contained OUT/report.html and OUT/demo.json. A rerun "
             "reuses finished stages and resumes an interrupted fine-tune."
         ),
         epilog="""examples:
-  kinemic demo                          # default world, 5 seeds (11-14 minutes on 2 cores)
+  kinemic demo                          # default world, 3 seeds (about 15 minutes on 2 cores)
   kinemic demo --quick                  # smoke test: tiny world, 2 seeds (about 3 minutes)
   kinemic demo --modes "real,mixed (kinemic),synth (kinemic),gt"
   kinemic demo --out runs/demo --json runs/demo.json --seeds 10""",
@@ -564,7 +564,12 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, help="also write the figures (accuracies, mining) here")
     p.add_argument("--quick", action="store_true", help="tiny world, fewer seeds and steps")
     p.add_argument("--scale", choices=("tiny", "small", "default"), help="world scale")
-    p.add_argument("--seeds", type=int, help="HAR seeds per mode (default 5; --quick 2)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        help="HAR seeds per mode (default 3: the protocol's 5 take about 20 minutes on 2 cores; "
+        "--quick 2)",
+    )
     p.add_argument(
         "--finetune-steps",
         "--steps",

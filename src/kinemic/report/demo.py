@@ -170,6 +170,13 @@ def _har_cuts(config: dict[str, Any]) -> str:
             f"{config.get('har_min_epochs')} epochs), without the fitting rule: see the epochs "
             "and final training loss below."
         )
+    seeds = config.get("seeds", 5)
+    if seeds < 5 and not config.get("smoke_test"):
+        text += (
+            f" Each mode has {seeds} seeds, not the protocol's 5 (`kinemic demo --seeds 5`); the "
+            f"intervals are Student t over the {seeds} seeds ({seeds - 1} degrees of freedom), "
+            "so they are wide."
+        )
     left_out = config.get("modes_left_out")
     if left_out:
         text += f" Not trained in this run: {', '.join(left_out)} (`kinemic demo --modes`)."
