@@ -111,7 +111,7 @@ class Samples:
     - ``indices``: each row's place in the whole set (0, 1, ... unless one shard's part).
 
     The model they came from: ``model_folder`` (the folder it was loaded from), ``weights``
-    ("ema", "raw" or "adapter"), ``diffusion_steps`` (its schedule's), ``text_encoder`` and
+    ("ema", "raw", "adapter" or "full"), ``diffusion_steps`` (its schedule's), ``text_encoder`` and
     ``action_names``. Sample i was drawn with condition ``conditions[i]``; the ``n`` samples of
     one condition are consecutive.
 

@@ -37,7 +37,9 @@ def with_max_tokens(encoder: TextEncoder, max_tokens: int) -> TextEncoder:
         raise KinemicError(
             f"text encoder {encoder.name!r} has no caption context to set (to {max_tokens} "
             "word pieces): only the CLIP encoder ('clip') has one; MDM conditions on 20 word "
-            "pieces, the KineMIC reference finds soft positives with 75"
+            "pieces, the KineMIC reference finds soft positives with 75. The setting comes from "
+            "the soft-positive selection (`filter.text_tokens`, which the `paper` recipe sets for "
+            "an imported MDM's CLIP): with this encoder use the `cpu` recipe or leave it unset"
         )
     return make(max_tokens)
 
