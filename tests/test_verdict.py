@@ -52,8 +52,16 @@ def test_did_not_help_names_the_motion_reason():
     assert "`mixed (kinemic)` at 66.0% ± 5.0" in lines[0]
     assert "30% of the real clips' local speed" in lines[0]
     assert "travel 6.0× as far" in lines[0]
-    assert lines[1].startswith("KineMIC beat")  # 66 > 64, intervals overlap
+    # 66 > 64 with overlapping intervals: above, but not "beat"
+    assert lines[1].startswith("KineMIC scored above the mdm-ft baseline, within seed noise")
     assert "overlap" in lines[1]
+
+
+def test_a_rise_within_seed_noise_is_not_called_help():
+    lines = verdict(_modes((68.6, 23.6), (76.5, 5.3), (82.0, 2.8), (93.5, 2.8)), num_classes=3)
+    assert lines[0].startswith("Synthetic data raised the mean, but within seed noise: ")
+    assert "(+13.4 points; the 95% intervals overlap" in lines[0]
+    assert lines[1].startswith("KineMIC scored above the mdm-ft baseline, within seed noise")
 
 
 def test_no_motion_defect_says_so():
