@@ -374,7 +374,7 @@ def add_text_cache(sub: argparse._SubParsersAction) -> None:
 
 
 def run_text_cache(args: argparse.Namespace) -> int:
-    from kinemic.text.fill import fill_text_cache
+    from kinemic.caption_cache import fill_text_cache
 
     done = fill_text_cache(
         args.source,
