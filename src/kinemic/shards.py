@@ -20,13 +20,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from kinemic.errors import KinemicError
 
-__all__ = ["Shard", "assembly_lock", "batch_seed"]
+__all__ = ["Shard", "assembly_lock", "batch_seed", "end_assembly"]
 
 #: The increment of SplitMix64's Weyl sequence (2^64 / golden ratio, odd).
 _WEYL = 0x9E3779B97F4A7C15
@@ -83,18 +84,31 @@ class Shard:
 
 @contextlib.contextmanager
 def assembly_lock(folder: str | Path) -> Iterator[bool]:
-    """Hold an exclusive lock on ``folder``/.assembly.lock while the block runs, so that one
-    process at a time looks whether every part is there and assembles them. Yields False when
-    ``folder`` is gone: another process has assembled the set and removed its parts. The
-    kernel releases the lock when the process ends, even when killed."""
+    """Hold an exclusive lock while the block runs, so that one process at a time looks whether
+    every part in ``folder`` is there and assembles them. Yields False when ``folder`` is gone:
+    another process has assembled the set (:func:`end_assembly`). The kernel releases the lock
+    when the process ends, even when killed.
+
+    The lock is a file beside ``folder`` (``<folder>.lock``), not in it: a lock file inside a
+    folder the assembler deletes can be recreated by a late process while the deletion runs,
+    and that process would then lock a file nobody else holds and assemble the set again."""
     folder = Path(folder)
-    try:
-        fd = os.open(folder / ".assembly.lock", os.O_CREAT | os.O_RDWR, 0o666)
-    except FileNotFoundError:
-        yield False
-        return
+    fd = os.open(_lock_path(folder), os.O_CREAT | os.O_RDWR, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield folder.is_dir()  # removed by the process that held the lock before
+        yield folder.is_dir()
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def end_assembly(folder: str | Path) -> None:
+    """Remove the parts ``folder`` and then its lock file; call it holding :func:`assembly_lock`
+    once the parts are read: a process that locks afterwards finds ``folder`` gone."""
+    folder = Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_lock_path(folder))
+
+
+def _lock_path(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".lock")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import os
 import re
 import sys
 from collections.abc import Callable, Hashable, Iterator
@@ -110,13 +109,16 @@ def run_record(parser: argparse.ArgumentParser, args: argparse.Namespace, verb: 
 
 def write_run_record(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path | None:
     """Write ``OUT/run-config.json`` for a finished run of a verb with ``--config`` and an
-    ``--out``; the main process only (under ``accelerate launch`` every process runs the CLI).
-    Returns the file, or None when there is none to write."""
+    ``--out``, when the run left OUT: a shard of a sharded synthesis that ends before the
+    others leaves none (the last one assembles OUT, and a record written first would make it
+    refuse a non-empty folder). Under ``accelerate launch`` or ``torchrun`` every process that
+    finds OUT writes the same record, atomically. Returns the file, or None when there is none
+    to write."""
     verb = _verb_parser(parser, args.verb)
     out = getattr(args, "out", None)
     if verb is None or "config" not in _options(verb) or out is None:
         return None
-    if os.environ.get("RANK", "0") != "0":
+    if not Path(out).is_dir():
         return None
     from kinemic.files import write_text
 

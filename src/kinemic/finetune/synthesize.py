@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +46,7 @@ from kinemic.devices import device_generator
 from kinemic.errors import KinemicError
 from kinemic.files import write_text
 from kinemic.progress import progress_bar
-from kinemic.shards import Shard, assembly_lock, batch_seed
+from kinemic.shards import Shard, assembly_lock, batch_seed, end_assembly
 
 __all__ = ["matches", "plan_samples", "synth_id", "synthesize"]
 
@@ -215,7 +214,7 @@ def synthesize(
                     for f in sorted((parts / name / sub).glob("*")):
                         os.replace(f, staging / sub / f.name)
             _finish(staging, gen, plan, ids, info)
-        shutil.rmtree(parts, ignore_errors=True)
+        end_assembly(parts)
     return out
 
 

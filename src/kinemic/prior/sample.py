@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from kinemic.devices import device_generator
 from kinemic.errors import KinemicError
 from kinemic.files import make_folder, read_npy, save_npy, write_text
 from kinemic.models import load_model
-from kinemic.shards import Shard, assembly_lock, batch_seed
+from kinemic.shards import Shard, assembly_lock, batch_seed, end_assembly
 
 if TYPE_CHECKING:
     from kinemic.finetune.generator import ActionGenerator
@@ -409,8 +408,6 @@ def sample_motions(
         ],
     }
     write_text(out / "info.json", json.dumps(info, indent=2) + "\n")
-    if not shard.whole:
-        shutil.rmtree(out / PARTS, ignore_errors=True)
     return out
 
 
@@ -437,6 +434,7 @@ def _record_part(parts: Path, shard: Shard, settings: dict, rows: list[dict]) ->
                     f" differ); sample every shard with the same settings, or delete {parts}"
                 )
             merged += record["samples"]
+        end_assembly(parts)  # this process assembles: one that locks after it finds none
         return sorted(merged, key=lambda r: r["index"])
 
 
