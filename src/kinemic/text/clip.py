@@ -70,8 +70,8 @@ def _missing_message(where: str, why: str) -> str:
         f"the CLIP text encoder needs the weights of {CLIP_MODEL_ID}: {where} {why}. "
         f"Download them once on a machine with network: `hf download {CLIP_MODEL_ID}` "
         "(`huggingface-cli download ...` with huggingface_hub < 1.0; copy "
-        "~/.cache/huggingface/hub across if needed), or pass "
-        "--clip-path DIR (path=DIR in Python) with a folder holding config.json, "
+        "~/.cache/huggingface/hub across if needed, or point HF_HOME at a copy: the command "
+        "line reads that cache), or in Python pass path=DIR with a folder holding config.json, "
         "model.safetensors or pytorch_model.bin, vocab.json and merges.txt. The default text "
         "encoder 'minilm' needs no download."
     )
