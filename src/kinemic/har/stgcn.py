@@ -139,10 +139,7 @@ class STGCNBlock(nn.Module):
         weight = self.gcn.weight.view(k, -1, c).transpose(0, 1).reshape(-1, k * c, 1, 1)
         bias = torch.einsum("ko,ki->oi", self.gcn.bias.view(k, -1), a.sum(2))  # (C_out, V)
         h = nn.functional.conv2d(xa, weight.to(xa.dtype)) + bias.to(xa.dtype)[:, None, :]
-        out = self.tcn(h)  # (B, C_out, T', V)
-        if self.residual is not None:
-            out = out + self.residual(x)
-        return torch.relu(out)
+        return self._temporal(h, x)
 
     def forward_convolution_first(self, x: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
         """The same block the textbook way (1×1 convolution, then the graph product per
@@ -151,7 +148,12 @@ class STGCNBlock(nn.Module):
         h = self.gcn(x).view(b, self.num_parts, -1, t, v)  # (B, K, C_out, T, V)
         a = (adjacency * self.importance).to(h.dtype)
         h = torch.matmul(h.flatten(2, 3), a.transpose(1, 2)).sum(1).view(b, -1, t, v)
-        out = self.tcn(h)
+        return self._temporal(h, x)
+
+    def _temporal(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The rest of the block after the graph convolution h (B, C_out, T, V) of its input x:
+        the temporal convolution, the residual path, ReLU."""
+        out = self.tcn(h)  # (B, C_out, T', V)
         if self.residual is not None:
             out = out + self.residual(x)
         return torch.relu(out)
